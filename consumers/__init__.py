@@ -1,0 +1,1 @@
+"""Tribunal's tiers: workers vote, the aggregator decides or escalates, the judge settles."""

@@ -1,0 +1,1 @@
+"""Producers that bring items into Tribunal: file ingest and topic replay."""

@@ -1,0 +1,178 @@
+"""Message contracts between tiers: frozen pydantic models, each carrying a schema version.
+
+Every record on a Tribunal topic is one of these models encoded by `schemas.codec`. Keys are
+item ids (utf-8), so items, votes and everything derived from one item land on the same
+partition number of every topic.
+
+Bounds are checked at decode time from a `DecodeContext` passed as pydantic validation context
+(`max_text_chars`, the task registry), so the limits come from settings rather than constants.
+"""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationInfo, field_validator
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "DEFAULT_MAX_TEXT_CHARS",
+    "DeadLetter",
+    "DecidedBy",
+    "EscalationReason",
+    "Item",
+    "ItemId",
+    "JudgeRequest",
+    "Message",
+    "Verdict",
+    "Vote",
+    "now",
+]
+
+SCHEMA_VERSION = 1
+# Generous for tickets and reviews, small enough that one record never nears Kafka's 1 MB default.
+DEFAULT_MAX_TEXT_CHARS = 20_000
+
+ItemId = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$")]
+Label = Annotated[str, Field(min_length=1, max_length=128)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+NonNegative = Annotated[float, Field(ge=0.0)]
+
+
+def now() -> float:
+    """Wall-clock time in epoch seconds, the one time unit used in every message."""
+    return time.time()
+
+
+class DecidedBy(StrEnum):
+    WORKERS = "workers"
+    JUDGE = "judge"
+    FALLBACK = "fallback"
+
+
+class EscalationReason(StrEnum):
+    DISAGREEMENT = "disagreement"
+    LOW_CONFIDENCE = "low_confidence"
+    DEADLINE = "deadline"
+    AUDIT = "audit"
+
+
+class Message(BaseModel):
+    """Base of every contract: immutable, unknown fields rejected, versioned."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
+def _check_label(label: str | None, task: str, info: ValidationInfo) -> None:
+    registry = _context(info).get("tasks")
+    if label is not None and registry is not None:
+        registry.check_label(task, label)
+
+
+def _context(info: ValidationInfo) -> dict[str, Any]:
+    return info.context if isinstance(info.context, dict) else {}
+
+
+class Item(Message):
+    """One thing to classify, as produced into the `items` topic."""
+
+    id: ItemId
+    text: str = Field(min_length=1)
+    task: str = Field(default="sentiment", min_length=1, max_length=64)
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    produced_at: NonNegative = Field(default_factory=now)
+
+    @field_validator("text")
+    @classmethod
+    def _bounded_text(cls, text: str, info: ValidationInfo) -> str:
+        limit = _context(info).get("max_text_chars", DEFAULT_MAX_TEXT_CHARS)
+        if len(text) > limit:
+            raise ValueError(f"text has {len(text)} characters, more than the limit of {limit}")
+        return text
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, task: str, info: ValidationInfo) -> str:
+        registry = _context(info).get("tasks")
+        if registry is not None:
+            registry.get(task)
+        return task
+
+    @property
+    def gold(self) -> str | None:
+        """The reference label carried in metadata by labelled inputs, if any."""
+        value = self.metadata.get("label")
+        return value if isinstance(value, str) else None
+
+
+class Vote(Message):
+    """One worker's label for one item; `label=None` is an abstention with a `reason`."""
+
+    item_id: ItemId
+    worker: str = Field(min_length=1, max_length=128)
+    model: str = Field(min_length=1, max_length=256)
+    task: str = Field(min_length=1, max_length=64)
+    label: Label | None
+    confidence: Probability = 0.0
+    latency_ms: NonNegative = 0.0
+    reason: str | None = Field(default=None, max_length=1_000)
+    voted_at: NonNegative = Field(default_factory=now)
+
+    @field_validator("label")
+    @classmethod
+    def _label_in_task(cls, label: str | None, info: ValidationInfo) -> str | None:
+        _check_label(label, str(info.data.get("task", "")), info)
+        return label
+
+
+class JudgeRequest(Message):
+    """An item the workers could not settle, with their votes and why it escalated."""
+
+    item: Item
+    votes: tuple[Vote, ...] = ()
+    reason: EscalationReason
+    policy: str
+    policy_version: int = Field(ge=0)
+    escalated_at: NonNegative = Field(default_factory=now)
+
+
+class Verdict(Message):
+    """The final label of one item: exactly one per item id reaches the `labels` topic."""
+
+    item_id: ItemId
+    task: str = Field(min_length=1, max_length=64)
+    label: Label
+    decided_by: DecidedBy
+    confidence: Probability = 0.0
+    votes: tuple[Vote, ...] = ()
+    reason: EscalationReason | None = None
+    policy: str
+    policy_version: int = Field(ge=0)
+    gold: str | None = None
+    item_produced_at: NonNegative
+    decided_at: NonNegative = Field(default_factory=now)
+    judge_latency_ms: NonNegative | None = None
+
+    @field_validator("label")
+    @classmethod
+    def _label_in_task(cls, label: str, info: ValidationInfo) -> str:
+        _check_label(label, str(info.data.get("task", "")), info)
+        return label
+
+
+class DeadLetter(Message):
+    """A record a tier could not process, with its original bytes so nothing is lost."""
+
+    source_topic: str
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
+    key_b64: str | None = None
+    value_b64: str
+    error_kind: str
+    error_message: str = Field(max_length=4_000)
+    tier: str
+    failed_at: NonNegative = Field(default_factory=now)

@@ -1,0 +1,107 @@
+"""Task definitions as data: label set, prompt template and few-shot examples per task.
+
+Loaded from a TOML file (the bundled `schemas/tasks.toml` unless settings point elsewhere). A
+label outside its task's label set is a validation error everywhere it is checked.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = ["BUNDLED_TASKS_FILE", "Example", "Task", "TaskError", "TaskRegistry", "load_tasks"]
+
+BUNDLED_TASKS_FILE = Path(__file__).with_name("tasks.toml")
+
+
+class TaskError(ValueError):
+    """An unknown task, a label outside a task's label set, or an invalid tasks file."""
+
+
+class Example(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    text: str = Field(min_length=1)
+    label: str
+
+
+class Task(BaseModel):
+    """One classification task. `workers`/`judge` are default classifier specs for `--defaults`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    description: str = ""
+    labels: Annotated[tuple[str, ...], Field(min_length=2)]
+    prompt: str = "{examples}Text: {text}\nLabel:"
+    example_format: str = "Text: {text}\nLabel: {label}\n\n"
+    examples: tuple[Example, ...] = ()
+    workers: tuple[str, ...] = ()
+    judge: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Task:
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"task {self.name!r} lists a label twice")
+        for example in self.examples:
+            if example.label not in self.labels:
+                raise ValueError(f"task {self.name!r}: example label {example.label!r} is not in its label set")
+        if "{text}" not in self.prompt:
+            raise ValueError(f"task {self.name!r}: prompt must contain {{text}}")
+        return self
+
+    def render_prompt(self, text: str) -> str:
+        """The few-shot prompt for one text; the model's continuation is the label."""
+        shots = "".join(self.example_format.format(text=e.text, label=e.label) for e in self.examples)
+        return self.prompt.replace("{examples}", shots).replace("{text}", text)
+
+
+class TaskRegistry:
+    """The tasks a deployment knows, by name."""
+
+    def __init__(self, tasks: dict[str, Task]) -> None:
+        self._tasks = dict(tasks)
+        self._label_sets = {name: frozenset(task.labels) for name, task in tasks.items()}
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tasks
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._tasks.values())
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._tasks)
+
+    def get(self, name: str) -> Task:
+        try:
+            return self._tasks[name]
+        except KeyError:
+            raise TaskError(f"unknown task {name!r}; known tasks: {', '.join(self.names)}") from None
+
+    def check_label(self, task: str, label: str) -> None:
+        labels = self._label_sets.get(task)
+        if labels is None:
+            raise TaskError(f"unknown task {task!r}; known tasks: {', '.join(self.names)}")
+        if label not in labels:
+            raise TaskError(f"label {label!r} is not in the label set of task {task!r}")
+
+
+def load_tasks(path: Path | None = None) -> TaskRegistry:
+    """Read a tasks TOML file (`[tasks.NAME]` tables); raise `TaskError` saying what is wrong."""
+    source = path or BUNDLED_TASKS_FILE
+    try:
+        data = tomllib.loads(source.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise TaskError(f"cannot read tasks file {source}: {exc}") from None
+    tables = data.get("tasks")
+    if not isinstance(tables, dict) or not tables:
+        raise TaskError(f"{source} has no [tasks.NAME] tables")
+    try:
+        tasks = {name: Task(name=name, **table) for name, table in tables.items()}
+    except ValidationError as exc:
+        raise TaskError(f"invalid task definition in {source}: {exc}") from None
+    return TaskRegistry(tasks)

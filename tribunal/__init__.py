@@ -1,0 +1,3 @@
+"""Tribunal's shared runtime: settings, Kafka plumbing, logging, metrics and the CLI."""
+
+__version__ = "0.1.0"

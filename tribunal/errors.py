@@ -1,0 +1,60 @@
+"""Every error Tribunal raises on purpose, and what the runtime does with each.
+
+    TribunalError
+     ├── PoisonError        bad input: dead-letter it with its original bytes, commit, go on
+     │    └── InvalidOutputError   a model answered outside the task's label set
+     ├── RetryableError     transient (timeouts, 429/5xx, recoverable engine errors): back off,
+     │                      retry, and treat as poison once the retries are spent
+     │    └── ClassifierError      a classifier failed on a batch
+     └── FatalError         cannot go on (bad config, dead engine, fenced producer): log, do not
+          ├── ConfigError   commit, exit non-zero so the supervisor restarts the process
+          └── BrokerUnavailableError
+
+`schemas.codec.DecodeError` and `schemas.tasks.TaskError` are ValueErrors raised by pure code
+without this package; the runtime treats them as poison.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BrokerUnavailableError",
+    "ClassifierError",
+    "ConfigError",
+    "FatalError",
+    "InvalidOutputError",
+    "PoisonError",
+    "RetryableError",
+    "TribunalError",
+]
+
+
+class TribunalError(Exception):
+    """Base of Tribunal's own errors. The message says what was wrong and what to do."""
+
+
+class PoisonError(TribunalError):
+    """This input can never be processed; route it to the dead-letter topic."""
+
+
+class InvalidOutputError(PoisonError):
+    """A model produced a label outside the task's label set."""
+
+
+class RetryableError(TribunalError):
+    """A transient failure; the same call may succeed later."""
+
+
+class ClassifierError(RetryableError):
+    """A classifier could not label a batch (timeout, server error, engine hiccup)."""
+
+
+class FatalError(TribunalError):
+    """The process cannot continue; exit non-zero without committing."""
+
+
+class ConfigError(FatalError):
+    """A setting is missing or wrong."""
+
+
+class BrokerUnavailableError(FatalError):
+    """No Kafka broker answered at the configured address."""

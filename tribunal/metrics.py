@@ -1,0 +1,43 @@
+"""Prometheus metrics shared by every tier; `serve_metrics(port)` exposes `/metrics`.
+
+Names are `tribunal_*`; labels stay low-cardinality (tier, topic, worker, kind, reason), never
+item ids.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+__all__ = [
+    "BATCH_SIZE",
+    "DEAD_LETTERS",
+    "DECISIONS",
+    "LATE_VOTES",
+    "PENDING_ITEMS",
+    "RECORDS_IN",
+    "RECORDS_OUT",
+    "STAGE_SECONDS",
+    "serve_metrics",
+]
+
+RECORDS_IN = Counter("tribunal_records_in_total", "Records consumed", ["tier", "topic"])
+RECORDS_OUT = Counter("tribunal_records_out_total", "Records produced", ["tier", "topic"])
+DEAD_LETTERS = Counter("tribunal_dead_letters_total", "Records sent to a dead-letter topic", ["tier", "topic", "kind"])
+BATCH_SIZE = Histogram(
+    "tribunal_batch_size", "Records per processed batch", ["tier"], buckets=(1, 4, 16, 64, 256, 1024, 4096)
+)
+STAGE_SECONDS = Histogram(
+    "tribunal_stage_seconds",
+    "Time per batch in each stage of the loop",
+    ["tier", "stage"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+DECISIONS = Counter("tribunal_decisions_total", "Aggregator outcomes", ["outcome", "reason"])
+LATE_VOTES = Counter("tribunal_late_votes_total", "Votes for items already decided (ignored)", ["worker"])
+PENDING_ITEMS = Gauge("tribunal_pending_items", "Items waiting for votes in this aggregator")
+
+
+def serve_metrics(port: int | None) -> None:
+    """Start the `/metrics` HTTP endpoint on `port` (0 picks a free port); None disables it."""
+    if port is not None:
+        start_http_server(port, addr="0.0.0.0")  # noqa: S104 - scraped by Prometheus from other hosts

@@ -1,0 +1,227 @@
+"""Settings: built once at the entry point from `TRIBUNAL_*` env vars and an optional TOML file,
+then passed down. Nothing else in Tribunal reads the environment.
+
+Nested sections use `__` in env names: `TRIBUNAL_KAFKA__BOOTSTRAP_SERVERS=host:9092`,
+`TRIBUNAL_AGGREGATOR__QUORUM=2`. A TOML file (`--config FILE` or `TRIBUNAL_CONFIG`) has the same
+sections as tables; env vars win over the file. Every knob has a default that works on a laptop.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from schemas.codec import DEFAULT_MAX_MESSAGE_BYTES, DecodeContext
+from schemas.messages import DEFAULT_MAX_TEXT_CHARS
+from schemas.tasks import TaskRegistry, load_tasks
+
+__all__ = [
+    "AggregatorSettings",
+    "BrokerSettings",
+    "JudgeSettings",
+    "KafkaSettings",
+    "RuntimeSettings",
+    "Settings",
+    "TopicSettings",
+    "WorkerSettings",
+    "load_settings",
+]
+
+_CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("config_file", default=None)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(Section):
+    """How to reach the cluster. TLS and SASL (PLAIN, SCRAM) for production clusters."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_keyfile_password: SecretStr | None = None
+    ssl_check_hostname: bool = True
+    client_id: str = "tribunal"
+    request_timeout_ms: int = Field(default=30_000, gt=0)
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL"):
+            if not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
+                raise ValueError(
+                    f"security_protocol={self.security_protocol} needs sasl_mechanism, "
+                    "sasl_username and sasl_password (TRIBUNAL_KAFKA__SASL_*)"
+                )
+        return self
+
+
+class TopicSettings(Section):
+    """Topic names and sizes. `prefix` namespaces a whole pipeline run (replays, tests)."""
+
+    prefix: str = ""
+    items: str = "items"
+    votes: str = "votes"
+    judge: str = "judge"
+    labels: str = "labels"
+    audits: str = "audits"
+    aggregator_state: str = "aggregator-state"
+    # items and votes MUST share this count: the aggregator joins them partition by partition.
+    partitions: int = Field(default=6, ge=1)
+    judge_partitions: int = Field(default=3, ge=1)
+    labels_partitions: int = Field(default=6, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+
+    def name(self, topic: str) -> str:
+        return f"{self.prefix}{topic}"
+
+    @staticmethod
+    def dlq(topic: str) -> str:
+        return f"{topic}.dlq"
+
+    @property
+    def items_topic(self) -> str:
+        return self.name(self.items)
+
+    @property
+    def votes_topic(self) -> str:
+        return self.name(self.votes)
+
+    @property
+    def judge_topic(self) -> str:
+        return self.name(self.judge)
+
+    @property
+    def labels_topic(self) -> str:
+        return self.name(self.labels)
+
+    @property
+    def audits_topic(self) -> str:
+        return self.name(self.audits)
+
+    @property
+    def state_topic(self) -> str:
+        return self.name(self.aggregator_state)
+
+
+class RuntimeSettings(Section):
+    """The consume-process-produce loop shared by every tier."""
+
+    batch_size: int = Field(default=256, ge=1, le=10_000)
+    batch_wait_ms: int = Field(default=20, ge=0, le=60_000)
+    # Kafka aborts an open transaction of a crashed process after this long; keep it short so a
+    # crash stalls read_committed readers briefly, long enough for the slowest model batch.
+    transaction_timeout_ms: int = Field(default=20_000, ge=1_000)
+    max_poll_interval_ms: int = Field(default=300_000, ge=10_000)
+    session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    # Retries of a failing model call before an item is treated as poison.
+    retries: int = Field(default=3, ge=0)
+    retry_backoff_ms: int = Field(default=200, ge=0)
+    instance_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=100)
+
+
+class WorkerSettings(Section):
+    name: str = Field(default="w1", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    classifier: str = "hash"
+
+
+class AggregatorSettings(Section):
+    workers: tuple[str, ...] = ("w1", "w2", "w3")
+    quorum: int = Field(default=2, ge=1)
+    deadline_ms: int = Field(default=2_000, ge=1)
+    # Decided ids are remembered this long so late votes and re-sent items are ignored, then
+    # forgotten: state grows with items in flight, not with history.
+    decided_window_s: float = Field(default=600.0, gt=0)
+    max_decided: int = Field(default=1_000_000, ge=1)
+    # Pause reading new items while this many are waiting for votes (backpressure).
+    max_pending: int = Field(default=50_000, ge=1)
+    policy: str = "criterion1"
+
+    @model_validator(mode="after")
+    def _quorum_reachable(self) -> AggregatorSettings:
+        if self.quorum > len(self.workers):
+            raise ValueError(f"quorum {self.quorum} exceeds the {len(self.workers)} expected workers")
+        return self
+
+
+class JudgeSettings(Section):
+    classifier: str = "hash:judge"
+
+
+class BrokerSettings(Section):
+    """The local single-node broker that `tribunal kafka up` assembles from Maven Central."""
+
+    version: str = "3.9.1"
+    port: int = Field(default=9092, ge=1, le=65535)
+    controller_port: int = Field(default=9093, ge=1, le=65535)
+    heap: str = "512m"
+    start_timeout_s: float = Field(default=120.0, gt=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TRIBUNAL_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    topics: TopicSettings = TopicSettings()
+    runtime: RuntimeSettings = RuntimeSettings()
+    worker: WorkerSettings = WorkerSettings()
+    aggregator: AggregatorSettings = AggregatorSettings()
+    judge: JudgeSettings = JudgeSettings()
+    broker: BrokerSettings = BrokerSettings()
+    home: Path = Path(".tribunal")
+    tasks_file: Path | None = None
+    max_text_chars: int = Field(default=DEFAULT_MAX_TEXT_CHARS, ge=1)
+    max_message_bytes: int = Field(default=DEFAULT_MAX_MESSAGE_BYTES, ge=1_024)
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = _CONFIG_FILE.get()
+        if config_file is None:
+            return (init_settings, env_settings)
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+
+    def tasks(self) -> TaskRegistry:
+        return load_tasks(self.tasks_file)
+
+    def decode_context(self, tasks: TaskRegistry | None = None) -> DecodeContext:
+        return DecodeContext(
+            tasks=tasks, max_text_chars=self.max_text_chars, max_message_bytes=self.max_message_bytes
+        )
+
+
+def load_settings(config_file: Path | None = None, **overrides: object) -> Settings:
+    """Build settings from init overrides > `TRIBUNAL_*` env > TOML file (`TRIBUNAL_CONFIG`)."""
+    path = config_file or (Path(os.environ["TRIBUNAL_CONFIG"]) if os.environ.get("TRIBUNAL_CONFIG") else None)
+    token = _CONFIG_FILE.set(path)
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    finally:
+        _CONFIG_FILE.reset(token)
