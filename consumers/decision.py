@@ -1,0 +1,254 @@
+"""Pure vote-counting policies: given one item's ballots, decide to wait, accept or escalate.
+
+No Kafka, no asyncio, no clock: the caller passes `elapsed_ms` (time since the item was first
+seen) and calls `Policy.decide` again after every new ballot and on deadline ticks. The first
+non-`Wait` decision is final for the item; later calls are allowed and never raise.
+
+Caller contract for `decide(ballots, expected, elapsed_ms)`:
+- at most one ballot per worker, and only from workers named in `expected`;
+- `expected` names the workers that should vote (order does not matter);
+- the result depends only on the arguments (and, for `WeightedVote`, on the current state of
+  its `Reliability`): never on ballot order, dict order or randomness.
+
+Order of checks shared by every policy: accept if the evidence already suffices (even after the
+deadline: the votes are in, so use them); else escalate as soon as acceptance has become
+impossible whatever the missing workers say; else escalate with `DEADLINE` once
+`elapsed_ms >= deadline_ms`; else wait.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+from schemas.messages import EscalationReason
+
+__all__ = [
+    "POLICIES",
+    "Accept",
+    "Ballot",
+    "Criterion1",
+    "Criterion2",
+    "Decision",
+    "Escalate",
+    "Policy",
+    "Wait",
+    "build_policy",
+    "plurality",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Ballot:
+    """One worker's vote on one item; `label=None` means the worker abstained."""
+
+    worker: str
+    label: str | None
+    confidence: float
+
+    def __post_init__(self) -> None:
+        # `not (0 <= x <= 1)` also rejects NaN, which would poison every comparison downstream.
+        if not 0.0 <= self.confidence <= 1.0:
+            raise ValueError(f"confidence must be in [0, 1], got {self.confidence!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Not decided yet: call `decide` again on the next ballot or deadline tick."""
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    """The workers' label is final. `confidence` is policy-specific (see each policy)."""
+
+    label: str
+    confidence: float
+
+
+@dataclass(frozen=True, slots=True)
+class Escalate:
+    """Send the item to the judge, for `reason`."""
+
+    reason: EscalationReason
+
+
+Decision = Wait | Accept | Escalate
+
+
+class Policy(Protocol):
+    """A named, versioned decision rule; `name` and `version` go into every verdict."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> int: ...
+
+    def decide(self, ballots: Sequence[Ballot], expected: Sequence[str], elapsed_ms: float) -> Decision: ...
+
+
+class _Tally(NamedTuple):
+    label: str
+    votes: int
+    total_confidence: float
+
+    @property
+    def mean_confidence(self) -> float:
+        return self.total_confidence / self.votes
+
+
+def _tally(ballots: Iterable[Ballot]) -> list[_Tally]:
+    """Non-abstaining ballots grouped by label, best first: count, total confidence, name."""
+    groups: dict[str, list[float]] = {}
+    for ballot in ballots:
+        if ballot.label is not None:
+            groups.setdefault(ballot.label, []).append(ballot.confidence)
+    # fsum is exactly rounded, so totals (and tie-breaks) do not depend on ballot order.
+    tallies = [_Tally(label, len(c), math.fsum(c)) for label, c in groups.items()]
+    return sorted(tallies, key=lambda t: (-t.votes, -t.total_confidence, t.label))
+
+
+def plurality(ballots: Sequence[Ballot]) -> tuple[str, float] | None:
+    """The most-voted label and the mean confidence of its ballots; None if all abstained.
+
+    Ties on count go to the higher total confidence, then to the alphabetically first label,
+    so the answer never depends on ballot order.
+    """
+    tallies = _tally(ballots)
+    if not tallies:
+        return None
+    return tallies[0].label, tallies[0].mean_confidence
+
+
+def _top_count(ballots: Iterable[Ballot]) -> int:
+    tallies = _tally(ballots)
+    return tallies[0].votes if tallies else 0
+
+
+def _pending(ballots: Sequence[Ballot], expected: Sequence[str]) -> list[str]:
+    """Expected workers without a ballot yet, sorted (an abstention counts as cast)."""
+    voted = {ballot.worker for ballot in ballots}
+    return sorted(set(expected) - voted)
+
+
+def _deadline_or_wait(elapsed_ms: float, deadline_ms: float) -> Decision:
+    if elapsed_ms >= deadline_ms:
+        return Escalate(EscalationReason.DEADLINE)
+    return Wait()
+
+
+def _check_common(quorum: int, deadline_ms: float, workers: Sequence[str] | None) -> None:
+    if quorum < 1:
+        raise ValueError(f"quorum must be at least 1, got {quorum}")
+    if not deadline_ms >= 0:
+        raise ValueError(f"deadline_ms must be >= 0, got {deadline_ms!r}")
+    if workers is not None and quorum > len(set(workers)):
+        raise ValueError(f"quorum {quorum} exceeds the {len(set(workers))} expected workers")
+
+
+@dataclass(frozen=True, slots=True)
+class Criterion1:
+    """Majority vote (the paper's Criterion 1), decided as early as the outcome is certain.
+
+    - Accept when some label has >= `quorum` ballots. If several do (possible only when
+      quorum <= n/2), the `plurality` winner is taken. Confidence = mean confidence of all
+      ballots for that label.
+    - Escalate(DISAGREEMENT) once `top_count + pending < quorum`: no label can reach the
+      quorum whatever the missing workers say (3 labels from 3 workers, 1-1 plus an abstain,
+      all abstained). Abstentions count as cast but never agree.
+    - Else Escalate(DEADLINE) once `elapsed_ms >= deadline_ms`, else Wait.
+
+    `workers`, if given, is the configured worker set: a quorum above its size is a
+    `ValueError`. Without it, a `decide` whose `expected` is smaller than the quorum escalates
+    with DISAGREEMENT at once (agreement is impossible).
+    """
+
+    quorum: int = 2
+    deadline_ms: float = 2000.0
+    workers: Sequence[str] | None = None
+    name: str = field(default="criterion1", init=False)
+    version: int = field(default=1, init=False)
+
+    def __post_init__(self) -> None:
+        _check_common(self.quorum, self.deadline_ms, self.workers)
+
+    def decide(self, ballots: Sequence[Ballot], expected: Sequence[str], elapsed_ms: float) -> Decision:
+        """Accept, escalate or wait for these ballots, as described on the class."""
+        tallies = _tally(ballots)
+        if tallies and tallies[0].votes >= self.quorum:
+            return Accept(tallies[0].label, tallies[0].mean_confidence)
+        top = tallies[0].votes if tallies else 0
+        if top + len(_pending(ballots, expected)) < self.quorum:
+            return Escalate(EscalationReason.DISAGREEMENT)
+        return _deadline_or_wait(elapsed_ms, self.deadline_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class Criterion2:
+    """Majority among confident votes (the paper's Criterion 2).
+
+    A ballot is *confident* when `confidence >= thresholds.get(worker, default_threshold)`;
+    only confident ballots count toward the quorum.
+
+    - Accept when some label has >= `quorum` confident ballots (several: the `plurality` of the
+      confident ballots). Confidence = mean confidence of that label's confident ballots.
+    - Escalate as soon as a confident quorum is impossible: `top_confident + pending < quorum`.
+      The reason is LOW_CONFIDENCE when plain label agreement (Criterion 1's test) has been
+      reached or is still reachable (`top_count + pending >= quorum`), i.e. it is confidence
+      that rules acceptance out; otherwise DISAGREEMENT. We do not wait for the remaining
+      workers just to name the reason: the escalation itself is already certain. Hence
+      DISAGREEMENT here exactly when Criterion 1 would escalate with DISAGREEMENT.
+    - Else Escalate(DEADLINE) once `elapsed_ms >= deadline_ms`, else Wait.
+
+    With every threshold at 0 this is exactly `Criterion1`.
+    """
+
+    quorum: int = 2
+    deadline_ms: float = 2000.0
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    default_threshold: float = 0.5
+    workers: Sequence[str] | None = None
+    name: str = field(default="criterion2", init=False)
+    version: int = field(default=1, init=False)
+
+    def __post_init__(self) -> None:
+        _check_common(self.quorum, self.deadline_ms, self.workers)
+        for worker, value in [*self.thresholds.items(), ("<default>", self.default_threshold)]:
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"threshold of {worker} must be in [0, 1], got {value!r}")
+
+    def threshold(self, worker: str) -> float:
+        """The confidence a ballot of `worker` needs to count toward the quorum."""
+        return self.thresholds.get(worker, self.default_threshold)
+
+    def decide(self, ballots: Sequence[Ballot], expected: Sequence[str], elapsed_ms: float) -> Decision:
+        """Accept, escalate or wait for these ballots, as described on the class."""
+        confident = [b for b in ballots if b.confidence >= self.threshold(b.worker)]
+        tallies = _tally(confident)
+        if tallies and tallies[0].votes >= self.quorum:
+            return Accept(tallies[0].label, tallies[0].mean_confidence)
+        pending = len(_pending(ballots, expected))
+        top_confident = tallies[0].votes if tallies else 0
+        if top_confident + pending < self.quorum:
+            if _top_count(ballots) + pending >= self.quorum:
+                return Escalate(EscalationReason.LOW_CONFIDENCE)
+            return Escalate(EscalationReason.DISAGREEMENT)
+        return _deadline_or_wait(elapsed_ms, self.deadline_ms)
+
+
+POLICIES = ("criterion1", "criterion2")
+
+
+def build_policy(name: str, *, quorum: int, deadline_ms: int, **options: Any) -> Policy:
+    """Build the policy called `name`; `options` go to its constructor (e.g. `thresholds`).
+
+    Raises ValueError for an unknown name (listing the known ones) or invalid parameters, and
+    TypeError for an option the policy does not take.
+    """
+    if name == "criterion1":
+        return Criterion1(quorum, deadline_ms, **options)
+    if name == "criterion2":
+        return Criterion2(quorum, deadline_ms, **options)
+    raise ValueError(f"unknown policy {name!r}; known policies: {', '.join(POLICIES)}")
