@@ -17,8 +17,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationInfo, field_validator
 
 __all__ = [
-    "SCHEMA_VERSION",
     "DEFAULT_MAX_TEXT_CHARS",
+    "SCHEMA_VERSION",
+    "AggregatorEntry",
     "DeadLetter",
     "DecidedBy",
     "EscalationReason",
@@ -31,7 +32,7 @@ __all__ = [
     "now",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 # Generous for tickets and reviews, small enough that one record never nears Kafka's 1 MB default.
 DEFAULT_MAX_TEXT_CHARS = 20_000
 
@@ -176,3 +177,16 @@ class DeadLetter(Message):
     error_message: str = Field(max_length=4_000)
     tier: str
     failed_at: NonNegative = Field(default_factory=now)
+
+
+class AggregatorEntry(Message):
+    """The aggregator's state for one item id, as kept in its compacted changelog topic.
+
+    Pending: `item` (once seen) and the votes so far. Decided: only `decided_at`, kept for a
+    window so late votes and re-sent items are recognised. A tombstone (no value) forgets the id.
+    """
+
+    item: Item | None = None
+    votes: tuple[Vote, ...] = ()
+    first_seen: NonNegative
+    decided_at: NonNegative | None = None

@@ -7,14 +7,20 @@ import ssl
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.helpers import create_ssl_context
 
 from tribunal.settings import KafkaSettings, RuntimeSettings
 
-__all__ = ["admin_client", "connection_options", "consumer", "idempotent_producer", "transactional_producer"]
+__all__ = [
+    "admin_client",
+    "connection_options",
+    "consumer",
+    "idempotent_producer",
+    "transactional_producer",
+]
 
 
 def connection_options(kafka: KafkaSettings) -> dict[str, Any]:

@@ -24,7 +24,10 @@ RECORDS_IN = Counter("tribunal_records_in_total", "Records consumed", ["tier", "
 RECORDS_OUT = Counter("tribunal_records_out_total", "Records produced", ["tier", "topic"])
 DEAD_LETTERS = Counter("tribunal_dead_letters_total", "Records sent to a dead-letter topic", ["tier", "topic", "kind"])
 BATCH_SIZE = Histogram(
-    "tribunal_batch_size", "Records per processed batch", ["tier"], buckets=(1, 4, 16, 64, 256, 1024, 4096)
+    "tribunal_batch_size",
+    "Records per processed batch",
+    ["tier"],
+    buckets=(1, 4, 16, 64, 256, 1024, 4096),
 )
 STAGE_SECONDS = Histogram(
     "tribunal_stage_seconds",
@@ -40,4 +43,4 @@ PENDING_ITEMS = Gauge("tribunal_pending_items", "Items waiting for votes in this
 def serve_metrics(port: int | None) -> None:
     """Start the `/metrics` HTTP endpoint on `port` (0 picks a free port); None disables it."""
     if port is not None:
-        start_http_server(port, addr="0.0.0.0")  # noqa: S104 - scraped by Prometheus from other hosts
+        start_http_server(port, addr="0.0.0.0")

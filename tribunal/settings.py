@@ -31,9 +31,11 @@ __all__ = [
     "BrokerSettings",
     "JudgeSettings",
     "KafkaSettings",
+    "PipelineSettings",
     "RuntimeSettings",
     "Settings",
     "TopicSettings",
+    "WorkerProcess",
     "WorkerSettings",
     "load_settings",
 ]
@@ -63,12 +65,13 @@ class KafkaSettings(Section):
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> KafkaSettings:
-        if self.security_protocol.startswith("SASL"):
-            if not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
-                raise ValueError(
-                    f"security_protocol={self.security_protocol} needs sasl_mechanism, "
-                    "sasl_username and sasl_password (TRIBUNAL_KAFKA__SASL_*)"
-                )
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_mechanism and self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(
+                f"security_protocol={self.security_protocol} needs sasl_mechanism, "
+                "sasl_username and sasl_password (TRIBUNAL_KAFKA__SASL_*)"
+            )
         return self
 
 
@@ -152,6 +155,9 @@ class AggregatorSettings(Section):
     # Pause reading new items while this many are waiting for votes (backpressure).
     max_pending: int = Field(default=50_000, ge=1)
     policy: str = "criterion1"
+    # Share of worker-decided items also sent to the judge (reason=audit) to measure fast-path
+    # precision; the audit never changes the published label.
+    audit_rate: float = Field(default=0.0, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _quorum_reachable(self) -> AggregatorSettings:
@@ -162,6 +168,25 @@ class AggregatorSettings(Section):
 
 class JudgeSettings(Section):
     classifier: str = "hash:judge"
+
+
+class WorkerProcess(Section):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    classifier: str
+    replicas: int = Field(default=1, ge=1)
+
+
+class PipelineSettings(Section):
+    """What `tribunal run` starts: each entry one or more OS processes."""
+
+    workers: tuple[WorkerProcess, ...] = (
+        WorkerProcess(name="w1", classifier="hash:1"),
+        WorkerProcess(name="w2", classifier="hash:2"),
+        WorkerProcess(name="w3", classifier="hash:3"),
+    )
+    aggregators: int = Field(default=1, ge=0)
+    judges: int = Field(default=1, ge=0)
+    restart_backoff_s: float = Field(default=1.0, ge=0)
 
 
 class BrokerSettings(Section):
@@ -175,9 +200,7 @@ class BrokerSettings(Section):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="TRIBUNAL_", env_nested_delimiter="__", frozen=True, extra="forbid"
-    )
+    model_config = SettingsConfigDict(env_prefix="TRIBUNAL_", env_nested_delimiter="__", frozen=True, extra="forbid")
 
     kafka: KafkaSettings = KafkaSettings()
     topics: TopicSettings = TopicSettings()
@@ -186,6 +209,7 @@ class Settings(BaseSettings):
     aggregator: AggregatorSettings = AggregatorSettings()
     judge: JudgeSettings = JudgeSettings()
     broker: BrokerSettings = BrokerSettings()
+    pipeline: PipelineSettings = PipelineSettings()
     home: Path = Path(".tribunal")
     tasks_file: Path | None = None
     max_text_chars: int = Field(default=DEFAULT_MAX_TEXT_CHARS, ge=1)
@@ -206,14 +230,20 @@ class Settings(BaseSettings):
         config_file = _CONFIG_FILE.get()
         if config_file is None:
             return (init_settings, env_settings)
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=config_file),
+        )
 
     def tasks(self) -> TaskRegistry:
         return load_tasks(self.tasks_file)
 
     def decode_context(self, tasks: TaskRegistry | None = None) -> DecodeContext:
         return DecodeContext(
-            tasks=tasks, max_text_chars=self.max_text_chars, max_message_bytes=self.max_message_bytes
+            tasks=tasks,
+            max_text_chars=self.max_text_chars,
+            max_message_bytes=self.max_message_bytes,
         )
 
 

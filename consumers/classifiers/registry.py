@@ -28,6 +28,9 @@ BACKENDS: dict[str, str] = {
     "scripted": "consumers.classifiers.testing:scripted",
     "constant": "consumers.classifiers.testing:constant",
     "hash": "consumers.classifiers.testing:hashed",
+    "llamacpp": "consumers.classifiers.llamacpp:llamacpp",
+    "openai": "consumers.classifiers.openai_http:openai",
+    "vllm": "consumers.classifiers.vllm_backend:vllm",
 }
 
 

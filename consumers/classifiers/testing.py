@@ -28,7 +28,15 @@ ABSTAIN = "!abstain"
 class ScriptedClassifier:
     """Answers from the item itself, via a rule chosen by the spec."""
 
-    def __init__(self, model_id: str, rule: str, arg: str, tasks: TaskRegistry, delay_ms: float, confidence: float) -> None:
+    def __init__(
+        self,
+        model_id: str,
+        rule: str,
+        arg: str,
+        tasks: TaskRegistry,
+        delay_ms: float,
+        confidence: float,
+    ) -> None:
         self.model_id = model_id
         self._rule = rule
         self._arg = arg

@@ -1,0 +1,314 @@
+"""Aggregator tier: joins `items` and `votes` per item id and decides each item exactly once.
+
+`items` and `votes` are co-partitioned (same partition count, keyed by item id) and assigned by
+range, so one instance owns partition number p of both. For each item it asks the pure policy
+(`consumers.decision`) whether to wait, accept the workers' label (a `Verdict` to `labels`) or
+escalate (a `JudgeRequest` to `judge`); ticks escalate items whose deadline passed.
+
+State (pending items with their votes, recently decided ids) lives in memory per partition and
+in a compacted changelog topic, partition p for partition p, written in the SAME transaction as
+the outputs and the input offsets. On assignment a partition's state is restored from its
+changelog (read_committed) before any of its records are processed, so a crash, restart or
+rebalance neither loses nor repeats a decision. Decided ids are forgotten after a window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import heapq
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import TopicPartition
+from pydantic import BaseModel
+
+from consumers.decision import Accept, Ballot, Escalate, Policy, build_policy
+from schemas.codec import decode, encode, key
+from schemas.messages import (
+    AggregatorEntry,
+    DecidedBy,
+    EscalationReason,
+    Item,
+    JudgeRequest,
+    Verdict,
+    Vote,
+)
+from tribunal import kafka
+from tribunal.logs import configure_logging, get_logger
+from tribunal.metrics import DECISIONS, LATE_VOTES, PENDING_ITEMS
+from tribunal.runtime import Output, Processor, Record, serve
+from tribunal.settings import Settings
+
+__all__ = ["AggregatorProcessor", "group_id", "run"]
+
+log = get_logger("tribunal.aggregator")
+
+
+def group_id(settings: Settings) -> str:
+    return f"{settings.topics.prefix}tribunal-aggregator"
+
+
+@dataclass(slots=True)
+class Pending:
+    item: Item | None
+    first_seen: float
+    votes: dict[str, Vote] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class PartitionState:
+    """What one partition number knows: items waiting for votes, ids decided recently."""
+
+    pending: dict[str, Pending] = field(default_factory=dict)
+    decided: dict[str, float] = field(default_factory=dict)  # insertion order = decision order
+    dirty: set[str] = field(default_factory=set)  # ids whose changelog entry must be rewritten
+
+
+class AggregatorProcessor(Processor):
+    tier = "aggregator"
+
+    def __init__(self, settings: Settings, policy: Policy) -> None:
+        self._settings = settings
+        self._config = settings.aggregator
+        self._policy = policy
+        self._expected = tuple(settings.aggregator.workers)
+        self._topics = settings.topics
+        self._states: dict[int, PartitionState] = {}
+        self._deadlines: list[tuple[float, int, str]] = []  # (due, partition, item id)
+
+    def input_models(self) -> Mapping[str, type[BaseModel]]:
+        return {self._topics.items_topic: Item, self._topics.votes_topic: Vote}
+
+    # --- records -----------------------------------------------------------------------------
+    async def process(self, records: Sequence[Record[Any]], now: float) -> list[Output]:
+        outputs: list[Output] = []
+        for record in records:
+            state = self._states.get(record.partition)
+            if state is None:
+                continue  # revoked while the batch was in flight: not ours to decide
+            if isinstance(record.value, Item):
+                outputs += self._on_item(state, record.partition, record.value, now)
+            else:
+                outputs += self._on_vote(state, record.partition, record.value, now)
+        return outputs
+
+    def _on_item(self, state: PartitionState, partition: int, item: Item, now: float) -> list[Output]:
+        if item.id in state.decided:
+            DECISIONS.labels("duplicate_item", "").inc()
+            return []
+        pending = state.pending.get(item.id)
+        if pending is None:
+            pending = state.pending[item.id] = Pending(item, now)
+            self._schedule(now, partition, item.id)
+        elif pending.item is not None:
+            return []  # the same id sent twice before a decision: the first one counts
+        else:
+            pending.item = item
+        state.dirty.add(item.id)
+        return self._evaluate(state, partition, item.id, now)
+
+    def _on_vote(self, state: PartitionState, partition: int, vote: Vote, now: float) -> list[Output]:
+        if vote.item_id in state.decided:
+            LATE_VOTES.labels(vote.worker).inc()
+            return []
+        if vote.worker not in self._expected:
+            DECISIONS.labels("unexpected_worker", "").inc()
+            return []
+        pending = state.pending.get(vote.item_id)
+        if pending is None:
+            pending = state.pending[vote.item_id] = Pending(None, now)
+            self._schedule(now, partition, vote.item_id)
+        if vote.worker in pending.votes:
+            return []
+        pending.votes[vote.worker] = vote
+        state.dirty.add(vote.item_id)
+        return self._evaluate(state, partition, vote.item_id, now)
+
+    def _schedule(self, now: float, partition: int, item_id: str) -> None:
+        heapq.heappush(self._deadlines, (now + self._config.deadline_ms / 1000.0, partition, item_id))
+
+    # --- decisions ---------------------------------------------------------------------------
+    def _evaluate(self, state: PartitionState, partition: int, item_id: str, now: float) -> list[Output]:
+        pending = state.pending[item_id]
+        if pending.item is None:
+            return []  # no decision without the item: the judge would need its text
+        ballots = [Ballot(v.worker, v.label, v.confidence) for _, v in sorted(pending.votes.items())]
+        elapsed_ms = (now - pending.first_seen) * 1000.0
+        decision = self._policy.decide(ballots, self._expected, elapsed_ms)
+        if isinstance(decision, Accept):
+            outputs = [self._accept(pending.item, pending, decision)]
+            if self._audited(item_id):
+                outputs.append(self._escalate(pending.item, pending, EscalationReason.AUDIT))
+        elif isinstance(decision, Escalate):
+            outputs = [self._escalate(pending.item, pending, decision.reason)]
+        else:
+            return []
+        del state.pending[item_id]
+        state.decided[item_id] = now
+        state.dirty.add(item_id)
+        return outputs
+
+    def _accept(self, item: Item, pending: Pending, decision: Accept) -> Output:
+        DECISIONS.labels("accept", "").inc()
+        verdict = Verdict(
+            item_id=item.id,
+            task=item.task,
+            label=decision.label,
+            decided_by=DecidedBy.WORKERS,
+            confidence=decision.confidence,
+            votes=tuple(pending.votes[w] for w in sorted(pending.votes)),
+            policy=self._policy.name,
+            policy_version=self._policy.version,
+            gold=item.gold,
+            item_produced_at=item.produced_at,
+        )
+        return Output(self._topics.labels_topic, encode(verdict), key(item.id))
+
+    def _escalate(self, item: Item, pending: Pending, reason: EscalationReason) -> Output:
+        DECISIONS.labels("escalate", reason.value).inc()
+        request = JudgeRequest(
+            item=item,
+            votes=tuple(pending.votes[w] for w in sorted(pending.votes)),
+            reason=reason,
+            policy=self._policy.name,
+            policy_version=self._policy.version,
+        )
+        return Output(self._topics.judge_topic, encode(request), key(item.id))
+
+    def _audited(self, item_id: str) -> bool:
+        """Deterministic by id, so a replay audits the same items."""
+        if self._config.audit_rate <= 0.0:
+            return False
+        digest = hashlib.blake2b(item_id.encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big") / 2**64 < self._config.audit_rate
+
+    # --- time --------------------------------------------------------------------------------
+    async def tick(self, now: float) -> list[Output]:
+        outputs: list[Output] = []
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, partition, item_id = heapq.heappop(self._deadlines)
+            state = self._states.get(partition)
+            pending = state.pending.get(item_id) if state else None
+            if state is None or pending is None:
+                continue
+            if pending.item is not None:
+                outputs += self._evaluate(state, partition, item_id, now)
+            elif now - pending.first_seen >= self._config.decided_window_s:
+                del state.pending[item_id]  # votes whose item never came: nothing to label
+                state.dirty.add(item_id)
+                DECISIONS.labels("orphan_votes_expired", "").inc()
+            else:
+                heapq.heappush(
+                    self._deadlines,
+                    (pending.first_seen + self._config.decided_window_s, partition, item_id),
+                )
+        for state in self._states.values():
+            self._expire_decided(state, now)
+        PENDING_ITEMS.set(sum(len(s.pending) for s in self._states.values()))
+        return outputs + self._changelog()
+
+    def _expire_decided(self, state: PartitionState, now: float) -> None:
+        horizon = now - self._config.decided_window_s
+        while state.decided:
+            item_id, decided_at = next(iter(state.decided.items()))
+            if decided_at > horizon and len(state.decided) <= self._config.max_decided:
+                return
+            del state.decided[item_id]
+            state.dirty.add(item_id)
+
+    def _changelog(self) -> list[Output]:
+        """One record per id touched since the last transaction: its state now, or a tombstone."""
+        outputs = []
+        topic = self._topics.state_topic
+        for partition, state in self._states.items():
+            for item_id in state.dirty:
+                outputs.append(Output(topic, self._entry(state, item_id), key(item_id), partition))
+            state.dirty.clear()
+        return outputs
+
+    @staticmethod
+    def _entry(state: PartitionState, item_id: str) -> bytes | None:
+        pending = state.pending.get(item_id)
+        if pending is not None:
+            votes = tuple(pending.votes[w] for w in sorted(pending.votes))
+            return encode(AggregatorEntry(item=pending.item, votes=votes, first_seen=pending.first_seen))
+        decided_at = state.decided.get(item_id)
+        if decided_at is not None:
+            return encode(AggregatorEntry(first_seen=decided_at, decided_at=decided_at))
+        return None
+
+    def paused_topics(self) -> frozenset[str]:
+        pending = sum(len(s.pending) for s in self._states.values())
+        return frozenset({self._topics.items_topic}) if pending >= self._config.max_pending else frozenset()
+
+    # --- ownership ---------------------------------------------------------------------------
+    async def assigned(self, partitions: set[TopicPartition]) -> None:
+        numbers = {tp.partition for tp in partitions} - set(self._states)
+        if numbers:
+            self._states.update(await self._restore(numbers))
+
+    async def revoked(self, partitions: set[TopicPartition]) -> None:
+        for number in {tp.partition for tp in partitions}:
+            self._states.pop(number, None)
+
+    async def _restore(self, numbers: set[int]) -> dict[int, PartitionState]:
+        """Rebuild the state of `numbers` from the committed changelog, to its end."""
+        states = {n: PartitionState() for n in numbers}
+        consumer = kafka.consumer(self._settings.kafka, self._settings.runtime, group_id=None)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(self._topics.state_topic, n) for n in sorted(numbers)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            end = await consumer.end_offsets(tps)
+            remaining = {tp for tp in tps if end[tp] > 0}
+            while remaining:
+                batch = await consumer.getmany(*remaining, timeout_ms=200, max_records=10_000)
+                for tp, records in batch.items():
+                    for record in records:
+                        self._apply(states[tp.partition], tp.partition, record.key, record.value)
+                remaining = {tp for tp in remaining if await consumer.position(tp) < end[tp]}
+        finally:
+            await consumer.stop()
+        log.info("state_restored", partitions=sorted(numbers), pending=sum(len(s.pending) for s in states.values()),
+                 decided=sum(len(s.decided) for s in states.values()))  # fmt: skip
+        return states
+
+    def _apply(self, state: PartitionState, partition: int, raw_key: bytes | None, value: bytes | None) -> None:
+        if raw_key is None:
+            return
+        item_id = raw_key.decode("utf-8")
+        state.pending.pop(item_id, None)
+        state.decided.pop(item_id, None)
+        if value is None:
+            return
+        entry = decode(value, AggregatorEntry, self._settings.decode_context())
+        if entry.decided_at is not None:
+            state.decided[item_id] = entry.decided_at
+            return
+        state.pending[item_id] = Pending(entry.item, entry.first_seen, {v.worker: v for v in entry.votes})
+        heapq.heappush(
+            self._deadlines,
+            (entry.first_seen + self._config.deadline_ms / 1000.0, partition, item_id),
+        )
+
+
+def build(settings: Settings) -> AggregatorProcessor:
+    config = settings.aggregator
+    policy = build_policy(config.policy, quorum=config.quorum, deadline_ms=config.deadline_ms)
+    return AggregatorProcessor(settings, policy)
+
+
+async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run one aggregator process until SIGINT/SIGTERM (or `stop`)."""
+    configure_logging(settings.log_format, settings.log_level, tier="aggregator")
+    tasks = settings.tasks()
+    await serve(
+        settings,
+        build(settings),
+        group_id=group_id(settings),
+        decode_context=settings.decode_context(tasks),
+        stop=stop,
+    )

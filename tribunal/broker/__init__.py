@@ -1,0 +1,217 @@
+"""A genuine single-node Apache Kafka (KRaft) broker, assembled from Maven Central and run locally.
+
+`fetch` resolves the broker jars with Maven (cached in ~/.m2), `up` formats the storage once and
+starts the JVM in its own session, `down` stops it by PID. Everything lives under
+`<home>/kafka/`: jars, data, config, log and PID. Bound to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from tribunal.errors import BrokerUnavailableError, ConfigError
+from tribunal.settings import BrokerSettings
+
+__all__ = ["LocalBroker"]
+
+READY_LINE = "Kafka Server started"
+
+
+@dataclass(frozen=True)
+class LocalBroker:
+    """The local broker living under `home/kafka`."""
+
+    home: Path
+    settings: BrokerSettings
+
+    @property
+    def root(self) -> Path:
+        return self.home / "kafka"
+
+    @property
+    def libs(self) -> Path:
+        return self.root / f"libs-{self.settings.version}"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.settings.port}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "broker.log"
+
+    @property
+    def _pid_file(self) -> Path:
+        return self.root / "broker.pid"
+
+    @property
+    def _data_dir(self) -> Path:
+        return self.root / "data"
+
+    def fetch(self) -> Path:
+        """Resolve the broker jars into `libs` unless already there; return the folder."""
+        marker = self.libs / ".complete"
+        if marker.exists():
+            return self.libs
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise ConfigError("Maven (mvn) is not on PATH; install Maven 3.8+ and Java 17 to run a local broker")
+        self.root.mkdir(parents=True, exist_ok=True)
+        pom = self.root / "pom.xml"
+        pom.write_text(_resource("pom.xml"), encoding="utf-8")
+        staging = (self.root / f"{self.libs.name}.partial").resolve()
+        shutil.rmtree(staging, ignore_errors=True)
+        command = [
+            mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+            "-DincludeScope=runtime", f"-DoutputDirectory={staging}", f"-Dkafka.version={self.settings.version}",
+        ]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise ConfigError(
+                f"Maven could not fetch Kafka {self.settings.version}:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+            )
+        shutil.rmtree(self.libs, ignore_errors=True)
+        staging.rename(self.libs)
+        marker.touch()
+        return self.libs
+
+    def pid(self) -> int | None:
+        """The PID of our running broker, or None (a stale PID file is removed)."""
+        try:
+            pid = int(self._pid_file.read_text(encoding="utf-8").strip())
+        except (OSError, ValueError):
+            return None
+        if _alive(pid):
+            return pid
+        self._pid_file.unlink(missing_ok=True)
+        return None
+
+    def reachable(self) -> bool:
+        return _port_open(self.settings.port)
+
+    def up(self) -> str:
+        """Start the broker, or reuse the one already running; return its bootstrap address."""
+        if self.pid() is not None and self.reachable():
+            return self.bootstrap
+        if self.pid() is None and self.reachable():
+            raise BrokerUnavailableError(
+                f"port {self.settings.port} is taken by another process; stop it or set TRIBUNAL_BROKER__PORT"
+            )
+        java = shutil.which("java")
+        if java is None:
+            raise ConfigError("Java is not on PATH; install Java 17 to run a local broker")
+        self.fetch()
+        properties = self._write_config()
+        self._format(java, properties)
+        process = self._start(java, properties)
+        self._pid_file.write_text(str(process.pid), encoding="utf-8")
+        self._wait_ready(process)
+        return self.bootstrap
+
+    def down(self) -> bool:
+        """Stop our broker by PID (SIGTERM, then SIGKILL after a grace period). True if one ran."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        _signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _alive(pid):
+            _signal_group(pid, signal.SIGKILL)
+            while _alive(pid):
+                time.sleep(0.1)
+        self._pid_file.unlink(missing_ok=True)
+        return True
+
+    def _write_config(self) -> Path:
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+        text = _resource("server.properties").format(
+            port=self.settings.port,
+            controller_port=self.settings.controller_port,
+            data_dir=self._data_dir.resolve(),
+        )
+        properties = self.root / "server.properties"
+        properties.write_text(text, encoding="utf-8")
+        (self.root / "log4j.properties").write_text(_resource("log4j.properties"), encoding="utf-8")
+        return properties
+
+    def _classpath(self) -> str:
+        # Java expands the trailing `*` itself; it must reach java unexpanded.
+        return f"{self.libs.resolve()}/*"
+
+    def _format(self, java: str, properties: Path) -> None:
+        if (self._data_dir / "meta.properties").exists():
+            return
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        command = [java, "-cp", self._classpath(), "kafka.tools.StorageTool", "format",
+                   "-t", cluster_id, "-c", str(properties), "--ignore-formatted"]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise BrokerUnavailableError(f"formatting Kafka storage failed: {result.stderr[-2000:]}")
+
+    def _start(self, java: str, properties: Path) -> subprocess.Popen[bytes]:
+        log4j = (self.root / "log4j.properties").resolve()
+        command = [java, f"-Xms{self.settings.heap}", f"-Xmx{self.settings.heap}", "-XX:+UseG1GC",
+                   f"-Dlog4j.configuration=file:{log4j}", "-cp", self._classpath(),
+                   "kafka.Kafka", str(properties)]  # fmt: skip
+        with self.log_file.open("wb") as log:
+            # A session of its own: the broker outlives the CLI call and ignores the caller's Ctrl-C.
+            return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def _wait_ready(self, process: subprocess.Popen[bytes]) -> None:
+        deadline = time.monotonic() + self.settings.start_timeout_s
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                self._pid_file.unlink(missing_ok=True)
+                raise BrokerUnavailableError(f"the broker exited with {process.returncode}; see {self.log_file}")
+            if self.reachable() and READY_LINE in self.log_file.read_text(encoding="utf-8", errors="replace"):
+                return
+            time.sleep(0.25)
+        self.down()
+        raise BrokerUnavailableError(
+            f"the broker did not start within {self.settings.start_timeout_s}s; see {self.log_file}"
+        )
+
+
+def _resource(name: str) -> str:
+    return resources.files("tribunal.broker").joinpath(name).read_text(encoding="utf-8")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        waited = 0  # not our child: fall through to the signal probe
+    if waited == pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        return
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0

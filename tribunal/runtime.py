@@ -1,0 +1,301 @@
+"""The one consume-process-produce loop every tier runs, exactly once.
+
+Each iteration: fetch a batch (`getmany`), decode it into the tier's input models (undecodable
+records become `DeadLetter`s for `<topic>.dlq`), hand it to the tier's `Processor`, then, in ONE
+Kafka transaction, produce every output and commit the consumed offsets
+(`send_offsets_to_transaction`). Outputs and progress therefore become visible together or not
+at all; consumers read with `isolation_level=read_committed`.
+
+Contract with the `Processor`:
+- `process` and `tick` are called with the runtime's lock held; the rebalance listener takes the
+  same lock, so a revoke waits until the in-flight transaction is committed, and records of a
+  partition revoked in between are dropped, never committed by us.
+- Any error escaping a `Processor` or a failed commit aborts the transaction and is fatal: the
+  process exits non-zero without committing, and the next incarnation resumes from the last
+  committed offsets with state restored from its changelog. Per-item failures are the
+  processor's to absorb (abstain votes, fallback labels); this loop never dies on bad input.
+- Backpressure: topics named by `paused_topics()` stop being fetched until it no longer names them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import signal
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+from pydantic import BaseModel
+
+from schemas.codec import DecodeContext, DecodeError, decode, encode
+from schemas.messages import DeadLetter
+from tribunal import kafka, metrics
+from tribunal.errors import FatalError
+from tribunal.logs import get_logger
+from tribunal.settings import Settings
+
+__all__ = ["Output", "Processor", "Record", "StreamRunner", "run_until_signalled", "serve"]
+
+M = TypeVar("M", bound=BaseModel)
+log = get_logger("tribunal.runtime")
+
+
+@dataclass(frozen=True, slots=True)
+class Record(Generic[M]):
+    """A consumed record, decoded."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: M
+    timestamp_ms: int
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """A record to produce in the batch's transaction. `partition=None` lets the key decide."""
+
+    topic: str
+    value: bytes | None
+    key: bytes | None = None
+    partition: int | None = None
+
+
+class Processor:
+    """What a tier plugs into the runtime. Override `process`; the rest are optional hooks."""
+
+    tier: str = "tier"
+
+    def input_models(self) -> Mapping[str, type[BaseModel]]:
+        """Input topic -> the model its records decode into."""
+        raise NotImplementedError
+
+    async def process(self, records: Sequence[Record[Any]], now: float) -> list[Output]:
+        raise NotImplementedError
+
+    async def tick(self, now: float) -> list[Output]:
+        """Called every loop iteration, batch or not (deadlines, expiry)."""
+        return []
+
+    async def assigned(self, partitions: set[TopicPartition]) -> None:
+        """Partitions became ours: restore their state before any of their records arrive."""
+
+    async def revoked(self, partitions: set[TopicPartition]) -> None:
+        """Partitions are no longer ours; everything of theirs is already committed."""
+
+    def paused_topics(self) -> frozenset[str]:
+        return frozenset()
+
+    async def close(self) -> None:
+        """Release models and clients."""
+
+
+class StreamRunner:
+    """Runs one `Processor` under one consumer group with one transactional producer."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        processor: Processor,
+        *,
+        group_id: str,
+        decode_context: DecodeContext,
+    ) -> None:
+        self._settings = settings
+        self._processor = processor
+        self._group_id = group_id
+        self._decode_context = decode_context
+        self._models = dict(processor.input_models())
+        self._lock = asyncio.Lock()
+        self._owned: set[TopicPartition] = set()
+        self._paused: set[TopicPartition] = set()
+        self.transactional_id = f"{group_id}-{settings.runtime.instance_id}"
+        self.committed_batches = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Process until `stop` is set; commit everything handled; close the clients."""
+        runtime = self._settings.runtime
+        consumer = kafka.consumer(
+            self._settings.kafka,
+            runtime,
+            *self._models,
+            group_id=self._group_id,
+            listener=_Listener(self),
+        )
+        producer = kafka.transactional_producer(self._settings.kafka, runtime, self.transactional_id)
+        await producer.start()
+        try:
+            await consumer.start()
+            try:
+                await self._loop(consumer, producer, stop)
+            finally:
+                await consumer.stop()
+        finally:
+            await producer.stop()
+            await self._processor.close()
+
+    async def _loop(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, stop: asyncio.Event) -> None:
+        runtime = self._settings.runtime
+        log.info("runner_started", group_id=self._group_id, topics=sorted(self._models))
+        while not stop.is_set():
+            self._apply_backpressure(consumer)
+            batch = await consumer.getmany(timeout_ms=runtime.batch_wait_ms, max_records=runtime.batch_size)
+            async with self._lock:
+                await self._handle(batch, producer)
+        log.info("runner_stopped", group_id=self._group_id, batches=self.committed_batches)
+
+    async def _handle(self, batch: dict[TopicPartition, list[ConsumerRecord]], producer: AIOKafkaProducer) -> None:
+        tier = self._processor.tier
+        owned = {tp: recs for tp, recs in batch.items() if tp in self._owned and recs}
+        records, outputs = self._decode(owned)
+        now = time.time()
+        started = time.perf_counter()
+        if records:
+            metrics.BATCH_SIZE.labels(tier).observe(len(records))
+            outputs += await self._processor.process(records, now)
+        outputs += await self._processor.tick(now)
+        metrics.STAGE_SECONDS.labels(tier, "process").observe(time.perf_counter() - started)
+        offsets = {tp: recs[-1].offset + 1 for tp, recs in owned.items()}
+        if outputs or offsets:
+            await self._commit(producer, outputs, offsets)
+
+    def _decode(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> tuple[list[Record[Any]], list[Output]]:
+        records: list[Record[Any]] = []
+        dead: list[Output] = []
+        for tp, raw_records in batch.items():
+            model = self._models[tp.topic]
+            metrics.RECORDS_IN.labels(self._processor.tier, tp.topic).inc(len(raw_records))
+            for raw in raw_records:
+                try:
+                    value = decode(raw.value, model, self._decode_context)
+                except DecodeError as exc:
+                    dead.append(self._dead_letter(raw, "decode", str(exc)))
+                    continue
+                records.append(
+                    Record(
+                        raw.topic,
+                        raw.partition,
+                        raw.offset,
+                        raw.key,
+                        value,
+                        raw.timestamp,
+                        raw.value,
+                    )
+                )
+        return records, dead
+
+    def _dead_letter(self, raw: ConsumerRecord, kind: str, message: str) -> Output:
+        tier = self._processor.tier
+        log.warning(
+            "sent_to_dlq",
+            topic=raw.topic,
+            partition=raw.partition,
+            offset=raw.offset,
+            error_kind=kind,
+            error=message,
+        )
+        metrics.DEAD_LETTERS.labels(tier, raw.topic, kind).inc()
+        letter = DeadLetter(
+            source_topic=raw.topic,
+            partition=raw.partition,
+            offset=raw.offset,
+            key_b64=base64.b64encode(raw.key).decode() if raw.key is not None else None,
+            value_b64=base64.b64encode(raw.value or b"").decode(),
+            error_kind=kind,
+            error_message=message[:4000],
+            tier=tier,
+        )
+        return Output(self._settings.topics.dlq(raw.topic), encode(letter), key=raw.key)
+
+    async def _commit(
+        self, producer: AIOKafkaProducer, outputs: list[Output], offsets: dict[TopicPartition, int]
+    ) -> None:
+        started = time.perf_counter()
+        try:
+            async with producer.transaction():
+                for out in outputs:
+                    await producer.send(out.topic, out.value, key=out.key, partition=out.partition)
+                if offsets:
+                    await producer.send_offsets_to_transaction(offsets, self._group_id)
+        except KafkaError as exc:
+            raise FatalError(
+                f"transaction failed ({exc!r}); exiting so a restart resumes from committed offsets"
+            ) from exc
+        metrics.STAGE_SECONDS.labels(self._processor.tier, "commit").observe(time.perf_counter() - started)
+        for out in outputs:
+            metrics.RECORDS_OUT.labels(self._processor.tier, out.topic).inc()
+        self.committed_batches += 1
+
+    def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
+        topics = self._processor.paused_topics()
+        wanted = {tp for tp in self._owned if tp.topic in topics}
+        if wanted - self._paused:
+            consumer.pause(*(wanted - self._paused))
+        if self._paused - wanted:
+            consumer.resume(*(self._paused - wanted & self._owned))
+        self._paused = wanted
+
+    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self._lock:  # wait for the in-flight transaction: its offsets are ours to commit
+            self._owned -= revoked
+            self._paused -= revoked
+            await self._processor.revoked(revoked)
+        log.info("partitions_revoked", partitions=_names(revoked))
+
+    async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        async with self._lock:
+            await self._processor.assigned(assigned)
+            self._owned |= assigned
+        log.info("partitions_assigned", partitions=_names(assigned))
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, runner: StreamRunner) -> None:
+        self._runner = runner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._runner._on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._runner._on_assigned(set(assigned))
+
+
+def _names(partitions: set[TopicPartition]) -> list[str]:
+    return sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions)
+
+
+async def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run `main(stop)`; SIGINT/SIGTERM set `stop` so the current batch finishes and commits."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await main(stop)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def serve(
+    settings: Settings,
+    processor: Processor,
+    *,
+    group_id: str,
+    decode_context: DecodeContext,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Expose metrics and run `processor` until `stop` is set, or until SIGINT/SIGTERM."""
+    metrics.serve_metrics(settings.metrics_port)
+    runner = StreamRunner(settings, processor, group_id=group_id, decode_context=decode_context)
+    if stop is not None:
+        await runner.run(stop)
+    else:
+        await run_until_signalled(runner.run)

@@ -1,0 +1,78 @@
+"""Topic administration: every topic a pipeline needs, created idempotently.
+
+items and votes MUST have the same partition count (and both are keyed by item id): the
+aggregator joins them partition by partition, and so is its state changelog.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+from aiokafka.admin import NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from tribunal.kafka import admin_client
+from tribunal.settings import Settings
+
+__all__ = ["TopicSpec", "create_topics", "describe_partition_counts", "topic_specs"]
+
+# The changelog keeps only the latest state per item id and drops tombstones quickly.
+COMPACTED = {
+    "cleanup.policy": "compact",
+    "min.cleanable.dirty.ratio": "0.1",
+    "delete.retention.ms": "60000",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """Every topic of the pipeline that `settings` describe, DLQs included."""
+    t = settings.topics
+    specs = [
+        TopicSpec(t.items_topic, t.partitions, {}),
+        TopicSpec(t.votes_topic, t.partitions, {}),
+        TopicSpec(t.state_topic, t.partitions, COMPACTED),
+        TopicSpec(t.judge_topic, t.judge_partitions, {}),
+        TopicSpec(t.labels_topic, t.labels_partitions, {}),
+        TopicSpec(t.audits_topic, t.labels_partitions, {}),
+    ]
+    dlqs = [TopicSpec(t.dlq(name), 1, {}) for name in (t.items_topic, t.votes_topic, t.judge_topic)]
+    return specs + dlqs
+
+
+async def create_topics(settings: Settings) -> list[str]:
+    """Create the missing topics; return the names created (existing ones are left alone)."""
+    admin = admin_client(settings.kafka)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [s for s in topic_specs(settings) if s.name not in existing]
+        if wanted:
+            new = [
+                NewTopic(s.name, s.partitions, settings.topics.replication_factor, topic_configs=s.config)
+                for s in wanted
+            ]
+            # Another process may create them between our list and create: same outcome.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(new)
+        return [s.name for s in wanted]
+    finally:
+        await admin.close()
+
+
+async def describe_partition_counts(settings: Settings, topics: list[str]) -> dict[str, int]:
+    """Partition count of each topic that exists."""
+    admin = admin_client(settings.kafka)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+        return {d["topic"]: len(d["partitions"]) for d in described if not d.get("error_code")}
+    finally:
+        await admin.close()
