@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
+from consumers.reliability import Reliability
 from schemas.messages import EscalationReason
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "Escalate",
     "Policy",
     "Wait",
+    "WeightedVote",
     "build_policy",
     "plurality",
 ]
@@ -139,13 +141,13 @@ def _deadline_or_wait(elapsed_ms: float, deadline_ms: float) -> Decision:
     return Wait()
 
 
-def _check_common(quorum: int, deadline_ms: float, workers: Sequence[str] | None) -> None:
+def _check_common(quorum: int, deadline_ms: float, workers: Sequence[str] | None, what: str = "quorum") -> None:
     if quorum < 1:
-        raise ValueError(f"quorum must be at least 1, got {quorum}")
+        raise ValueError(f"{what} must be at least 1, got {quorum}")
     if not deadline_ms >= 0:
         raise ValueError(f"deadline_ms must be >= 0, got {deadline_ms!r}")
     if workers is not None and quorum > len(set(workers)):
-        raise ValueError(f"quorum {quorum} exceeds the {len(set(workers))} expected workers")
+        raise ValueError(f"{what} {quorum} exceeds the {len(set(workers))} expected workers")
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,11 +240,77 @@ class Criterion2:
         return _deadline_or_wait(elapsed_ms, self.deadline_ms)
 
 
-POLICIES = ("criterion1", "criterion2")
+@dataclass(frozen=True, slots=True)
+class WeightedVote:
+    """Reliability-weighted vote: a learned generalisation of Criterion 2.
+
+    The posterior over labels comes from `reliability` (naive Bayes, abstentions and labels
+    outside its label set ignored, uniform class prior unless `use_class_prior`). With
+    `top` the most probable label (ties: first by name) and `votes` the ballots that carry
+    evidence:
+
+    - Accept(top, confidence=posterior of top) when `posterior >= threshold` and
+      `votes >= min_votes`.
+    - Escalate(LOW_CONFIDENCE) when every expected worker has voted, or acceptance is provably
+      out of reach: `votes + pending < min_votes`, or for every label the upper bound of
+      `Reliability.posterior_bound` over the pending workers' possible ballots is below
+      `threshold`. The bound is conservative, so an item may wait although acceptance is
+      already impossible, but never escalates early when it was still possible.
+    - Else Escalate(DEADLINE) once `elapsed_ms >= deadline_ms`, else Wait.
+
+    Defaults match Criterion 1 (2 of 3) at cold start: with prior accuracy 0.8 a 2-1 split of
+    3 workers has posterior exactly 0.8 for 2 labels (more for more labels), 2-0 has 0.94 and
+    1-1 has 0.5, so any threshold in (0.5, 0.8) agrees; 0.75 leaves room for rounding. Unlike
+    Criterion 1, an Accept may not survive later dissenting ballots (the caller acts on the
+    first non-Wait decision), and decisions change as `reliability` learns.
+    """
+
+    reliability: Reliability
+    deadline_ms: float = 2000.0
+    threshold: float = 0.75
+    min_votes: int = 2
+    use_class_prior: bool = False
+    workers: Sequence[str] | None = None
+    name: str = field(default="weighted", init=False)
+    version: int = field(default=1, init=False)
+
+    def __post_init__(self) -> None:
+        _check_common(self.min_votes, self.deadline_ms, self.workers, "min_votes")
+        # Above 0.5 at most one label can pass, so Accept never depends on a tie-break.
+        if not 0.5 < self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in (0.5, 1], got {self.threshold!r}")
+
+    def decide(self, ballots: Sequence[Ballot], expected: Sequence[str], elapsed_ms: float) -> Decision:
+        """Accept, escalate or wait for these ballots, as described on the class."""
+        posterior = self.reliability.posterior(ballots, use_class_prior=self.use_class_prior)
+        top, probability = max(sorted(posterior.items()), key=lambda item: item[1])
+        votes = sum(1 for b in ballots if b.label in posterior)
+        if votes >= self.min_votes and probability >= self.threshold:
+            return Accept(top, probability)
+        pending = _pending(ballots, expected)
+        if not pending or not self._reachable(ballots, pending, votes):
+            return Escalate(EscalationReason.LOW_CONFIDENCE)
+        return _deadline_or_wait(elapsed_ms, self.deadline_ms)
+
+    def _reachable(self, ballots: Sequence[Ballot], pending: list[str], votes: int) -> bool:
+        """Whether some completion of the pending ballots could still pass both tests."""
+        if votes + len(pending) < self.min_votes:
+            return False
+        return any(
+            self.reliability.posterior_bound(ballots, pending, label, use_class_prior=self.use_class_prior)
+            >= self.threshold
+            for label in self.reliability.labels
+        )
+
+
+POLICIES = ("criterion1", "criterion2", "weighted")
 
 
 def build_policy(name: str, *, quorum: int, deadline_ms: int, **options: Any) -> Policy:
     """Build the policy called `name`; `options` go to its constructor (e.g. `thresholds`).
+
+    For "weighted", `quorum` is `min_votes`, and exactly one of `reliability` (a shared,
+    updated `Reliability`) or `labels` (the task's label set: a fresh one) must be given.
 
     Raises ValueError for an unknown name (listing the known ones) or invalid parameters, and
     TypeError for an option the policy does not take.
@@ -251,4 +319,15 @@ def build_policy(name: str, *, quorum: int, deadline_ms: int, **options: Any) ->
         return Criterion1(quorum, deadline_ms, **options)
     if name == "criterion2":
         return Criterion2(quorum, deadline_ms, **options)
+    if name == "weighted":
+        return _build_weighted(quorum, deadline_ms, options)
     raise ValueError(f"unknown policy {name!r}; known policies: {', '.join(POLICIES)}")
+
+
+def _build_weighted(quorum: int, deadline_ms: int, options: dict[str, Any]) -> WeightedVote:
+    labels = options.pop("labels", None)
+    if (labels is None) == ("reliability" not in options):
+        raise ValueError("the weighted policy needs exactly one of `reliability` or `labels`")
+    if labels is not None:
+        options["reliability"] = Reliability(labels)
+    return WeightedVote(deadline_ms=deadline_ms, min_votes=quorum, **options)
