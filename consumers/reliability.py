@@ -177,26 +177,42 @@ class Reliability:
         if data.get("format") != FORMAT:
             raise ValueError(f"unsupported reliability format {data.get('format')!r}")
         try:
+            stored = data["labels"]
+            if not isinstance(stored, list) or not all(isinstance(x, str) for x in stored):
+                raise TypeError(f"expected a list of labels, got {stored!r}")
             out = cls(
-                data["labels"] if labels is None else labels,
-                prior_accuracy=float(data["prior_accuracy"]),
-                prior_strength=float(data["prior_strength"]),
+                stored if labels is None else labels,
+                prior_accuracy=_number(data["prior_accuracy"]),
+                prior_strength=_number(data["prior_strength"]),
             )
             out._class_counts = _filter_counts(data["class_counts"], out._label_set)
-            for worker, rows in dict(data["counts"]).items():
-                for true_label, row in dict(rows).items():
+            for worker, rows in _mapping(data["counts"]).items():
+                for true_label, row in _mapping(rows).items():
                     kept = _filter_counts(row, out._label_set)
                     if true_label in out._label_set and kept:
-                        out._counts.setdefault(str(worker), {})[true_label] = kept
-        except (KeyError, TypeError, AttributeError) as exc:
+                        out._counts.setdefault(worker, {})[true_label] = kept
+        except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed reliability snapshot: {exc!r}") from exc
         return out
 
 
-def _filter_counts(raw: Mapping[str, Any], keep: frozenset[str]) -> dict[str, int]:
+# The helpers below raise TypeError for a wrong shape; `from_dict` reports it as ValueError.
+def _number(raw: object) -> float:
+    if not isinstance(raw, int | float) or isinstance(raw, bool):
+        raise TypeError(f"expected a number, got {raw!r}")
+    return float(raw)
+
+
+def _mapping(raw: object) -> Mapping[str, Any]:
+    if not isinstance(raw, Mapping) or not all(isinstance(key, str) for key in raw):
+        raise TypeError(f"expected an object with string keys, got {raw!r}")
+    return raw
+
+
+def _filter_counts(raw: object, keep: frozenset[str]) -> dict[str, int]:
     """Non-negative int counts of the labels in `keep`; ValueError on anything else."""
     out: dict[str, int] = {}
-    for key, value in dict(raw).items():
+    for key, value in _mapping(raw).items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ValueError(f"count of {key!r} must be a non-negative int, got {value!r}")
         if key in keep and value:
