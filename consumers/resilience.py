@@ -1,9 +1,11 @@
 """Classify a batch without ever dying on a bad item.
 
-The whole batch is tried with retries and exponential backoff. If it still fails, it is split in
-halves, recursively, until the failing items stand alone; an item that fails alone, after its own
-retries, gets an abstention (`label=None` and the reason) instead of a label, so nothing
-downstream waits for it forever. Outputs outside the task's label set count as failures.
+The whole batch is tried with retries and exponential backoff, which rides out transient
+failures. If it still fails, something in it is poison: the batch is split in halves, one try
+each, recursively, until the failing items stand alone; such an item gets an abstention
+(`label=None` and the reason) instead of a label, so nothing downstream waits for it forever.
+Isolation costs about 2*log2(batch) extra calls per poison item, never a backoff per item.
+Outputs outside the task's label set count as failures.
 """
 
 from __future__ import annotations
@@ -37,23 +39,19 @@ class ResilientClassifier:
         error = await self._attempt(items, attempts=self.retries + 1)
         if isinstance(error, list):
             return error
+        return await self._isolate(items, error)
+
+    async def _isolate(self, items: Sequence[Item], error: str) -> list[Prediction]:
+        """Split a failed batch until the failing items stand alone; they abstain."""
         if len(items) == 1:
             log.warning("item_abstained", item_id=items[0].id, model=self.classifier.model_id, error=error)
             return [Prediction(None, 0.0, reason=f"classifier failed: {error}"[:1000])]
-        # Halves get one try each: only a lone item earns the full retries again.
+        predictions: list[Prediction] = []
         middle = len(items) // 2
-        left = await self._split(items[:middle])
-        right = await self._split(items[middle:])
-        return left + right
-
-    async def _split(self, items: Sequence[Item]) -> list[Prediction]:
-        if len(items) == 1:
-            return await self.classify(items)
-        result = await self._attempt(items, attempts=1)
-        if isinstance(result, list):
-            return result
-        middle = len(items) // 2
-        return await self._split(items[:middle]) + await self._split(items[middle:])
+        for half in (items[:middle], items[middle:]):
+            result = await self._attempt(half, attempts=1)
+            predictions += result if isinstance(result, list) else await self._isolate(half, result)
+        return predictions
 
     async def _attempt(self, items: Sequence[Item], attempts: int) -> list[Prediction] | str:
         """Predictions, or the last error's description once `attempts` are spent."""

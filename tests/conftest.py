@@ -1,0 +1,72 @@
+"""Shared fixtures: a real Kafka broker for the whole session, chosen in this order:
+
+1. `KAFKA_BOOTSTRAP_SERVERS` if set (any real cluster);
+2. a testcontainers Kafka (KRaft) if a Docker engine answers;
+3. the project's own local broker (`tribunal kafka up`), started once and stopped at the end
+   if this session started it.
+
+A test that needs a broker and cannot get one fails in CI (CI=true) and skips elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+
+
+def _docker_kafka() -> tuple[str, object] | None:
+    """A testcontainers Kafka when a Docker engine answers, else None."""
+    try:
+        import docker  # type: ignore[import-not-found]
+        from testcontainers.kafka import KafkaContainer  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    try:
+        docker.from_env().ping()
+    except Exception:  # noqa: BLE001 - any failure to reach an engine means "no Docker here"
+        return None
+    container = (
+        KafkaContainer("confluentinc/cp-kafka:7.9.0")
+        .with_kraft()
+        .with_env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
+        .with_env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
+    )
+    container.start()
+    return container.get_bootstrap_server(), container
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """The bootstrap address of a real Kafka broker for this test session."""
+    explicit = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if explicit:
+        yield explicit
+        return
+    docker = _docker_kafka()
+    if docker is not None:
+        address, container = docker
+        yield address
+        container.stop()  # type: ignore[attr-defined]
+        return
+    from tribunal.broker import LocalBroker
+    from tribunal.errors import TribunalError
+    from tribunal.settings import BrokerSettings
+
+    broker = LocalBroker(REPO / ".tribunal", BrokerSettings())
+    already_running = broker.pid() is not None
+    try:
+        address = broker.up()
+    except TribunalError as exc:
+        message = f"no Kafka broker for integration tests: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    yield address
+    if not already_running:
+        broker.down()

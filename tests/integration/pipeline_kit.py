@@ -1,0 +1,61 @@
+"""Scripted pipelines for integration tests: items whose metadata tells each scripted worker
+(and the judge) what to answer, with the outcome Criterion 1 must produce for each."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from consumers import aggregator, judge, worker
+from tribunal.settings import JudgeSettings, Settings, WorkerSettings
+
+# (w1, w2, w3, judge) answers -> (final label, decided_by, escalation reason or None).
+# "!abstain" scripts an abstention, "!fail" a classifier failure (the worker isolates it and abstains).
+PATTERNS: list[tuple[tuple[str, str, str, str], tuple[str, str, str | None]]] = [
+    (("positive", "positive", "positive", "negative"), ("positive", "workers", None)),
+    (("negative", "negative", "positive", "positive"), ("negative", "workers", None)),
+    (("neutral", "positive", "neutral", "negative"), ("neutral", "workers", None)),
+    (("positive", "negative", "neutral", "neutral"), ("neutral", "judge", "disagreement")),
+    (("!fail", "negative", "negative", "positive"), ("negative", "workers", None)),
+    (("positive", "!abstain", "negative", "negative"), ("negative", "judge", "disagreement")),
+    (("!abstain", "!abstain", "!abstain", "positive"), ("positive", "judge", "disagreement")),
+]
+WORKERS = ("w1", "w2", "w3")
+
+
+@dataclass(frozen=True)
+class Expected:
+    label: str
+    decided_by: str
+    reason: str | None
+
+
+def write_scripted_items(path: Path, count: int) -> dict[str, Expected]:
+    """`count` items cycling through PATTERNS; return the expected outcome per item id."""
+    expected: dict[str, Expected] = {}
+    with path.open("w") as out:
+        for n in range(count):
+            answers, outcome = PATTERNS[n % len(PATTERNS)]
+            item_id = f"item-{n:06d}"
+            metadata = dict(zip((*WORKERS, "judge"), answers, strict=True))
+            out.write(
+                json.dumps({"id": item_id, "text": f"scripted text {n}", "task": "sentiment3", **metadata}) + "\n"
+            )
+            expected[item_id] = Expected(*outcome)
+    return expected
+
+
+def worker_main(settings: Settings, name: str, spec: str | None = None) -> Callable[..., Awaitable[None]]:
+    own = settings.model_copy(update={"worker": WorkerSettings(name=name, classifier=spec or f"scripted:{name}")})
+    return lambda stop: worker.run(own, stop)
+
+
+def aggregator_main(settings: Settings) -> Callable[..., Awaitable[None]]:
+    return lambda stop: aggregator.run(settings, stop)
+
+
+def judge_main(settings: Settings, spec: str = "scripted:judge") -> Callable[..., Awaitable[None]]:
+    own = settings.model_copy(update={"judge": JudgeSettings(classifier=spec)})
+    return lambda stop: judge.run(own, stop)
