@@ -31,6 +31,11 @@ BACKENDS: dict[str, str] = {
     "llamacpp": "consumers.classifiers.llamacpp:llamacpp",
     "openai": "consumers.classifiers.openai_http:openai",
     "vllm": "consumers.classifiers.vllm_backend:vllm",
+    "vader": "consumers.classifiers.lexicon:vader",
+    "textblob": "consumers.classifiers.lexicon:textblob",
+    "afinn": "consumers.classifiers.lexicon:afinn",
+    "tfidf": "consumers.classifiers.trained:tfidf",
+    "embedding": "consumers.classifiers.trained:embedding",
 }
 
 

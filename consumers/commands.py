@@ -1,0 +1,165 @@
+"""`tribunal train` and `tribunal eval`: the model commands, registered on the main app.
+
+`tribunal.cli` calls `register(app)`. Both commands build settings once (honouring the app's
+`--config`), read tasks from `settings.tasks()`, and exit with status 2 and a one-line
+message on a Tribunal error (bad spec, missing data, label set mismatch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from consumers.evaluate import GOLD, Report, Run, evaluate, load_items
+from schemas.tasks import Task, TaskRegistry
+from tribunal.errors import TribunalError
+from tribunal.settings import Settings, load_settings
+
+__all__ = ["register"]
+
+TaskOption = Annotated[str, typer.Option("--task", "-t", help="Task name from the tasks file")]
+DataOption = Annotated[Path, typer.Option("--data", "-d", help="Labelled JSONL (id, text, label)", dir_okay=False)]
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    config = ctx.obj.get("config") if isinstance(ctx.obj, dict) else None
+    return load_settings(config)
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(2)
+
+
+def train(
+    ctx: typer.Context,
+    task: TaskOption,
+    data: DataOption,
+    kind: Annotated[str, typer.Option("--kind", "-k", help="tfidf or embedding")] = "tfidf",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Head file [HOME/models/TASK-KIND.joblib]")] = None,
+    max_rows: Annotated[int | None, typer.Option("--max-rows", min=1, help="Train on the first N rows")] = None,
+) -> None:
+    """Fit a linear head on labelled data and save it (+ a .json header) for `KIND:PATH` specs."""
+    from consumers.classifiers.heads import train_head
+
+    try:
+        settings = _settings(ctx)
+        target = out or settings.home / "models" / f"{task}-{kind}.joblib"
+        header = train_head(settings.tasks().get(task), kind, data, target, max_rows=max_rows)
+    except (TribunalError, ValueError) as exc:
+        raise _fail(exc) from None
+    typer.echo(
+        f"trained {kind} head for {task}: {header['rows']} rows, {len(header['labels'])} labels, "
+        f"{header['train_seconds']} s -> {target}  (spec: {kind}:{target})"
+    )
+
+
+def _runs(specs: list[str], task: Task, defaults: bool, tasks: TaskRegistry) -> list[Run]:
+    """The classifiers to evaluate: explicit specs as workers, then (with --defaults) the task's."""
+    from consumers.classifiers.registry import build_classifier
+
+    chosen: list[tuple[str, Any]] = [(spec, "worker") for spec in specs]
+    if defaults:
+        chosen += [(spec, "worker") for spec in task.workers]
+        chosen += [(task.judge, "judge")] if task.judge else []
+    if not chosen:
+        raise typer.BadParameter("give at least one --classifier SPEC, or --defaults")
+    runs: list[Run] = []
+    for spec, role in chosen:
+        name = _unique(spec.partition(":")[0].partition("?")[0], {run.name for run in runs})
+        runs.append(Run(name=name, spec=spec, role=role, classifier=build_classifier(spec, tasks)))
+    return runs
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    """`name`, or `name#2`, `name#3`... when two classifiers share a kind."""
+    n = 1
+    candidate = name
+    while candidate in taken:
+        n += 1
+        candidate = f"{name}#{n}"
+    return candidate
+
+
+async def _evaluate(
+    task: str, data: Path, items: list[Any], runs: list[Run], tasks: TaskRegistry, batch: int
+) -> Report:
+    try:
+        return await evaluate(task, str(data), items, runs, tasks, batch_size=batch)
+    finally:
+        for run in runs:
+            await run.classifier.close()
+
+
+def eval_command(
+    ctx: typer.Context,
+    task: TaskOption,
+    data: DataOption,
+    classifier: Annotated[
+        list[str] | None, typer.Option("--classifier", "-C", help="Classifier spec (repeatable)")
+    ] = None,
+    defaults: Annotated[bool, typer.Option("--defaults", help="Add the task's default workers and judge")] = False,
+    limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="First N items only")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Items per classify() call")] = 32,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """Run classifiers over labelled data: accuracy, macro-F1, latency p50/p95, agreement."""
+    try:
+        tasks = _settings(ctx).tasks()
+        items = load_items(data, task, tasks, limit)
+        runs = _runs(list(classifier or []), tasks.get(task), defaults, tasks)
+        report = asyncio.run(_evaluate(task, data, items, runs, tasks, batch_size))
+    except (TribunalError, ValueError) as exc:
+        raise _fail(exc) from None
+    result = report.as_json()
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        _print_tables(result)
+
+
+def _print_tables(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    scores = Table(title=f"{result['task']} on {result['data']} ({result['items']} items)")
+    for column in ("classifier", "role", "accuracy", "macro-F1", "p50 ms", "p95 ms", "spec"):
+        scores.add_column(column, justify="left" if column in {"classifier", "role", "spec"} else "right")
+    for row in result["classifiers"]:
+        lat = row["latency_ms"]
+        scores.add_row(
+            row["name"],
+            row["role"],
+            f"{row['accuracy']:.3f}",
+            f"{row['macro_f1']:.3f}",
+            f"{lat['p50']:.3f}",
+            f"{lat['p95']:.3f}",
+            row["spec"],
+        )
+    console.print(scores)
+    matrix = result["agreement"]
+    agree = Table(title="pairwise agreement (share of items with the same label)")
+    agree.add_column("")
+    for name in matrix:
+        agree.add_column(name, justify="right")
+    for name, row in matrix.items():
+        agree.add_row(name, *(f"{row[other]:.3f}" if name != other or name != GOLD else "" for other in matrix))
+    console.print(agree)
+    if "worker_majority" in result:
+        majority = result["worker_majority"]
+        console.print(
+            f"workers' majority (>= 2 agree): {majority['rate']:.3f} of items, "
+            f"accuracy {majority['accuracy']:.3f} there"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    """Add `train` and `eval` to the main app."""
+    app.command("train")(train)
+    app.command("eval")(eval_command)
