@@ -91,9 +91,7 @@ def build_trie(sequences: Mapping[str, Sequence[int]]) -> LabelTrie:
         if node.label is not None or node.children:
             raise ValueError(f"label {label!r} collides with another label's tokens")
         node.label = label
-    return LabelTrie(
-        root, tuple(sequences), _count_branches(root), max(map(len, sequences.values()))
-    )
+    return LabelTrie(root, tuple(sequences), _count_branches(root), max(map(len, sequences.values())))
 
 
 def _count_branches(node: TrieNode) -> int:
@@ -101,9 +99,7 @@ def _count_branches(node: TrieNode) -> int:
     return own + sum(_count_branches(child) for child in node.children.values())
 
 
-def _local_logprobs(
-    node: TrieNode, path: tuple[int, ...], logits_fn: LogitsFn
-) -> list[tuple[int, float]]:
+def _local_logprobs(node: TrieNode, path: tuple[int, ...], logits_fn: LogitsFn) -> list[tuple[int, float]]:
     """(token, log P(token | node)) for each child, normalised among the children only."""
     tokens = tuple(node.children)
     if len(tokens) == 1:
@@ -164,7 +160,5 @@ def fit_to_context(tokens: Sequence[int], budget: int, keep_tail: int) -> list[i
     if len(tokens) <= budget:
         return list(tokens)
     if budget <= keep_tail:
-        raise ValueError(
-            f"context budget {budget} leaves no room beyond the {keep_tail}-token tail"
-        )
+        raise ValueError(f"context budget {budget} leaves no room beyond the {keep_tail}-token tail")
     return [*tokens[: budget - keep_tail], *tokens[len(tokens) - keep_tail :]]

@@ -129,9 +129,7 @@ def _text(choice: Mapping[str, Any], api: Api) -> str:
     return text
 
 
-def _token_logprobs(
-    choice: Mapping[str, Any], api: Api
-) -> list[tuple[str, float, dict[str, float]]]:
+def _token_logprobs(choice: Mapping[str, Any], api: Api) -> list[tuple[str, float, dict[str, float]]]:
     """(token, logprob, top alternatives) per generated token; empty when none were returned."""
     block = choice.get("logprobs")
     if not isinstance(block, dict):
@@ -263,10 +261,7 @@ class OpenAIClassifier:
         mode = await self._resolved_mode()
         predictions = await asyncio.gather(*(self._one(mode, item) for item in items))
         per_item = watch.per_item_ms(len(items))
-        return [
-            Prediction(p.label, p.confidence, p.probabilities, per_item, p.reason)
-            for p in predictions
-        ]
+        return [Prediction(p.label, p.confidence, p.probabilities, per_item, p.reason) for p in predictions]
 
     async def close(self) -> None:
         """Close the pooled connections."""
@@ -277,9 +272,7 @@ class OpenAIClassifier:
     async def _one(self, mode: Mode, item: Item) -> Prediction:
         task = self._tasks.get(item.task)
         logprobs = DEFAULT_LOGPROBS[mode] if self._logprobs is None else self._logprobs
-        path, body = build_request(
-            mode, self._api, self._model, task.render_prompt(item.text), task.labels, logprobs
-        )
+        path, body = build_request(mode, self._api, self._model, task.render_prompt(item.text), task.labels, logprobs)
         payload = await self._request("POST", path, body)
         return parse_response(mode, self._api, payload, task.labels, self._fallback_confidence)
 
@@ -305,9 +298,7 @@ class OpenAIClassifier:
                 return payload
             except (httpx.TimeoutException, httpx.TransportError, ClassifierError) as exc:
                 if attempt == self._retries:
-                    raise ClassifierError(
-                        f"{self.model_id}: {url} failed {attempt + 1} times: {exc!r}"
-                    ) from exc
+                    raise ClassifierError(f"{self.model_id}: {url} failed {attempt + 1} times: {exc!r}") from exc
                 await asyncio.sleep(backoff_delay(attempt, self._backoff_s))
             except json.JSONDecodeError as exc:
                 raise InvalidOutputError(f"{url} answered non-JSON: {exc}") from exc
@@ -329,9 +320,7 @@ class OpenAIClassifier:
 def openai(spec: ClassifierSpec, tasks: TaskRegistry) -> Classifier:
     """Factory for `openai:BASE_URL?...` (options in the module docstring)."""
     if not spec.arg.startswith(("http://", "https://")):
-        raise ConfigError(
-            f"openai classifier needs a base URL: openai:http://HOST:PORT/v1, got {spec.arg!r}"
-        )
+        raise ConfigError(f"openai classifier needs a base URL: openai:http://HOST:PORT/v1, got {spec.arg!r}")
     mode, api = spec.option("mode", "auto"), spec.option("api", "completions")
     if mode not in MODES:
         raise ConfigError(f"openai mode must be one of {', '.join(MODES)}, not {mode!r}")

@@ -83,9 +83,7 @@ def engine_kwargs(options: Mapping[str, str]) -> dict[str, Any]:
             continue
         parse = ENGINE_OPTIONS.get(name)
         if parse is None:
-            raise ConfigError(
-                f"unknown vllm option {name!r}; known: {', '.join(sorted(ENGINE_OPTIONS))}"
-            )
+            raise ConfigError(f"unknown vllm option {name!r}; known: {', '.join(sorted(ENGINE_OPTIONS))}")
         try:
             kwargs[name] = parse(raw)
         except ValueError as exc:
@@ -137,9 +135,7 @@ def _load_engine(model: str, kwargs: Mapping[str, Any]) -> Any:
             try:
                 from vllm import LLM
             except ImportError:
-                raise ConfigError(
-                    "vllm is not installed: pip install -e '.[vllm]' (GPU machines)"
-                ) from None
+                raise ConfigError("vllm is not installed: pip install -e '.[vllm]' (GPU machines)") from None
             _ENGINES[key] = LLM(model=model, **kwargs)
         return _ENGINES[key]
 
@@ -149,17 +145,13 @@ def _sampling_params(kwargs: Mapping[str, Any]) -> Any:
     from vllm.sampling_params import StructuredOutputsParams
 
     rest = {name: value for name, value in kwargs.items() if name != "structured_outputs"}
-    return SamplingParams(
-        **rest, structured_outputs=StructuredOutputsParams(**kwargs["structured_outputs"])
-    )
+    return SamplingParams(**rest, structured_outputs=StructuredOutputsParams(**kwargs["structured_outputs"]))
 
 
 class VllmClassifier:
     """Labels a batch with one `LLM.generate` call, one choice-constrained request per item."""
 
-    def __init__(
-        self, model_id: str, tasks: TaskRegistry, model: str, kwargs: dict[str, Any], logprobs: int
-    ) -> None:
+    def __init__(self, model_id: str, tasks: TaskRegistry, model: str, kwargs: dict[str, Any], logprobs: int) -> None:
         self.model_id = model_id
         self._tasks = tasks
         self._model = model
@@ -188,9 +180,7 @@ class VllmClassifier:
                 raise FatalError(f"{self.model_id}: vLLM engine died: {exc}") from exc
             raise ClassifierError(f"{self.model_id}: vLLM generate failed: {exc}") from exc
         per_item = watch.per_item_ms(len(items))
-        predictions = [
-            parse_sample(sample_from_output(o), ls) for o, ls in zip(outputs, labels, strict=True)
-        ]
+        predictions = [parse_sample(sample_from_output(o), ls) for o, ls in zip(outputs, labels, strict=True)]
         return [Prediction(p.label, p.confidence, None, per_item) for p in predictions]
 
 
