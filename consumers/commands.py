@@ -41,21 +41,25 @@ def train(
     task: TaskOption,
     data: DataOption,
     kind: Annotated[str, typer.Option("--kind", "-k", help="tfidf or embedding")] = "tfidf",
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Head file [HOME/models/TASK-KIND.joblib]")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Head file [HOME/models/TASK-KIND[-HEAD].joblib]")
+    ] = None,
     max_rows: Annotated[int | None, typer.Option("--max-rows", min=1, help="Train on the first N rows")] = None,
+    head: Annotated[str, typer.Option("--head", help="linear, or nb (tfidf only)")] = "linear",
 ) -> None:
     """Fit a linear head on labelled data and save it (+ a .json header) for `KIND:PATH` specs."""
     from consumers.classifiers.heads import train_head
 
     try:
         settings = _settings(ctx)
-        target = out or settings.home / "models" / f"{task}-{kind}.joblib"
-        header = train_head(settings.tasks().get(task), kind, data, target, max_rows=max_rows)
+        suffix = "" if head == "linear" else f"-{head}"
+        target = out or settings.home / "models" / f"{task}-{kind}{suffix}.joblib"
+        header = train_head(settings.tasks().get(task), kind, data, target, head=head, max_rows=max_rows)
     except (TribunalError, ValueError) as exc:
         raise _fail(exc) from None
     typer.echo(
         f"trained {kind} head for {task}: {header['rows']} rows, {len(header['labels'])} labels, "
-        f"{header['train_seconds']} s -> {target}  (spec: {kind}:{target})"
+        f"{header['train_seconds']} s -> {target}  (spec: {kind}:{target}{'?head=' + head if suffix else ''})"
     )
 
 

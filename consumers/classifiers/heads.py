@@ -6,6 +6,8 @@ training data and the library versions. `load_head` reads and checks the header 
 unpickles anything, so a file for another label set is refused without running its pickle.
 
     tfidf      word 1-2-grams + char_wb 2-5-grams (TF-IDF, sublinear tf) -> LogisticRegression
+    tfidf/nb   (head="nb") word 1-2-grams (TF-IDF) -> Complement Naive Bayes: a different model
+               family on different features, so its errors correlate less with the others'
     embedding  all-MiniLM-L6-v2 sentence vectors (numpy, see minilm.py) -> LogisticRegression
 """
 
@@ -23,10 +25,11 @@ from typing import Any
 from schemas.tasks import Task
 from tribunal.errors import ConfigError
 
-__all__ = ["FORMAT", "KINDS", "Head", "file_sha256", "load_head", "read_labelled", "train_head"]
+__all__ = ["FORMAT", "HEADS", "KINDS", "Head", "file_sha256", "load_head", "read_labelled", "train_head"]
 
 FORMAT = 1
 KINDS = ("tfidf", "embedding")
+HEADS = ("linear", "nb")
 # Inverse regularisation strength: a fixed, untuned choice (weak regularisation suits these
 # sizes: 2k-60k rows); not tuned on any test split.
 _C = {"tfidf": 10.0, "embedding": 10.0}
@@ -95,9 +98,19 @@ def _tfidf_pipeline() -> Any:
     return make_pipeline(features, LogisticRegression(C=_C["tfidf"], max_iter=2000))
 
 
-def _fit(kind: str, texts: list[str], labels: list[str], model_dir: Path | None) -> tuple[Any, dict[str, Any]]:
+def _nb_pipeline() -> Any:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.naive_bayes import ComplementNB
+    from sklearn.pipeline import make_pipeline
+
+    return make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), ComplementNB(alpha=0.3))
+
+
+def _fit(
+    kind: str, head: str, texts: list[str], labels: list[str], model_dir: Path | None
+) -> tuple[Any, dict[str, Any]]:
     if kind == "tfidf":
-        return _tfidf_pipeline().fit(texts, labels), {}
+        return (_nb_pipeline() if head == "nb" else _tfidf_pipeline()).fit(texts, labels), {}
     from sklearn.linear_model import LogisticRegression
 
     from consumers.classifiers.minilm import load_encoder
@@ -108,7 +121,14 @@ def _fit(kind: str, texts: list[str], labels: list[str], model_dir: Path | None)
 
 
 def train_head(
-    task: Task, kind: str, data: Path, out: Path, *, max_rows: int | None = None, model_dir: Path | None = None
+    task: Task,
+    kind: str,
+    data: Path,
+    out: Path,
+    *,
+    head: str = "linear",
+    max_rows: int | None = None,
+    model_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Fit a head of `kind` for `task` on the JSONL `data`, save it atomically to `out` (+ .json).
 
@@ -119,14 +139,17 @@ def train_head(
 
     if kind not in KINDS:
         raise ConfigError(f"unknown head kind {kind!r}; known: {', '.join(KINDS)}")
+    if head not in HEADS or (head == "nb" and kind != "tfidf"):
+        raise ConfigError(f"head {head!r} is not available for kind {kind!r} (nb needs tfidf features)")
     texts, labels = read_labelled(data, max_rows)
     _check_labels(task, labels, data)
     started = time.perf_counter()
-    model, extra = _fit(kind, texts, labels, model_dir)
+    model, extra = _fit(kind, head, texts, labels, model_dir)
     header: dict[str, Any] = {
         "format": FORMAT,
         "task": task.name,
         "kind": kind,
+        "head": head,
         "labels": [str(c) for c in model.classes_],
         "data": str(data),
         "data_sha256": file_sha256(data),

@@ -6,11 +6,12 @@ Spec strings:
     embedding:PATH
     tfidf?task=intent&train=DATA            train on first use, cache at .tribunal/models/intent-tfidf.joblib
     embedding:PATH?task=T&train=DATA&max_rows=N&model=DIR
+    tfidf?task=intent&train=DATA&head=nb    Complement Naive Bayes instead of logistic regression
 
 Options: `task` (the task to train for; must match a loaded head's task), `train` (labelled JSONL
 to train from when the head file is missing, or stale: its sha256 differs from the header's),
-`max_rows` (train on the first N rows only), `model` (embedding only: a MiniLM model directory
-instead of the installed package's).
+`max_rows` (train on the first N rows only), `head` (`linear`, or `nb` for tfidf), `model`
+(embedding only: a MiniLM model directory instead of the installed package's).
 
 Contract: a prediction's label is always in the head's label set, which `load_head` checked
 equals the task's. Items of another task get an abstention (label None) with a reason.
@@ -81,7 +82,9 @@ def _head_path(spec: ClassifierSpec) -> Path:
     task = spec.options.get("task")
     if not task:
         raise ConfigError(f"{spec}: give a head file ({spec.kind}:PATH) or a task ({spec.kind}?task=T&train=DATA)")
-    return DEFAULT_MODELS_DIR / f"{task}-{spec.kind}.joblib"
+    head = spec.option("head", "linear")
+    suffix = "" if head == "linear" else f"-{head}"
+    return DEFAULT_MODELS_DIR / f"{task}-{spec.kind}{suffix}.joblib"
 
 
 def _needs_training(path: Path, data: Path | None) -> bool:
@@ -111,7 +114,8 @@ def resolve_head(spec: ClassifierSpec, tasks: TaskRegistry) -> Path:
     if not task_name:
         raise ConfigError(f"{spec}: training on first use needs ?task=T")
     max_rows = spec.int_option("max_rows", 0) or None
-    train_head(tasks.get(task_name), spec.kind, data, path, max_rows=max_rows, model_dir=_model_dir(spec))
+    head = spec.option("head", "linear")
+    train_head(tasks.get(task_name), spec.kind, data, path, head=head, max_rows=max_rows, model_dir=_model_dir(spec))
     return path
 
 
@@ -122,10 +126,14 @@ def _model_dir(spec: ClassifierSpec) -> Path | None:
 
 def _load(spec: ClassifierSpec, tasks: TaskRegistry) -> Head:
     path = resolve_head(spec, tasks)
-    task_name = str(read_header(path).get("task"))
+    header = read_header(path)
+    task_name = str(header.get("task"))
     wanted = spec.options.get("task")
     if wanted and wanted != task_name:
         raise ConfigError(f"{path} is a head for task {task_name!r}, but the spec asks for {wanted!r}")
+    head = header.get("head", "linear")
+    if head != spec.option("head", head):
+        raise ConfigError(f"{path} is a {head!r} head, but the spec asks for {spec.options['head']!r}")
     return load_head(path, tasks.get(task_name), spec.kind)
 
 

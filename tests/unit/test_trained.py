@@ -140,3 +140,20 @@ def test_spec_task_must_match_the_head(sentiment_data: Path, tmp_path: Path) -> 
     train_head(TASKS.get("sentiment"), "tfidf", sentiment_data, out)
     with pytest.raises(ConfigError, match="spec asks"):
         build_classifier(f"tfidf:{out}?task=sentiment3", TASKS)
+
+
+async def test_naive_bayes_head(sentiment_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """head=nb trains Complement NB at its own default path and still answers inside the label set."""
+    monkeypatch.chdir(tmp_path)
+    classifier = build_classifier(f"tfidf?task=sentiment&train={sentiment_data}&head=nb", TASKS)
+    assert read_header(tmp_path / ".tribunal" / "models" / "sentiment-tfidf-nb.joblib")["head"] == "nb"
+    items = [Item(id="1", text="loved it", task="sentiment"), Item(id="2", text="hated it", task="sentiment")]
+    predictions = await classifier.classify(items)
+    check_predictions(items, predictions, TASKS, classifier.model_id)
+    assert [p.label for p in predictions] == ["positive", "negative"]
+
+
+def test_nb_needs_tfidf_features(sentiment_data: Path, tmp_path: Path) -> None:
+    """Naive Bayes on (signed) embeddings is refused."""
+    with pytest.raises(ConfigError, match="nb needs tfidf"):
+        train_head(TASKS.get("sentiment"), "embedding", sentiment_data, tmp_path / "h.joblib", head="nb")
