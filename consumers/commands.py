@@ -63,16 +63,16 @@ def train(
     )
 
 
-def _runs(specs: list[str], task: Task, defaults: bool, tasks: TaskRegistry) -> list[Run]:
-    """The classifiers to evaluate: explicit specs as workers, then (with --defaults) the task's."""
+def _runs(specs: list[str], judges: list[str], task: Task, defaults: bool, tasks: TaskRegistry) -> list[Run]:
+    """The classifiers to evaluate: explicit workers and judges, then (with --defaults) the task's."""
     from consumers.classifiers.registry import build_classifier
 
-    chosen: list[tuple[str, Any]] = [(spec, "worker") for spec in specs]
+    chosen: list[tuple[str, Any]] = [(spec, "worker") for spec in specs] + [(spec, "judge") for spec in judges]
     if defaults:
         chosen += [(spec, "worker") for spec in task.workers]
         chosen += [(task.judge, "judge")] if task.judge else []
     if not chosen:
-        raise typer.BadParameter("give at least one --classifier SPEC, or --defaults")
+        raise typer.BadParameter("give at least one --classifier/--judge SPEC, or --defaults")
     runs: list[Run] = []
     for spec, role in chosen:
         name = _unique(spec.partition(":")[0].partition("?")[0], {run.name for run in runs})
@@ -107,16 +107,18 @@ def eval_command(
     classifier: Annotated[
         list[str] | None, typer.Option("--classifier", "-C", help="Classifier spec (repeatable)")
     ] = None,
+    judge: Annotated[list[str] | None, typer.Option("--judge", "-J", help="Judge spec (repeatable)")] = None,
     defaults: Annotated[bool, typer.Option("--defaults", help="Add the task's default workers and judge")] = False,
     limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="First N items only")] = None,
+    stride: Annotated[int, typer.Option("--stride", min=1, help="Every K-th row (spread-out sample)")] = 1,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Items per classify() call")] = 32,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """Run classifiers over labelled data: accuracy, macro-F1, latency p50/p95, agreement."""
     try:
         tasks = _settings(ctx).tasks()
-        items = load_items(data, task, tasks, limit)
-        runs = _runs(list(classifier or []), tasks.get(task), defaults, tasks)
+        items = load_items(data, task, tasks, limit, stride)
+        runs = _runs(list(classifier or []), list(judge or []), tasks.get(task), defaults, tasks)
         report = asyncio.run(_evaluate(task, data, items, runs, tasks, batch_size))
     except (TribunalError, ValueError) as exc:
         raise _fail(exc) from None

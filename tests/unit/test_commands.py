@@ -43,6 +43,13 @@ def test_eval_json_has_the_documented_shape(app: typer.Typer, data: Path) -> Non
     assert set(report["agreement"]) == {"constant", "hash", "gold"}
 
 
+def test_eval_judge_option_sets_the_role(app: typer.Typer, data: Path) -> None:
+    """--judge SPEC is evaluated with role judge."""
+    result = CliRunner().invoke(app, ["eval", "-t", "sentiment", "-d", str(data), "-J", "constant:negative", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["classifiers"][0]["role"] == "judge"
+
+
 def test_eval_defaults_use_the_tasks_workers_and_judge(
     app: typer.Typer, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

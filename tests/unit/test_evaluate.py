@@ -187,3 +187,10 @@ async def test_evaluate_rejects_labels_outside_the_set() -> None:
     """A classifier answering outside the label set fails the evaluation loudly."""
     with pytest.raises(InvalidOutputError):
         await evaluate("sentiment", "mem", _items(2), [Run("r", "rogue", "worker", _Rogue())], TASKS)
+
+
+def test_load_items_stride_spreads_the_sample(tmp_path: Path) -> None:
+    """stride=K keeps rows 0, K, 2K... before the limit applies."""
+    rows = [f'{{"id": "{i}", "text": "t", "label": "positive"}}' for i in range(7)]
+    items = load_items(_write(tmp_path / "d.jsonl", rows), "sentiment", TASKS, limit=2, stride=3)
+    assert [i.id for i in items] == ["0", "3"]
