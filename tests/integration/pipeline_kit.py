@@ -13,7 +13,8 @@ from tribunal.settings import JudgeSettings, Settings, WorkerSettings
 
 # (w1, w2, w3, judge) answers -> (final label, decided_by, escalation reason or None).
 # "!abstain" scripts an abstention, "!fail" a classifier failure (the worker isolates it and abstains).
-PATTERNS: list[tuple[tuple[str, str, str, str], tuple[str, str, str | None]]] = [
+Pattern = tuple[tuple[str, str, str, str], tuple[str, str, str | None]]
+PATTERNS: list[Pattern] = [
     (("positive", "positive", "positive", "negative"), ("positive", "workers", None)),
     (("negative", "negative", "positive", "positive"), ("negative", "workers", None)),
     (("neutral", "positive", "neutral", "negative"), ("neutral", "workers", None)),
@@ -22,6 +23,8 @@ PATTERNS: list[tuple[tuple[str, str, str, str], tuple[str, str, str | None]]] = 
     (("positive", "!abstain", "negative", "negative"), ("negative", "judge", "disagreement")),
     (("!abstain", "!abstain", "!abstain", "positive"), ("positive", "judge", "disagreement")),
 ]
+# Without scripted failures: for runs whose timing matters (isolating a poison item costs calls).
+CLEAN_PATTERNS = [p for p in PATTERNS if "!fail" not in p[0]]
 WORKERS = ("w1", "w2", "w3")
 
 
@@ -32,12 +35,12 @@ class Expected:
     reason: str | None
 
 
-def write_scripted_items(path: Path, count: int) -> dict[str, Expected]:
+def write_scripted_items(path: Path, count: int, patterns: list[Pattern] = PATTERNS) -> dict[str, Expected]:
     """`count` items cycling through PATTERNS; return the expected outcome per item id."""
     expected: dict[str, Expected] = {}
     with path.open("w") as out:
         for n in range(count):
-            answers, outcome = PATTERNS[n % len(PATTERNS)]
+            answers, outcome = patterns[n % len(patterns)]
             item_id = f"item-{n:06d}"
             metadata = dict(zip((*WORKERS, "judge"), answers, strict=True))
             out.write(
