@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,12 +65,28 @@ class PartitionState:
     decided: dict[str, float] = field(default_factory=dict)  # insertion order = decision order
     dirty: set[str] = field(default_factory=set)  # ids whose changelog entry must be rewritten
 
+    def apply(self, item_id: str, entry: AggregatorEntry | None) -> None:
+        """Replay one changelog record (None = tombstone) into this state."""
+        self.pending.pop(item_id, None)
+        self.decided.pop(item_id, None)
+        if entry is None:
+            return
+        if entry.decided_at is not None:
+            self.decided[item_id] = entry.decided_at
+        else:
+            self.pending[item_id] = Pending(entry.item, entry.first_seen, {v.worker: v for v in entry.votes})
+
+
+Restorer = Callable[[set[int]], Awaitable[dict[int, PartitionState]]]
+
 
 class AggregatorProcessor(Processor):
     tier = "aggregator"
 
-    def __init__(self, settings: Settings, policy: Policy) -> None:
+    def __init__(self, settings: Settings, policy: Policy, restore: Restorer | None = None) -> None:
+        """`restore` rebuilds partitions' state; by default from the changelog topic."""
         self._settings = settings
+        self._restore = restore or self._restore_from_changelog
         self._config = settings.aggregator
         self._policy = policy
         self._expected = tuple(settings.aggregator.workers)
@@ -126,8 +142,9 @@ class AggregatorProcessor(Processor):
         state.dirty.add(vote.item_id)
         return self._evaluate(state, partition, vote.item_id, now)
 
-    def _schedule(self, now: float, partition: int, item_id: str) -> None:
-        heapq.heappush(self._deadlines, (now + self._config.deadline_ms / 1000.0, partition, item_id))
+    def _schedule(self, first_seen: float, partition: int, item_id: str) -> None:
+        """Re-examine the item at its deadline."""
+        heapq.heappush(self._deadlines, (first_seen + self._config.deadline_ms / 1000.0, partition, item_id))
 
     # --- decisions ---------------------------------------------------------------------------
     def _evaluate(self, state: PartitionState, partition: int, item_id: str, now: float) -> list[Output]:
@@ -246,16 +263,22 @@ class AggregatorProcessor(Processor):
     # --- ownership ---------------------------------------------------------------------------
     async def assigned(self, partitions: set[TopicPartition]) -> None:
         numbers = {tp.partition for tp in partitions} - set(self._states)
-        if numbers:
-            self._states.update(await self._restore(numbers))
+        if not numbers:
+            return
+        restored = await self._restore(numbers)
+        for number, state in restored.items():
+            self._states[number] = state
+            for item_id, pending in state.pending.items():
+                self._schedule(pending.first_seen, number, item_id)
 
     async def revoked(self, partitions: set[TopicPartition]) -> None:
         for number in {tp.partition for tp in partitions}:
             self._states.pop(number, None)
 
-    async def _restore(self, numbers: set[int]) -> dict[int, PartitionState]:
+    async def _restore_from_changelog(self, numbers: set[int]) -> dict[int, PartitionState]:
         """Rebuild the state of `numbers` from the committed changelog, to its end."""
         states = {n: PartitionState() for n in numbers}
+        context = self._settings.decode_context()
         consumer = kafka.consumer(self._settings.kafka, self._settings.runtime, group_id=None)
         await consumer.start()
         try:
@@ -268,7 +291,9 @@ class AggregatorProcessor(Processor):
                 batch = await consumer.getmany(*remaining, timeout_ms=200, max_records=10_000)
                 for tp, records in batch.items():
                     for record in records:
-                        self._apply(states[tp.partition], tp.partition, record.key, record.value)
+                        if record.key is not None:
+                            entry = None if record.value is None else decode(record.value, AggregatorEntry, context)
+                            states[tp.partition].apply(record.key.decode("utf-8"), entry)
                 remaining = {tp for tp in remaining if await consumer.position(tp) < end[tp]}
         finally:
             await consumer.stop()
@@ -276,29 +301,12 @@ class AggregatorProcessor(Processor):
                  decided=sum(len(s.decided) for s in states.values()))  # fmt: skip
         return states
 
-    def _apply(self, state: PartitionState, partition: int, raw_key: bytes | None, value: bytes | None) -> None:
-        if raw_key is None:
-            return
-        item_id = raw_key.decode("utf-8")
-        state.pending.pop(item_id, None)
-        state.decided.pop(item_id, None)
-        if value is None:
-            return
-        entry = decode(value, AggregatorEntry, self._settings.decode_context())
-        if entry.decided_at is not None:
-            state.decided[item_id] = entry.decided_at
-            return
-        state.pending[item_id] = Pending(entry.item, entry.first_seen, {v.worker: v for v in entry.votes})
-        heapq.heappush(
-            self._deadlines,
-            (entry.first_seen + self._config.deadline_ms / 1000.0, partition, item_id),
-        )
 
-
-def build(settings: Settings) -> AggregatorProcessor:
+def build(settings: Settings, restore: Restorer | None = None) -> AggregatorProcessor:
+    """The aggregator the settings describe; `restore` replaces the changelog restore (tests)."""
     config = settings.aggregator
     policy = build_policy(config.policy, quorum=config.quorum, deadline_ms=config.deadline_ms)
-    return AggregatorProcessor(settings, policy)
+    return AggregatorProcessor(settings, policy, restore)
 
 
 async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:

@@ -23,13 +23,13 @@ SHARED_DATASETS = REPO.parent / "shared" / "datasets"
 def _docker_kafka() -> tuple[str, object] | None:
     """A testcontainers Kafka when a Docker engine answers, else None."""
     try:
-        import docker  # type: ignore[import-not-found]
-        from testcontainers.kafka import KafkaContainer  # type: ignore[import-not-found]
+        import docker
+        from testcontainers.kafka import KafkaContainer
     except ImportError:
         return None
     try:
         docker.from_env().ping()
-    except Exception:  # noqa: BLE001 - any failure to reach an engine means "no Docker here"
+    except Exception:
         return None
     container = (
         KafkaContainer("confluentinc/cp-kafka:7.9.0")

@@ -20,13 +20,17 @@ async def _label_count_reaches(settings: Settings, count: int) -> None:
     await read_topic(settings, settings.topics.labels_topic, until=lambda rs: len(rs) >= count, timeout_s=180)
 
 
+def _outcome(expected: Expected) -> tuple[str, str]:
+    return expected.label, expected.decided_by
+
+
 def _assert_exactly_once(labels: list[Verdict], expected: dict[str, Expected]) -> None:
     counts = Counter(v.item_id for v in labels)
     duplicates = {i: n for i, n in counts.items() if n > 1}
     missing = set(expected) - set(counts)
     assert not duplicates, f"{len(duplicates)} items labelled more than once, e.g. {list(duplicates)[:5]}"
     assert not missing, f"{len(missing)} items never labelled, e.g. {sorted(missing)[:5]}"
-    wrong = [v.item_id for v in labels if (v.label, v.decided_by.value) != (expected[v.item_id].label, expected[v.item_id].decided_by)]
+    wrong = [v.item_id for v in labels if (v.label, v.decided_by.value) != _outcome(expected[v.item_id])]
     assert not wrong, f"{len(wrong)} labels differ from the policy's, e.g. {wrong[:5]}"
 
 
@@ -36,7 +40,9 @@ async def _kill(process: asyncio.subprocess.Process) -> None:
 
 
 @pytest.mark.slow
-async def test_kill_aggregator_and_judge_repeatedly_exactly_one_label_each(kafka_bootstrap: str, tmp_path: Path) -> None:
+async def test_kill_aggregator_and_judge_repeatedly_exactly_one_label_each(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
     """5,000 items; the aggregator and the judge are each kill -9'd three times mid-run and restarted."""
     settings = isolated_settings(kafka_bootstrap, aggregator={"deadline_ms": 600_000}, runtime={"batch_size": 100})
     await make_topics(settings)

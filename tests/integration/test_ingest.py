@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections import Counter
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 from schemas.messages import Item
@@ -44,7 +45,9 @@ async def test_ingest_publishes_valid_lines_and_reports_malformed(kafka_bootstra
 
     env = settings_env(settings, "ingest")
     command = [sys.executable, "-m", "tribunal.cli", "ingest", str(data), "--json"]
-    result = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    result = await asyncio.to_thread(
+        subprocess.run, command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300, check=False
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["published"] == 10_000

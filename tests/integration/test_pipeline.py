@@ -20,7 +20,7 @@ from tests.integration.pipeline_kit import (
 async def test_happy_path_labels_match_policy_and_judge_sees_only_disagreements(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    """3 scripted workers, 1,000 items: one label each, as Criterion 1 says; the judge gets exactly the disagreements."""
+    """3 scripted workers, 1,000 items: labels exactly as Criterion 1 says; the judge sees only disagreements."""
     # A deadline far beyond the run's length, so outcomes depend on the votes alone, not on timing.
     settings = isolated_settings(kafka_bootstrap, aggregator={"deadline_ms": 120_000})
     await make_topics(settings)

@@ -1,0 +1,48 @@
+"""Bad input never stops a tier: it lands in `<topic>.dlq` with its original bytes."""
+
+from __future__ import annotations
+
+import base64
+
+from aiokafka import AIOKafkaProducer
+
+from schemas.codec import encode, key
+from schemas.messages import DeadLetter, Item, Vote
+from tests.integration.kit import isolated_settings, make_topics, read_topic, running
+from tests.integration.pipeline_kit import worker_main
+
+
+async def test_garbage_wrong_schema_and_overlong_text_go_to_dlq(kafka_bootstrap: str) -> None:
+    """Garbage bytes, wrong-schema JSON and an over-long text are dead-lettered; valid items around them get votes."""
+    settings = isolated_settings(kafka_bootstrap, max_text_chars=500)
+    await make_topics(settings)
+    topic = settings.topics.items_topic
+    bad = [
+        b"\xff\xfe not json at all \x00",
+        b'{"id": "w-1", "body": "wrong field names", "task": "sentiment"}',
+        encode(Item(id="long-1", text="x" * 501, task="sentiment")),
+    ]
+    good = [Item(id=f"ok-{n}", text=f"fine text {n}", task="sentiment", metadata={"w1": "positive"}) for n in range(4)]
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        # Every record on partition 0, bad ones between good ones, so the worker must step over them.
+        sequence = [encode(good[0]), bad[0], encode(good[1]), bad[1], encode(good[2]), bad[2], encode(good[3])]
+        for value in sequence:
+            await producer.send_and_wait(topic, value, key=b"same-partition", partition=0)
+    finally:
+        await producer.stop()
+
+    async with running(worker_main(settings, "w1")):
+        votes = await read_topic(settings, settings.topics.votes_topic, Vote, until=lambda rs: len(rs) >= 4)
+        letters = await read_topic(settings, settings.topics.dlq(topic), DeadLetter, until=lambda rs: len(rs) >= 3)
+
+    assert sorted(v.item_id for v in votes) == [g.id for g in good]
+    assert all(v.label == "positive" for v in votes)
+    assert [base64.b64decode(d.value_b64) for d in letters] == bad, "original bytes kept, in order"
+    assert [d.offset for d in letters] == [1, 3, 5]
+    assert all(d.source_topic == topic and d.partition == 0 and d.error_kind == "decode" for d in letters)
+    assert "not JSON" in letters[0].error_message
+    assert "text" in letters[1].error_message
+    assert "501 characters" in letters[2].error_message
+    assert all(d.key_b64 == base64.b64encode(key("same-partition")).decode() for d in letters)

@@ -1,0 +1,193 @@
+"""The aggregator's bookkeeping around the pure policy, without Kafka: joins, dedupe, deadlines,
+late votes, expiry, changelog entries and restore."""
+
+from __future__ import annotations
+
+from aiokafka import TopicPartition
+
+from consumers.aggregator import AggregatorProcessor, PartitionState, build
+from schemas.codec import decode
+from schemas.messages import AggregatorEntry, Item, JudgeRequest, Verdict, Vote
+from tribunal.runtime import Output, Record
+from tribunal.settings import Settings, load_settings
+
+T0 = 1_000_000.0
+
+
+def _settings(**aggregator: object) -> Settings:
+    return load_settings(
+        topics={"prefix": "u-"}, aggregator={"deadline_ms": 1_000, "decided_window_s": 60, **aggregator}
+    )
+
+
+async def _processor(
+    settings: Settings | None = None, restored: dict[int, PartitionState] | None = None
+) -> AggregatorProcessor:
+    async def restore(numbers: set[int]) -> dict[int, PartitionState]:
+        states = restored or {}
+        return {n: states.get(n, PartitionState()) for n in numbers}
+
+    processor = build(settings or _settings(), restore)
+    await processor.assigned({TopicPartition("u-items", 0), TopicPartition("u-votes", 0)})
+    return processor
+
+
+def _item(item_id: str = "a", gold: str | None = None) -> Record[Item]:
+    item = Item(id=item_id, text="text", task="sentiment", metadata={"label": gold} if gold else {}, produced_at=T0)
+    return Record("u-items", 0, 0, item_id.encode(), item, 0, b"")
+
+
+def _vote(worker: str, label: str | None, item_id: str = "a") -> Record[Vote]:
+    vote = Vote(item_id=item_id, worker=worker, model="m", task="sentiment", label=label, confidence=0.8)
+    return Record("u-votes", 0, 0, item_id.encode(), vote, 0, b"")
+
+
+def _on(outputs: list[Output], topic: str) -> list[Output]:
+    return [o for o in outputs if o.topic == topic]
+
+
+async def test_two_agreeing_votes_accept_without_waiting_for_the_third() -> None:
+    """Quorum 2 of 3: the second agreeing vote publishes the label at once."""
+    processor = await _processor()
+    outputs = await processor.process([_item(gold="positive"), _vote("w1", "positive"), _vote("w2", "positive")], T0)
+    [label] = _on(outputs, "u-labels")
+    verdict = decode(label.value, Verdict)
+    assert (verdict.label, verdict.decided_by.value, verdict.gold) == ("positive", "workers", "positive")
+    assert [v.worker for v in verdict.votes] == ["w1", "w2"]
+    assert label.key == b"a"
+
+
+async def test_votes_before_item_wait_for_the_item() -> None:
+    """No decision without the item: votes that arrive first are held until it comes."""
+    processor = await _processor()
+    assert _on(await processor.process([_vote("w1", "negative"), _vote("w2", "negative")], T0), "u-labels") == []
+    outputs = await processor.process([_item()], T0 + 0.1)
+    assert decode(_on(outputs, "u-labels")[0].value, Verdict).label == "negative"
+
+
+async def test_disagreement_escalates_with_votes_and_text() -> None:
+    """1-1 with an abstention makes agreement impossible: a JudgeRequest with the votes goes to judge."""
+    processor = await _processor()
+    outputs = await processor.process(
+        [_item(), _vote("w1", "negative"), _vote("w2", None), _vote("w3", "positive")], T0
+    )
+    [request] = [decode(o.value, JudgeRequest) for o in _on(outputs, "u-judge")]
+    assert request.reason.value == "disagreement" and request.item.text == "text"
+    assert [v.worker for v in request.votes] == ["w1", "w2", "w3"]
+    assert _on(outputs, "u-labels") == []
+
+
+async def test_late_vote_and_resent_item_never_make_a_second_outcome() -> None:
+    """After a decision, a third vote and the same item again are ignored."""
+    processor = await _processor()
+    await processor.process([_item(), _vote("w1", "positive"), _vote("w2", "positive")], T0)
+    again = await processor.process([_vote("w3", "negative"), _item()], T0 + 1)
+    assert _on(again, "u-labels") == [] and _on(again, "u-judge") == []
+
+
+async def test_duplicate_vote_from_one_worker_counts_once() -> None:
+    """A worker voting twice for an item (a redelivery) cannot make a quorum alone."""
+    processor = await _processor()
+    outputs = await processor.process([_item(), _vote("w1", "positive"), _vote("w1", "positive")], T0)
+    assert _on(outputs, "u-labels") == []
+
+
+async def test_unknown_worker_is_ignored() -> None:
+    """Votes from a worker the aggregator does not expect do not count."""
+    processor = await _processor()
+    outputs = await processor.process([_item(), _vote("w1", "positive"), _vote("rogue", "positive")], T0)
+    assert _on(outputs, "u-labels") == []
+
+
+async def test_deadline_escalates_incomplete_items_on_tick() -> None:
+    """An item still waiting at its deadline escalates with reason deadline and the votes it has."""
+    processor = await _processor()
+    await processor.process([_item(), _vote("w1", "positive")], T0)
+    assert _on(await processor.tick(T0 + 0.5), "u-judge") == []
+    [request] = [decode(o.value, JudgeRequest) for o in _on(await processor.tick(T0 + 1.0), "u-judge")]
+    assert request.reason.value == "deadline" and [v.worker for v in request.votes] == ["w1"]
+
+
+async def test_item_without_any_vote_escalates_at_deadline() -> None:
+    """The whole worker tier being down never stalls an item."""
+    processor = await _processor()
+    await processor.process([_item()], T0)
+    [request] = [decode(o.value, JudgeRequest) for o in _on(await processor.tick(T0 + 2), "u-judge")]
+    assert request.votes == ()
+
+
+async def test_changelog_records_pending_then_decided_then_tombstone() -> None:
+    """Every touched id is written to the changelog partition of its input: pending, decided, then forgotten."""
+    processor = await _processor()
+    await processor.process([_item(), _vote("w1", "positive")], T0)
+    [pending] = _on(await processor.tick(T0), "u-aggregator-state")
+    entry = decode(pending.value, AggregatorEntry)
+    assert pending.partition == 0 and entry.item is not None and [v.worker for v in entry.votes] == ["w1"]
+    await processor.process([_vote("w2", "positive")], T0 + 0.1)
+    [decided] = _on(await processor.tick(T0 + 0.1), "u-aggregator-state")
+    assert decode(decided.value, AggregatorEntry).decided_at == T0 + 0.1
+    [tombstone] = _on(await processor.tick(T0 + 61), "u-aggregator-state")
+    assert tombstone.value is None and tombstone.key == b"a"
+
+
+async def test_decided_ids_are_capped() -> None:
+    """Memory stays bounded: beyond max_decided the oldest decided ids are forgotten first."""
+    processor = await _processor(_settings(max_decided=2))
+    for n in range(3):
+        await processor.process(
+            [_item(f"i{n}"), _vote("w1", "positive", f"i{n}"), _vote("w2", "positive", f"i{n}")], T0 + n
+        )
+    outputs = await processor.tick(T0 + 3)
+    tombstones = [o.key for o in _on(outputs, "u-aggregator-state") if o.value is None]
+    assert tombstones == [b"i0"]
+
+
+async def test_orphan_votes_expire_without_a_label() -> None:
+    """Votes whose item never arrives are dropped after the window, never labelled."""
+    processor = await _processor()
+    await processor.process([_vote("w1", "positive", "ghost")], T0)
+    assert _on(await processor.tick(T0 + 5), "u-judge") == []
+    outputs = await processor.tick(T0 + 61)
+    assert [o.value for o in _on(outputs, "u-aggregator-state") if o.key == b"ghost"] == [None]
+    assert _on(outputs, "u-judge") == [] and _on(outputs, "u-labels") == []
+
+
+async def test_restored_state_resumes_decisions_and_remembers_decided_ids() -> None:
+    """State replayed from the changelog continues where it stopped: pending votes count, decided ids stay decided."""
+    state = PartitionState()
+    item = Item(id="p", text="t", task="sentiment", produced_at=T0)
+    first = Vote(item_id="p", worker="w1", model="m", task="sentiment", label="negative", confidence=0.7)
+    state.apply("p", AggregatorEntry(item=item, votes=(first,), first_seen=T0))
+    state.apply("d", AggregatorEntry(first_seen=T0, decided_at=T0))
+    state.apply("gone", AggregatorEntry(first_seen=T0, decided_at=T0))
+    state.apply("gone", None)
+    processor = await _processor(restored={0: state})
+    outputs = await processor.process([_vote("w2", "negative", "p"), _vote("w1", "positive", "d")], T0 + 0.1)
+    assert [decode(o.value, Verdict).item_id for o in _on(outputs, "u-labels")] == ["p"]
+    assert "gone" not in state.decided
+
+
+async def test_revoked_partitions_drop_their_state() -> None:
+    """After a revoke, records of that partition are not decided here (the new owner restores them)."""
+    processor = await _processor()
+    await processor.process([_item(), _vote("w1", "positive")], T0)
+    await processor.revoked({TopicPartition("u-items", 0), TopicPartition("u-votes", 0)})
+    assert await processor.process([_vote("w2", "positive")], T0) == []
+
+
+async def test_backpressure_pauses_items_when_too_many_pending() -> None:
+    """With max_pending items waiting, the items topic is paused until votes drain them."""
+    processor = await _processor(_settings(max_pending=2))
+    await processor.process([_item("x"), _item("y")], T0)
+    assert processor.paused_topics() == frozenset({"u-items"})
+    await processor.process([_vote("w1", "positive", "x"), _vote("w2", "positive", "x")], T0)
+    assert processor.paused_topics() == frozenset()
+
+
+async def test_audit_sample_goes_to_judge_without_changing_the_label() -> None:
+    """With audit_rate=1 every accepted item is also sent to the judge with reason audit."""
+    processor = await _processor(_settings(audit_rate=1.0))
+    outputs = await processor.process([_item(), _vote("w1", "positive"), _vote("w2", "positive")], T0)
+    assert len(_on(outputs, "u-labels")) == 1
+    [audit] = [decode(o.value, JudgeRequest) for o in _on(outputs, "u-judge")]
+    assert audit.reason.value == "audit"
