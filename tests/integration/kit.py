@@ -21,6 +21,8 @@ from tribunal.settings import Settings, load_settings
 from tribunal.topics import create_topics
 
 M = TypeVar("M", bound=BaseModel)
+# A tier run as a task: `main(stop)` returns once `stop` is set and its last batch committed.
+TierMain = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -90,7 +92,7 @@ async def _at_end(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> bool
 
 
 @contextlib.asynccontextmanager
-async def running(*mains: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> AsyncIterator[asyncio.Event]:
+async def running(*mains: TierMain) -> AsyncIterator[asyncio.Event]:
     """Run tiers as tasks; on exit stop them gracefully and surface any error they raised."""
     stop = asyncio.Event()
     tasks = [asyncio.create_task(main(stop)) for main in mains]

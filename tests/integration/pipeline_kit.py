@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from consumers import aggregator, judge, worker
+from tests.integration.kit import TierMain
 from tribunal.settings import JudgeSettings, Settings, WorkerSettings
 
 # (w1, w2, w3, judge) answers -> (final label, decided_by, escalation reason or None).
@@ -52,15 +50,15 @@ def write_scripted_items(path: Path, count: int, patterns: list[Pattern] = PATTE
     return expected
 
 
-def worker_main(settings: Settings, name: str, spec: str | None = None) -> Callable[[asyncio.Event], Coroutine[Any, Any, None]]:
+def worker_main(settings: Settings, name: str, spec: str | None = None) -> TierMain:
     own = settings.model_copy(update={"worker": WorkerSettings(name=name, classifier=spec or f"scripted:{name}")})
     return lambda stop: worker.run(own, stop)
 
 
-def aggregator_main(settings: Settings) -> Callable[[asyncio.Event], Coroutine[Any, Any, None]]:
+def aggregator_main(settings: Settings) -> TierMain:
     return lambda stop: aggregator.run(settings, stop)
 
 
-def judge_main(settings: Settings, spec: str = "scripted:judge") -> Callable[[asyncio.Event], Coroutine[Any, Any, None]]:
+def judge_main(settings: Settings, spec: str = "scripted:judge") -> TierMain:
     own = settings.model_copy(update={"judge": JudgeSettings(classifier=spec)})
     return lambda stop: judge.run(own, stop)
