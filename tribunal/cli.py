@@ -174,21 +174,16 @@ def _run_tier(coroutine: Any) -> None:
         raise typer.Exit(2) from None
 
 
-def _register_optional_commands() -> None:
-    """Commands that live beside the code they drive (models, demo, benchmarks)."""
-    import importlib
+def _register_commands() -> None:
+    """Commands that live beside the code they drive (models, benchmarks, demo)."""
+    from consumers.commands import register as register_model_commands
+    from tribunal.bench import register as register_bench
 
-    for module_name in ("consumers.commands", "tribunal.bench"):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        module.register(app if module_name != "tribunal.bench" else bench_app)
+    register_model_commands(app)
+    register_bench(bench_app)
 
 
-_register_optional_commands()
+_register_commands()
 
 
 def main() -> None:
