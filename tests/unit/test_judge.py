@@ -1,0 +1,86 @@
+"""The judge's outputs without Kafka: verdicts, fallbacks that still label, audits kept apart."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+
+from consumers.classifiers.base import Prediction
+from consumers.judge import JudgeProcessor, fallback_verdict
+from schemas import Item, JudgeRequest, Vote, decode, encode, load_tasks
+from schemas.messages import DeadLetter, EscalationReason, Verdict
+from tribunal.runtime import Record
+from tribunal.settings import load_settings
+
+TASKS = load_tasks()
+SETTINGS = load_settings(topics={"prefix": "j-"}, runtime={"retries": 0, "retry_backoff_ms": 0})
+
+
+class Scripted:
+    """Answers per item text: a label, or raises for 'poison'."""
+
+    model_id = "judge-model"
+
+    async def classify(self, items: Sequence[Item]) -> list[Prediction]:
+        if any(i.text == "poison" for i in items):
+            raise RuntimeError("engine hiccup")
+        return [Prediction("negative", 0.95, latency_ms=40.0) for _ in items]
+
+    async def close(self) -> None:
+        return None
+
+
+def _vote(worker: str, label: str | None, confidence: float = 0.8) -> Vote:
+    return Vote(item_id="i", worker=worker, model="m", task="sentiment", label=label, confidence=confidence)
+
+
+def _record(text: str, reason: EscalationReason, votes: tuple[Vote, ...] = ()) -> Record[JudgeRequest]:
+    request = JudgeRequest(item=Item(id="i", text=text, task="sentiment", metadata={"label": "negative"}),
+                           votes=votes, reason=reason, policy="criterion1", policy_version=1)  # fmt: skip
+    return Record("j-judge", 1, 7, b"i", request, 0, encode(request))
+
+
+async def test_judge_verdict_carries_votes_and_latency() -> None:
+    """A judged item gets decided_by=judge with the workers' votes and the judge's latency."""
+    votes = (_vote("w1", "positive"), _vote("w2", "negative"))
+    [output] = await JudgeProcessor(SETTINGS, Scripted(), TASKS).process(
+        [_record("fine", EscalationReason.DISAGREEMENT, votes)], 0
+    )
+    verdict = decode(output.value, Verdict)
+    assert output.topic == "j-labels"
+    assert (verdict.label, verdict.decided_by.value, verdict.gold, verdict.judge_latency_ms) == (
+        "negative",
+        "judge",
+        "negative",
+        40.0,
+    )
+    assert verdict.votes == votes and verdict.reason == EscalationReason.DISAGREEMENT
+
+
+async def test_permanent_failure_dead_letters_and_still_labels_by_plurality() -> None:
+    """A request the judge cannot settle goes to judge.dlq with its bytes AND gets a fallback label."""
+    votes = (_vote("w1", "positive"), _vote("w2", "positive", 0.6), _vote("w3", "negative"))
+    record = _record("poison", EscalationReason.DEADLINE, votes)
+    outputs = await JudgeProcessor(SETTINGS, Scripted(), TASKS).process([record], 0)
+    by_topic = {o.topic: o for o in outputs}
+    letter = decode(by_topic["j-judge.dlq"].value, DeadLetter)
+    assert base64.b64decode(letter.value_b64) == record.raw and (letter.partition, letter.offset) == (1, 7)
+    verdict = decode(by_topic["j-labels"].value, Verdict)
+    assert (verdict.label, verdict.decided_by.value) == ("positive", "fallback")
+
+
+def test_fallback_without_votes_is_marked_as_carrying_no_information() -> None:
+    """With no usable vote, the fallback still labels the item, with confidence 0."""
+    request = _record("x", EscalationReason.DEADLINE, (_vote("w1", None),)).value
+    verdict = fallback_verdict(request, TASKS, "judge down")
+    assert verdict.decided_by.value == "fallback" and verdict.confidence == 0.0
+    assert verdict.label in TASKS.get("sentiment").labels
+
+
+async def test_audit_verdicts_go_to_audits_never_to_labels() -> None:
+    """An audit re-check is recorded in `audits`; a failed audit produces no fallback label."""
+    judge = JudgeProcessor(SETTINGS, Scripted(), TASKS)
+    [ok] = await judge.process([_record("fine", EscalationReason.AUDIT)], 0)
+    assert ok.topic == "j-audits"
+    failed = await judge.process([_record("poison", EscalationReason.AUDIT)], 0)
+    assert [o.topic for o in failed] == ["j-judge.dlq"]

@@ -1,0 +1,62 @@
+"""Settings: env vars, TOML file, validation, and Kafka security options."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from tribunal.kafka import connection_options
+from tribunal.settings import KafkaSettings, load_settings
+
+
+def test_defaults_work_on_a_laptop() -> None:
+    """With nothing set, Tribunal talks to a local broker with 2-of-3 quorum and a 2 s deadline."""
+    settings = load_settings()
+    assert settings.kafka.bootstrap_servers == "127.0.0.1:9092"
+    assert (settings.aggregator.quorum, settings.aggregator.deadline_ms) == (2, 2_000)
+    assert settings.topics.items_topic == "items" and settings.topics.dlq("items") == "items.dlq"
+
+
+def test_env_overrides_toml_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TRIBUNAL_* env vars (with __ for sections) win over the TOML file, which wins over defaults."""
+    config = tmp_path / "tribunal.toml"
+    config.write_text('[topics]\nprefix = "file-"\npartitions = 4\n[aggregator]\nquorum = 3\n')
+    monkeypatch.setenv("TRIBUNAL_TOPICS__PREFIX", "env-")
+    settings = load_settings(config)
+    assert settings.topics.prefix == "env-"
+    assert settings.topics.partitions == 4
+    assert settings.aggregator.quorum == 3
+    assert settings.topics.items_topic == "env-items"
+
+
+def test_quorum_above_worker_count_is_rejected() -> None:
+    """A quorum no set of workers can reach is a configuration error."""
+    with pytest.raises(ValidationError, match="quorum 4 exceeds"):
+        load_settings(aggregator={"quorum": 4})
+
+
+def test_sasl_needs_credentials() -> None:
+    """SASL without a mechanism, user and password fails fast with the env names to set."""
+    with pytest.raises(ValidationError, match="TRIBUNAL_KAFKA__SASL_"):
+        KafkaSettings(security_protocol="SASL_SSL")
+
+
+def test_sasl_scram_over_tls_options_and_secret_never_shown() -> None:
+    """SCRAM over TLS passes mechanism, credentials and an SSL context; the password is not in any repr."""
+    kafka = KafkaSettings(
+        security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512", sasl_username="svc", sasl_password="hunter2"
+    )
+    options = connection_options(kafka)
+    assert options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert options["sasl_plain_username"] == "svc" and options["sasl_plain_password"] == "hunter2"
+    assert isinstance(options["ssl_context"], ssl.SSLContext)
+    assert "hunter2" not in repr(kafka) and "hunter2" not in str(load_settings(kafka=kafka.model_dump()))
+
+
+def test_plaintext_has_no_security_options() -> None:
+    """The laptop default sends no TLS context or credentials."""
+    options = connection_options(KafkaSettings())
+    assert "ssl_context" not in options and "sasl_mechanism" not in options
