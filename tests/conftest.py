@@ -56,9 +56,10 @@ def kafka_bootstrap() -> Iterator[str]:
         return
     from tribunal.broker import LocalBroker
     from tribunal.errors import TribunalError
-    from tribunal.settings import BrokerSettings
+    from tribunal.settings import load_settings
 
-    broker = LocalBroker(REPO / ".tribunal", BrokerSettings())
+    # The same broker `make kafka-up` runs (TRIBUNAL_BROKER__PORT etc. apply), reused if it is up.
+    broker = LocalBroker(REPO / ".tribunal", load_settings().broker)
     already_running = broker.pid() is not None
     try:
         address = broker.up()
