@@ -45,7 +45,7 @@ def train(
         Path | None, typer.Option("--out", "-o", help="Head file [HOME/models/TASK-KIND[-HEAD].joblib]")
     ] = None,
     max_rows: Annotated[int | None, typer.Option("--max-rows", min=1, help="Train on the first N rows")] = None,
-    head: Annotated[str, typer.Option("--head", help="linear, or nb (tfidf only)")] = "linear",
+    head: Annotated[str, typer.Option("--head", help="linear; nb or knn (tfidf only)")] = "linear",
 ) -> None:
     """Fit a linear head on labelled data and save it (+ a .json header) for `KIND:PATH` specs."""
     from consumers.classifiers.heads import train_head

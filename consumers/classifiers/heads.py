@@ -8,6 +8,8 @@ unpickles anything, so a file for another label set is refused without running i
     tfidf      word 1-2-grams + char_wb 2-5-grams (TF-IDF, sublinear tf) -> LogisticRegression
     tfidf/nb   (head="nb") word 1-2-grams (TF-IDF) -> Complement Naive Bayes: a different model
                family on different features, so its errors correlate less with the others'
+    tfidf/knn  (head="knn") char_wb 3-5-gram TF-IDF -> 10 nearest training rows by cosine,
+               distance-weighted votes: instance-based, no decision boundary to share errors
     embedding  all-MiniLM-L6-v2 sentence vectors (numpy, see minilm.py) -> LogisticRegression
 """
 
@@ -29,7 +31,7 @@ __all__ = ["FORMAT", "HEADS", "KINDS", "Head", "file_sha256", "load_head", "read
 
 FORMAT = 1
 KINDS = ("tfidf", "embedding")
-HEADS = ("linear", "nb")
+HEADS = ("linear", "nb", "knn")
 # Inverse regularisation strength: a fixed, untuned choice (weak regularisation suits these
 # sizes: 2k-60k rows); not tuned on any test split.
 _C = {"tfidf": 10.0, "embedding": 10.0}
@@ -106,11 +108,23 @@ def _nb_pipeline() -> Any:
     return make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), ComplementNB(alpha=0.3))
 
 
+def _knn_pipeline() -> Any:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+
+    vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, min_df=2)
+    return make_pipeline(vectorizer, KNeighborsClassifier(n_neighbors=10, metric="cosine", weights="distance"))
+
+
+_PIPELINES = {"linear": _tfidf_pipeline, "nb": _nb_pipeline, "knn": _knn_pipeline}
+
+
 def _fit(
     kind: str, head: str, texts: list[str], labels: list[str], model_dir: Path | None
 ) -> tuple[Any, dict[str, Any]]:
     if kind == "tfidf":
-        return (_nb_pipeline() if head == "nb" else _tfidf_pipeline()).fit(texts, labels), {}
+        return _PIPELINES[head]().fit(texts, labels), {}
     from sklearn.linear_model import LogisticRegression
 
     from consumers.classifiers.minilm import load_encoder
@@ -139,8 +153,8 @@ def train_head(
 
     if kind not in KINDS:
         raise ConfigError(f"unknown head kind {kind!r}; known: {', '.join(KINDS)}")
-    if head not in HEADS or (head == "nb" and kind != "tfidf"):
-        raise ConfigError(f"head {head!r} is not available for kind {kind!r} (nb needs tfidf features)")
+    if head not in HEADS or (head != "linear" and kind != "tfidf"):
+        raise ConfigError(f"head {head!r} is not available for kind {kind!r} (nb and knn need tfidf features)")
     texts, labels = read_labelled(data, max_rows)
     _check_labels(task, labels, data)
     started = time.perf_counter()

@@ -10,7 +10,7 @@ Spec strings:
 
 Options: `task` (the task to train for; must match a loaded head's task), `train` (labelled JSONL
 to train from when the head file is missing, or stale: its sha256 differs from the header's),
-`max_rows` (train on the first N rows only), `head` (`linear`, or `nb` for tfidf), `model`
+`max_rows` (train on the first N rows only), `head` (`linear`; `nb` or `knn` for tfidf), `model`
 (embedding only: a MiniLM model directory instead of the installed package's).
 
 Contract: a prediction's label is always in the head's label set, which `load_head` checked

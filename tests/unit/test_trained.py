@@ -155,5 +155,5 @@ async def test_naive_bayes_head(sentiment_data: Path, tmp_path: Path, monkeypatc
 
 def test_nb_needs_tfidf_features(sentiment_data: Path, tmp_path: Path) -> None:
     """Naive Bayes on (signed) embeddings is refused."""
-    with pytest.raises(ConfigError, match="nb needs tfidf"):
+    with pytest.raises(ConfigError, match="nb and knn need tfidf"):
         train_head(TASKS.get("sentiment"), "embedding", sentiment_data, tmp_path / "h.joblib", head="nb")
