@@ -10,7 +10,6 @@ import typer
 from typer.testing import CliRunner
 
 from consumers.commands import register
-from schemas.tasks import BUNDLED_TASKS_FILE
 
 
 @pytest.fixture
@@ -54,10 +53,9 @@ def test_eval_defaults_use_the_tasks_workers_and_judge(
     app: typer.Typer, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """--defaults evaluates the task's configured workers (role worker) and judge (role judge)."""
-    text = BUNDLED_TASKS_FILE.read_text(encoding="utf-8")
-    text = text.replace(
-        'labels = ["negative", "positive"]',
-        'labels = ["negative", "positive"]\nworkers = ["constant:positive", "hash:1"]\njudge = "constant:negative"',
+    text = (
+        '[tasks.sentiment]\nlabels = ["negative", "positive"]\n'
+        'workers = ["constant:positive", "hash:1"]\njudge = "constant:negative"\n'
     )
     tasks_file = tmp_path / "tasks.toml"
     tasks_file.write_text(text, encoding="utf-8")
@@ -115,3 +113,14 @@ def test_train_refuses_an_unknown_kind(app: typer.Typer, data: Path, tmp_path: P
         app, ["train", "-t", "sentiment", "-d", str(data), "-k", "bert", "-o", str(tmp_path / "x")]
     )
     assert result.exit_code == 2 and "unknown head kind" in result.output
+
+
+def test_bundled_defaults_name_registered_kinds() -> None:
+    """Every task in the bundled tasks file has three default workers and a judge with known kinds."""
+    from consumers.classifiers.registry import parse_spec
+    from schemas.tasks import load_tasks
+
+    for task in load_tasks():
+        assert len(task.workers) == 3 and task.judge is not None
+        for spec in (*task.workers, task.judge):
+            parse_spec(spec)
