@@ -24,13 +24,14 @@ def _docker_kafka() -> tuple[str, object] | None:
     """A testcontainers Kafka when a Docker engine answers, else None."""
     try:
         import docker
-        from testcontainers.kafka import KafkaContainer
     except ImportError:
         return None
     try:
         docker.from_env().ping()
-    except Exception:
+    except Exception:  # any failure to reach an engine means "no Docker here"
         return None
+    from testcontainers.community.kafka import KafkaContainer
+
     container = (
         KafkaContainer("confluentinc/cp-kafka:7.9.0")
         .with_kraft()
