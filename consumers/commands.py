@@ -75,9 +75,18 @@ def _runs(specs: list[str], judges: list[str], task: Task, defaults: bool, tasks
         raise typer.BadParameter("give at least one --classifier/--judge SPEC, or --defaults")
     runs: list[Run] = []
     for spec, role in chosen:
-        name = _unique(spec.partition(":")[0].partition("?")[0], {run.name for run in runs})
+        name = _unique(_short_name(spec), {run.name for run in runs})
         runs.append(Run(name=name, spec=spec, role=role, classifier=build_classifier(spec, tasks)))
     return runs
+
+
+def _short_name(spec: str) -> str:
+    """The kind, plus the head for trained heads (`tfidf-nb`): a table column, not an identity."""
+    from consumers.classifiers.registry import parse_spec
+
+    parsed = parse_spec(spec)
+    head = parsed.options.get("head")
+    return f"{parsed.kind}-{head}" if head else parsed.kind
 
 
 def _unique(name: str, taken: set[str]) -> str:
