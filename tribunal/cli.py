@@ -178,9 +178,11 @@ def _register_commands() -> None:
     """Commands that live beside the code they drive (models, benchmarks, demo)."""
     from consumers.commands import register as register_model_commands
     from tribunal.bench import register as register_bench
+    from tribunal.demo import register as register_demo
 
     register_model_commands(app)
     register_bench(bench_app)
+    register_demo(app, bench_app)
 
 
 _register_commands()

@@ -1,0 +1,241 @@
+"""`tribunal demo` and `tribunal bench cascade`: the pipeline on a sample, measured against the
+judge alone, in one command.
+
+Both commands share `run_demo`: resolve the plan (the task's default workers and judge, or the
+ones given), make sure a broker answers (the local one is started or reused when the settings
+point at it), run `tribunal.measure.measure` and turn its observations into the report of
+`tribunal.report`. `demo` shows it on the terminal and optionally writes `--report` (JSON) and
+`--html`; `bench cascade` prints one JSON object. `tribunal.cli` calls `register(app, bench_app)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from schemas.tasks import Task
+from tribunal.measure import Plan, load_input, measure
+from tribunal.report import build_report
+from tribunal.settings import Settings
+
+__all__ = ["DEFAULT_DATA_DIR", "DemoOptions", "choose_quorum", "choose_tiers", "make_plan", "register", "run_demo"]
+
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "demo"
+# Long enough that a burst queued behind the workers never escalates for lateness (see measure.py).
+DEFAULT_DEADLINE_MS = 120_000
+
+QuorumOption = Annotated[
+    int | None,
+    typer.Option(
+        "--quorum",
+        min=1,
+        help="Agreeing votes that decide [default: the configured quorum, or all workers where that one is "
+        "always reached, e.g. 2 of 3 on a binary task]",
+    ),
+]
+TaskOption = Annotated[str, typer.Option("--task", "-t", help="Task name from the tasks file")]
+LimitOption = Annotated[int | None, typer.Option("--limit", "-n", min=1, help="Use the first N items")]
+WorkerOption = Annotated[
+    list[str] | None, typer.Option("--worker", "-w", help="Worker classifier spec (repeat; default: the task's)")
+]
+JudgeOption = Annotated[str | None, typer.Option("--judge", help="Judge classifier spec (default: the task's)")]
+DeadlineOption = Annotated[int, typer.Option("--deadline-ms", min=1, help="Aggregator straggler deadline for this run")]
+
+
+def choose_tiers(
+    task: Task, settings: Settings, workers: list[str] | None, judge: str | None
+) -> tuple[dict[str, str], str]:
+    """(worker name -> spec, judge spec): the given specs, else the task's defaults, else the
+    settings' pipeline. Names are `w<n>-<kind>` so reports say which model each worker is."""
+    specs = workers or list(task.workers) or [w.classifier for w in settings.pipeline.workers]
+    names = {f"w{n}-{_short_name(spec)}": spec for n, spec in enumerate(specs, start=1)}
+    return names, judge or task.judge or settings.judge.classifier
+
+
+def choose_quorum(workers: int, labels: int, configured: int, given: int | None) -> int:
+    """`given`, else the configured quorum, except when that quorum is always reached: with
+    `workers` full ballots over `labels` labels some label has >= ceil(workers/labels) votes
+    (2 of 3 on a binary task), so the judge would never be asked and the demo would show
+    nothing. Then unanimity, which escalates exactly the items the workers disagree on."""
+    if given is not None:
+        return given
+    return workers if workers and math.ceil(workers / labels) >= configured else configured
+
+
+def _short_name(spec: str) -> str:
+    """`KIND` of a spec, plus its `head` option when it has one (tfidf vs tfidf-nb)."""
+    from consumers.classifiers.registry import parse_spec
+
+    parsed = parse_spec(spec)
+    head = parsed.options.get("head")
+    return re.sub(r"[^A-Za-z0-9._-]", "-", parsed.kind + (f"-{head}" if head else ""))[:40]
+
+
+def _ensure_broker(settings: Settings) -> None:
+    """Start (or reuse) the local broker when the settings point at it; other clusters are used as they are."""
+    from tribunal.broker import LocalBroker
+
+    broker = LocalBroker(settings.home, settings.broker)
+    if settings.kafka.bootstrap_servers == broker.bootstrap:
+        broker.up()
+
+
+class _Bars:
+    """A rich progress bar per phase on stderr; silent when stderr is not a terminal."""
+
+    def __init__(self, console: Console) -> None:
+        self._progress = Progress(
+            TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console, disable=not console.is_terminal, transient=False,
+        )  # fmt: skip
+        self._tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> _Bars:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._progress.stop()
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if phase not in self._tasks:
+            self._tasks[phase] = self._progress.add_task(phase, total=total)
+        self._progress.update(self._tasks[phase], completed=done, total=total)
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    """What the user asked for; None means "the task's default" (or the settings')."""
+
+    data: Path
+    task: str = "sentiment"
+    limit: int | None = None
+    workers: list[str] | None = None
+    judge: str | None = None
+    deadline_ms: int = DEFAULT_DEADLINE_MS
+    quorum: int | None = None
+    keep_topics: bool = False
+
+
+def make_plan(settings: Settings, options: DemoOptions) -> tuple[Plan, int]:
+    """The plan of a run and the number of rejected input lines."""
+    task = settings.tasks().get(options.task)
+    items, rejected = load_input(options.data, options.task, settings, options.limit)
+    if not items:
+        raise typer.BadParameter(f"{options.data} has no usable items ({len(rejected)} lines rejected)")
+    names, judge = choose_tiers(task, settings, options.workers, options.judge)
+    quorum = choose_quorum(len(names), len(task.labels), settings.aggregator.quorum, options.quorum)
+    plan = Plan(
+        task=options.task,
+        source=str(options.data),
+        items=items,
+        workers=names,
+        judge=judge,
+        deadline_ms=options.deadline_ms,
+        quorum=quorum,
+        warmup_texts=[e.text for e in task.examples],
+        keep_topics=options.keep_topics,
+    )
+    return plan, len(rejected)
+
+
+def run_demo(settings: Settings, config: Path | None, options: DemoOptions) -> dict[str, Any]:
+    """Measure the cascade and the judge alone on `options.data`; return the report dict."""
+    err = Console(stderr=True)
+    plan, rejected = make_plan(settings, options)
+    tiers = ", ".join(f"{name}={spec}" for name, spec in plan.workers.items())
+    err.print(f"[bold]{len(plan.items)}[/] items from {plan.source} ({rejected} lines rejected)")
+    err.print(f"workers {tiers}; judge {plan.judge}; quorum {plan.quorum} of {len(plan.workers)}", highlight=False)
+    _ensure_broker(settings)
+    with _Bars(err) as bars:
+        measurement = asyncio.run(measure(settings, plan, config, bars))
+    report = build_report(measurement)
+    report["rejected_lines"] = rejected
+    report["quorum"] = plan.quorum
+    report["warm_up"] = "excluded: timing starts once every tier has loaded its model and answered a warm-up item"
+    return report
+
+
+def _settings(ctx: typer.Context) -> tuple[Settings, Path | None]:
+    from tribunal.cli import settings_from
+
+    config = ctx.obj.get("config") if isinstance(ctx.obj, dict) else None
+    return settings_from(ctx), config
+
+
+def demo(
+    ctx: typer.Context,
+    data: Annotated[
+        Path | None, typer.Option("--input", "-i", help="JSONL or CSV, labelled or not", dir_okay=False)
+    ] = None,
+    task: TaskOption = "sentiment",
+    limit: LimitOption = None,
+    report_path: Annotated[Path | None, typer.Option("--report", help="Write the report as JSON here")] = None,
+    html_path: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML report here")] = None,
+    worker: WorkerOption = None,
+    judge: JudgeOption = None,
+    deadline_ms: DeadlineOption = DEFAULT_DEADLINE_MS,
+    quorum: QuorumOption = None,
+    keep_topics: Annotated[bool, typer.Option("--keep-topics", help="Keep the run's topics for inspection")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of tables")] = False,
+) -> None:
+    """Run every tier as its own process on a sample, then the judge alone on the same items; report both."""
+    from tribunal.report_view import print_report, render_html
+
+    settings, config = _settings(ctx)
+    source = data or DEFAULT_DATA_DIR / f"{task}.jsonl"
+    if not source.is_file():
+        raise typer.BadParameter(f"no input file {source}; pass --input FILE")
+    options = DemoOptions(source, task, limit, worker, judge, deadline_ms, quorum, keep_topics)
+    report = run_demo(settings, config, options)
+    if report_path is not None:
+        report_path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    if html_path is not None:
+        html_path.write_text(render_html(report), encoding="utf-8")
+    if json_out:
+        typer.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print_report(report, Console())
+
+
+BENCH_FIELDS = (
+    "task", "source", "items", "workers", "judge", "accuracy_cascade", "macro_f1_cascade", "accuracy_judge_only",
+    "macro_f1_judge_only", "judge_rate", "decided_by", "judge_overrule_rate", "wall_s_cascade", "wall_s_judge_only",
+    "compute_s_cascade", "compute_s_judge_only", "speedup", "expected_speedup", "throughput_items_per_s", "latency_ms",
+)  # fmt: skip
+
+
+def bench_cascade(
+    ctx: typer.Context,
+    data: Annotated[
+        Path, typer.Option("--data", "-d", help="JSONL or CSV, labelled or not", dir_okay=False, exists=True)
+    ],
+    task: TaskOption = "sentiment",
+    limit: LimitOption = None,
+    worker: WorkerOption = None,
+    judge: JudgeOption = None,
+    deadline_ms: DeadlineOption = DEFAULT_DEADLINE_MS,
+    quorum: QuorumOption = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the JSON object on one line")] = False,
+) -> None:
+    """Cascade vs judge-only on a real broker: accuracy, judge rate, wall times, speedup as one JSON object."""
+    settings, config = _settings(ctx)
+    report = run_demo(settings, config, DemoOptions(data, task, limit, worker, judge, deadline_ms, quorum))
+    summary = {name: report[name] for name in BENCH_FIELDS if name in report}
+    summary["per_worker"] = {n: {k: v for k, v in w.items() if k != "spec"} for n, w in report["per_worker"].items()}
+    typer.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2 if not json_out else 0).decode())
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    """Add `demo` to the main app and `cascade` to the `bench` group."""
+    app.command("demo")(demo)
+    bench_app.command("cascade")(bench_cascade)

@@ -1,0 +1,401 @@
+"""One measured demo run on a real broker: the cascade and a judge-only pass over the same items.
+
+`measure(settings, plan)`:
+1. creates two fresh topic sets, `demo-<stamp>-` (the cascade) and `demo-<stamp>-jo-` (the judge
+   alone), and starts every tier as its own OS process (`python -m tribunal.cli worker|aggregator|
+   judge`, settings passed as `TRIBUNAL_*` env vars, output to `HOME/demo/<stamp>/<tier>.log`);
+2. warms up: a few warm-up items through the cascade and one `JudgeRequest` into each judge topic,
+   then waits until every worker has voted on every warm-up item and both judges answered. Models
+   load lazily on their first batch, so this is what "ready" means; warm-up ids are excluded;
+3. cascade pass: sends every item at once (a burst) and waits for one verdict per item, then for
+   every worker's vote (stragglers finish before the judge-only pass, so the passes never share
+   the CPU);
+4. judge-only pass: sends the same items as `JudgeRequest`s straight to the second judge, so no
+   aggregator deadline or worker sits in its path, and waits for one verdict per item;
+5. stops the tiers (SIGTERM, then SIGKILL after a grace period) and deletes the demo's topics.
+
+The aggregator's straggler deadline is set by the plan (long by default): a burst queues items
+behind the workers, and escalating them for lateness would measure the queue, not the method.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from pydantic import BaseModel
+
+from producers.ingest import Rejected, parse_lines
+from schemas.codec import DecodeError, decode, encode, key
+from schemas.messages import EscalationReason, Item, JudgeRequest, Verdict, Vote, now
+from tribunal import kafka
+from tribunal.errors import FatalError
+from tribunal.report import Measurement
+from tribunal.settings import AggregatorSettings, JudgeSettings, PipelineSettings, Settings, WorkerProcess
+from tribunal.supervisor import ChildSpec, child_specs
+from tribunal.topics import create_topics, topic_specs
+
+__all__ = ["WARMUP_PREFIX", "DemoError", "Plan", "Progress", "load_input", "measure"]
+
+WARMUP_PREFIX = "__warmup-"
+JUDGE_ONLY_POLICY = "judge-only"
+GRACE_S = 15.0
+# Loading a model the first time (assembling a GGUF, reading a head) can take minutes on a slow disk.
+WARMUP_TIMEOUT_S = 600.0
+# A pass fails when no new record arrives for this long: a stuck tier, not a slow one.
+STALL_TIMEOUT_S = 180.0
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+class DemoError(FatalError):
+    """The demo could not complete: a tier died, or a pass stopped making progress."""
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to run: the items, worker name -> classifier spec, the judge spec."""
+
+    task: str
+    source: str
+    items: Sequence[Item]
+    workers: dict[str, str]
+    judge: str
+    deadline_ms: int
+    quorum: int
+    warmup_texts: Sequence[str]
+    keep_topics: bool = False
+
+
+def load_input(path: Path, task: str, settings: Settings, limit: int | None) -> tuple[list[Item], list[Rejected]]:
+    """Items from a JSONL or CSV file (by extension), labelled or not, at most `limit`; lines that
+    are invalid or repeat an earlier id are rejected with their line number."""
+    context = settings.decode_context(settings.tasks())
+    fmt = "csv" if path.suffix.lower() == ".csv" else "jsonl"
+    items: list[Item] = []
+    rejected: list[Rejected] = []
+    seen: set[str] = set()
+    with path.open(encoding="utf-8", newline="") as stream:
+        for number, result in parse_lines(stream, fmt, task, context):
+            if limit is not None and len(items) >= limit:
+                break
+            if isinstance(result, Rejected):
+                rejected.append(result)
+            elif result.id in seen or result.id.startswith(WARMUP_PREFIX):
+                rejected.append(Rejected(number, f"id {result.id!r} repeats an earlier id or is reserved"))
+            else:
+                seen.add(result.id)
+                items.append(result)
+    return items, rejected
+
+
+def _with(settings: Settings, prefix: str, pipeline: PipelineSettings, plan: Plan) -> Settings:
+    """`settings` for one topic set, with the plan's tiers (validated, so a bad quorum fails here)."""
+    aggregator = AggregatorSettings.model_validate(
+        {
+            **settings.aggregator.model_dump(),
+            "workers": tuple(plan.workers),
+            "deadline_ms": plan.deadline_ms,
+            "quorum": plan.quorum,
+        }
+    )
+    return settings.model_copy(
+        update={
+            "topics": settings.topics.model_copy(update={"prefix": prefix}),
+            "pipeline": pipeline,
+            "aggregator": aggregator,
+            "judge": JudgeSettings(classifier=plan.judge),
+        }
+    )
+
+
+def pass_settings(settings: Settings, stamp: str, plan: Plan) -> tuple[Settings, Settings]:
+    """(cascade, judge-only) settings: two topic prefixes, the cascade with every tier, the other
+    with one judge and nothing else."""
+    workers = tuple(WorkerProcess(name=name, classifier=spec) for name, spec in plan.workers.items())
+    cascade = _with(settings, f"demo-{stamp}-", PipelineSettings(workers=workers, aggregators=1, judges=1), plan)
+    alone = _with(settings, f"demo-{stamp}-jo-", PipelineSettings(workers=(), aggregators=0, judges=1), plan)
+    return cascade, alone
+
+
+def child_env(settings: Settings, child: ChildSpec, config: Path | None) -> dict[str, str]:
+    """The environment of one tier process: the caller's own (credentials, TRIBUNAL_CONFIG) plus
+    the settings this run chose, which win."""
+    topics, aggregator = settings.topics, settings.aggregator
+    env = dict(os.environ)
+    env.update(
+        TRIBUNAL_KAFKA__BOOTSTRAP_SERVERS=settings.kafka.bootstrap_servers,
+        TRIBUNAL_TOPICS__PREFIX=topics.prefix,
+        TRIBUNAL_AGGREGATOR__WORKERS=json.dumps(list(aggregator.workers)),
+        TRIBUNAL_AGGREGATOR__QUORUM=str(aggregator.quorum),
+        TRIBUNAL_AGGREGATOR__DEADLINE_MS=str(aggregator.deadline_ms),
+        TRIBUNAL_JUDGE__CLASSIFIER=settings.judge.classifier,
+        TRIBUNAL_RUNTIME__INSTANCE_ID=f"{topics.prefix}{child.instance_id}",
+        TRIBUNAL_HOME=str(settings.home),
+        TRIBUNAL_LOG_FORMAT="json",
+        TRIBUNAL_LOG_LEVEL="warning",
+    )
+    if config is not None:
+        env["TRIBUNAL_CONFIG"] = str(config.resolve())
+    return env
+
+
+def _args(child: ChildSpec, settings: Settings) -> tuple[str, ...]:
+    """The child's command line; a judge is given its classifier explicitly because `tribunal
+    judge` without `--classifier` overrides TRIBUNAL_JUDGE__CLASSIFIER with None."""
+    return (*child.args, "--classifier", settings.judge.classifier) if child.args == ("judge",) else child.args
+
+
+class Tiers:
+    """The tier processes of a run; each writes its output to its own log file."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self._log_dir = log_dir
+        self._running: list[tuple[ChildSpec, asyncio.subprocess.Process, IO[bytes], Path]] = []
+
+    async def start(self, settings: Settings, config: Path | None) -> None:
+        """Start one process per child of `settings`' pipeline."""
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        for child in child_specs(settings):
+            log_path = self._log_dir / f"{settings.topics.prefix}{child.label.replace(':', '-')}.log"
+            log = log_path.open("wb")
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tribunal.cli", *_args(child, settings),
+                env=child_env(settings, child, config), stdout=log, stderr=asyncio.subprocess.STDOUT,
+            )  # fmt: skip
+            self._running.append((child, process, log, log_path))
+
+    def check(self) -> None:
+        """Raise `DemoError` naming the first tier that exited, with the end of its log."""
+        for child, process, _, log_path in self._running:
+            if process.returncode is not None:
+                tail = log_path.read_text(encoding="utf-8", errors="replace")[-1500:]
+                raise DemoError(f"tier {child.label} exited with status {process.returncode}; {log_path}:\n{tail}")
+
+    async def stop(self) -> None:
+        """SIGTERM every tier (each finishes its batch and commits), SIGKILL what outlives the grace."""
+        for _, process, _, _ in self._running:
+            if process.returncode is None:
+                process.terminate()
+        waits = [asyncio.wait_for(process.wait(), GRACE_S) for _, process, _, _ in self._running]
+        for (_, process, log, _), result in zip(
+            self._running, await asyncio.gather(*waits, return_exceptions=True), strict=True
+        ):
+            if isinstance(result, TimeoutError):
+                process.kill()
+                await process.wait()
+            log.close()
+        self._running.clear()
+
+
+def _has_leader(consumer: Any, tp: Any) -> bool:
+    leader = consumer._client.cluster.leader_for_partition(tp)
+    return leader is not None and leader >= 0
+
+
+class Collector:
+    """Reads topics from their beginning (read_committed, no consumer group) into memory."""
+
+    def __init__(self, settings: Settings, models: dict[str, type[BaseModel]], tiers: Tiers) -> None:
+        self.records: dict[str, list[Any]] = {topic: [] for topic in models}
+        self._settings = settings
+        self._models = models
+        self._tiers = tiers
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        from aiokafka import TopicPartition
+
+        consumer = kafka.consumer(self._settings.kafka, self._settings.runtime, group_id=None)
+        await consumer.start()
+        tps: list[TopicPartition] = []
+        for _ in range(60):  # topics created a moment ago take a while to appear in metadata
+            await consumer._client.force_metadata_update()
+            found = {t: consumer.partitions_for_topic(t) for t in self._models}
+            tps = [TopicPartition(t, p) for t, parts in found.items() for p in sorted(parts or ())]
+            # Reading before every partition has a leader makes aiokafka log errors while it retries.
+            if all(found.values()) and all(_has_leader(consumer, tp) for tp in tps):
+                break
+            await asyncio.sleep(0.5)
+        else:
+            await consumer.stop()
+            raise DemoError(f"topics {sorted(self._models)} did not appear in the broker's metadata")
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        self._task = asyncio.create_task(self._run(consumer))
+
+    async def _run(self, consumer: Any) -> None:
+        try:
+            while True:
+                batch = await consumer.getmany(timeout_ms=200, max_records=5_000)
+                for tp, records in batch.items():
+                    self.records[tp.topic] += [self._decode(r.value, tp.topic) for r in records]
+                if batch:
+                    self._changed.set()
+        finally:
+            await consumer.stop()
+
+    def _decode(self, value: bytes | None, topic: str) -> Any:
+        try:
+            return decode(value, self._models[topic])
+        except DecodeError as exc:
+            raise DemoError(f"unreadable record on {topic}: {exc}") from None
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def wait_for(self, count: Callable[[], int], total: int, phase: str, progress: Progress,
+                       stall_s: float = STALL_TIMEOUT_S) -> None:  # fmt: skip
+        """Return once `count()` reaches `total`; fail if a tier dies or nothing new arrives for `stall_s`."""
+        last, last_change = -1, time.monotonic()
+        while (done := count()) < total:
+            if self._task is not None and self._task.done():
+                self._task.result()  # surfaces the reader's error
+            self._tiers.check()
+            if done != last:
+                last, last_change = done, time.monotonic()
+                progress(phase, done, total)
+            elif time.monotonic() - last_change > stall_s:
+                raise DemoError(f"{phase}: no progress for {stall_s:.0f}s at {done}/{total}")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), 0.5)
+        progress(phase, total, total)
+
+
+def _ids(records: Sequence[Verdict], wanted: set[str]) -> int:
+    return len({v.item_id for v in records if v.item_id in wanted})
+
+
+def _vote_count(records: Sequence[Vote], wanted: set[str]) -> int:
+    return len({(v.worker, v.item_id) for v in records if v.item_id in wanted})
+
+
+async def _send(settings: Settings, topic: str, messages: Sequence[tuple[str, BaseModel]]) -> None:
+    """Publish (item id, message) pairs keyed by item id and wait until all are acknowledged."""
+    producer = kafka.idempotent_producer(settings.kafka, max_request_size=settings.max_message_bytes + 65_536)
+    await producer.start()
+    try:
+        pending = [await producer.send(topic, encode(message), key=key(item_id)) for item_id, message in messages]
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+def _request(item: Item) -> JudgeRequest:
+    return JudgeRequest(item=item, reason=EscalationReason.DISAGREEMENT, policy=JUDGE_ONLY_POLICY, policy_version=0)
+
+
+def _fresh(item: Item) -> Item:
+    """The item stamped as produced now, so end-to-end latency starts when it is sent."""
+    return item.model_copy(update={"produced_at": now()})
+
+
+async def _warm_up(plan: Plan, cascade: Settings, alone: Settings, collector: Collector, progress: Progress) -> None:
+    """Every worker votes on every warm-up item and both judges answer once: all models loaded."""
+    texts = list(plan.warmup_texts) or ["warm-up"]
+    items = [Item(id=f"{WARMUP_PREFIX}{n}", text=text, task=plan.task) for n, text in enumerate(texts)]
+    probe = Item(id=f"{WARMUP_PREFIX}judge", text=texts[0], task=plan.task)
+    await _send(cascade, cascade.topics.items_topic, [(i.id, _fresh(i)) for i in items])
+    await _send(cascade, cascade.topics.judge_topic, [(probe.id, _request(probe))])
+    await _send(alone, alone.topics.judge_topic, [(probe.id, _request(probe))])
+    cascade_ids = {i.id for i in items} | {probe.id}
+    labels, votes = collector.records[cascade.topics.labels_topic], collector.records[cascade.topics.votes_topic]
+    solo = collector.records[alone.topics.labels_topic]
+    total = len(cascade_ids) + len(items) * len(plan.workers) + 1
+
+    def done() -> int:
+        return _ids(labels, cascade_ids) + _vote_count(votes, cascade_ids) + _ids(solo, {probe.id})
+
+    await collector.wait_for(done, total, "warm-up", progress, stall_s=WARMUP_TIMEOUT_S)
+
+
+async def _cascade_pass(plan: Plan, cascade: Settings, collector: Collector, progress: Progress) -> float:
+    """Send every item at once; wait for all verdicts, then all votes. Return when sending began."""
+    wanted = {i.id for i in plan.items}
+    labels, votes = collector.records[cascade.topics.labels_topic], collector.records[cascade.topics.votes_topic]
+    started = now()
+    await _send(cascade, cascade.topics.items_topic, [(i.id, _fresh(i)) for i in plan.items])
+    await collector.wait_for(lambda: _ids(labels, wanted), len(wanted), "cascade", progress)
+    await collector.wait_for(lambda: _vote_count(votes, wanted), len(wanted) * len(plan.workers), "votes", progress)
+    return started
+
+
+async def _judge_only_pass(plan: Plan, alone: Settings, collector: Collector, progress: Progress) -> float:
+    """Send every item to the lone judge; wait for all its verdicts. Return when sending began."""
+    wanted = {i.id for i in plan.items}
+    labels = collector.records[alone.topics.labels_topic]
+    started = now()
+    await _send(alone, alone.topics.judge_topic, [(i.id, _request(_fresh(i))) for i in plan.items])
+    await collector.wait_for(lambda: _ids(labels, wanted), len(wanted), "judge-only", progress)
+    return started
+
+
+async def _delete_topics(settings: Sequence[Settings]) -> None:
+    admin = kafka.admin_client(settings[0].kafka)
+    await admin.start()
+    try:
+        await admin.delete_topics([spec.name for s in settings for spec in topic_specs(s)])
+    finally:
+        await admin.close()
+
+
+def _cancel_on_sigterm() -> None:
+    """SIGTERM cancels the run like Ctrl-C does, so the tiers are stopped, not orphaned."""
+    task = asyncio.current_task()
+    if task is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+
+
+async def measure(settings: Settings, plan: Plan, config: Path | None, progress: Progress) -> Measurement:
+    """Run both passes of `plan` on the broker of `settings` (see the module docstring)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+    cascade, alone = pass_settings(settings, stamp, plan)
+    await create_topics(cascade)
+    await create_topics(alone)
+    tiers = Tiers(settings.home / "demo" / stamp)
+    models: dict[str, type[BaseModel]] = {
+        cascade.topics.labels_topic: Verdict,
+        cascade.topics.votes_topic: Vote,
+        alone.topics.labels_topic: Verdict,
+    }
+    collector = Collector(settings, models, tiers)
+    _cancel_on_sigterm()
+    try:
+        await tiers.start(cascade, config)
+        await tiers.start(alone, config)
+        await collector.start()
+        await _warm_up(plan, cascade, alone, collector, progress)
+        cascade_started = await _cascade_pass(plan, cascade, collector, progress)
+        judge_started = await _judge_only_pass(plan, alone, collector, progress)
+    finally:
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
+        await collector.stop()
+        await tiers.stop()
+        if not plan.keep_topics:
+            await _delete_topics([cascade, alone])
+    return Measurement(
+        task=plan.task,
+        source=plan.source,
+        item_ids=[i.id for i in plan.items],
+        workers=plan.workers,
+        judge=plan.judge,
+        verdicts=collector.records[cascade.topics.labels_topic],
+        votes=collector.records[cascade.topics.votes_topic],
+        judge_only=collector.records[alone.topics.labels_topic],
+        cascade_started_at=cascade_started,
+        judge_only_started_at=judge_started,
+    )

@@ -1,0 +1,244 @@
+"""The demo's figures, computed from what the pipeline wrote: pure functions, no I/O, no clock.
+
+Input is a `Measurement`: the cascade's verdicts and every worker vote for the timed items, the
+judge-only pass's verdicts for the same items, and when each timed pass began. `build_report`
+turns it into the one JSON-ready dict that the terminal view, `--report`, `--html` and
+`tribunal bench cascade` all show. Accuracy figures reuse `consumers.evaluate` and appear only
+when every decided item carries a gold label.
+
+Definitions (the contract the tests pin down):
+- wall time of a pass: the last verdict's `decided_at` minus the moment its first item was sent;
+- compute-seconds: the sum of model latencies (votes' `latency_ms` + verdicts' `judge_latency_ms`);
+- end-to-end latency: `decided_at - item_produced_at` per item, so in a burst it includes queueing;
+- judge rate: share of items escalated (decided by the judge or by its fallback);
+- judge overrule rate: share of judge-decided items whose label differs from the workers'
+  plurality among the votes the judge was shown (items with no usable vote are not counted);
+- expected speedup (the paper's formula): 1 / (w/j + (1 - a)) with w the slowest worker's mean
+  latency per item, j the judge's mean latency per item in the judge-only pass, a the share of
+  items decided by the workers.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from consumers.decision import Ballot, plurality
+from consumers.evaluate import accuracy, agreement, agreement_matrix, macro_f1, percentile
+from schemas.messages import DecidedBy, Verdict, Vote
+
+__all__ = [
+    "FINAL",
+    "Measurement",
+    "build_report",
+    "compute_seconds",
+    "decided_by_shares",
+    "expected_speedup",
+    "judge_overrule_rate",
+    "latency_summary",
+    "mean_latency_ms",
+    "wall_seconds",
+    "worker_answers",
+]
+
+FINAL = "final"
+JUDGE_ONLY = "judge_only"
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """Everything one demo run observed. `item_ids` is the timed items in the order sent;
+    `workers` maps each worker name to its classifier spec."""
+
+    task: str
+    source: str
+    item_ids: Sequence[str]
+    workers: Mapping[str, str]
+    judge: str
+    verdicts: Sequence[Verdict]
+    votes: Sequence[Vote]
+    judge_only: Sequence[Verdict]
+    cascade_started_at: float
+    judge_only_started_at: float
+
+
+def latency_summary(verdicts: Sequence[Verdict]) -> dict[str, float]:
+    """p50/p95/p99/mean of end-to-end latency in ms (0.0 each when there are no verdicts)."""
+    values = [(v.decided_at - v.item_produced_at) * 1000.0 for v in verdicts]
+    summary = {f"p{q}": percentile(values, q) for q in (50, 95, 99)}
+    summary["mean"] = sum(values) / len(values) if values else 0.0
+    return summary
+
+
+def decided_by_shares(verdicts: Sequence[Verdict]) -> dict[str, float]:
+    """Share of verdicts per `decided_by` value; every value present, summing to 1 (or all 0)."""
+    counts = Counter(v.decided_by for v in verdicts)
+    total = len(verdicts)
+    return {by.value: counts[by] / total if total else 0.0 for by in DecidedBy}
+
+
+def wall_seconds(started_at: float, verdicts: Sequence[Verdict]) -> float:
+    """From `started_at` to the last verdict's `decided_at`; 0.0 without verdicts."""
+    return max(v.decided_at for v in verdicts) - started_at if verdicts else 0.0
+
+
+def compute_seconds(votes: Sequence[Vote], verdicts: Sequence[Verdict]) -> float:
+    """Model time spent: every vote's latency plus every judge call's latency, in seconds."""
+    worker_ms = sum(v.latency_ms for v in votes)
+    judge_ms = sum(v.judge_latency_ms or 0.0 for v in verdicts)
+    return (worker_ms + judge_ms) / 1000.0
+
+
+def mean_latency_ms(latencies: Sequence[float]) -> float:
+    return sum(latencies) / len(latencies) if latencies else 0.0
+
+
+def expected_speedup(worker_ms: float, judge_ms: float, agreement_rate: float) -> float | None:
+    """The paper's 1 / (worker/judge + (1 - agreement)); None when the judge latency is unknown."""
+    if judge_ms <= 0.0:
+        return None
+    return 1.0 / (worker_ms / judge_ms + (1.0 - agreement_rate))
+
+
+def judge_overrule_rate(verdicts: Sequence[Verdict]) -> float | None:
+    """Share of judge-decided verdicts whose label differs from the plurality of the votes they
+    carry; None when no judge-decided verdict has a usable vote."""
+    compared = overruled = 0
+    for verdict in verdicts:
+        if verdict.decided_by != DecidedBy.JUDGE:
+            continue
+        best = plurality([Ballot(v.worker, v.label, v.confidence) for v in verdict.votes])
+        if best is None:
+            continue
+        compared += 1
+        overruled += best[0] != verdict.label
+    return overruled / compared if compared else None
+
+
+def worker_answers(
+    votes: Sequence[Vote], item_ids: Sequence[str], workers: Sequence[str]
+) -> dict[str, list[str | None]]:
+    """Each worker's label per item, in `item_ids` order; None where it abstained or never voted."""
+    by_key = {(v.worker, v.item_id): v.label for v in votes}
+    return {w: [by_key.get((w, item_id)) for item_id in item_ids] for w in workers}
+
+
+def _per_worker(m: Measurement, ids: Sequence[str], answers: Mapping[str, Sequence[str | None]],
+                final: Sequence[str], gold: Sequence[str] | None) -> dict[str, dict[str, Any]]:  # fmt: skip
+    result: dict[str, dict[str, Any]] = {}
+    wanted = set(ids)
+    for name, spec in m.workers.items():
+        mine = [v for v in m.votes if v.worker == name and v.item_id in wanted]
+        row: dict[str, Any] = {
+            "spec": spec,
+            "votes": len(mine),
+            "abstained": sum(v.label is None for v in mine),
+            "mean_latency_ms": mean_latency_ms([v.latency_ms for v in mine]),
+            "agreement_with_final": agreement(answers[name], final),
+        }
+        if gold is not None:
+            row["accuracy"] = accuracy(gold, answers[name])
+            row["macro_f1"] = macro_f1(gold, answers[name])
+        result[name] = row
+    return result
+
+
+def _gold(verdicts: Sequence[Verdict]) -> list[str] | None:
+    """Gold labels in verdict order, or None unless every verdict has one."""
+    golds = [v.gold for v in verdicts]
+    return [g for g in golds if g is not None] if golds and all(g is not None for g in golds) else None
+
+
+def _ordered(verdicts: Sequence[Verdict], item_ids: Sequence[str]) -> list[Verdict]:
+    """One verdict per timed item that has one, in `item_ids` order (the first if repeated)."""
+    by_id: dict[str, Verdict] = {}
+    for verdict in verdicts:
+        by_id.setdefault(verdict.item_id, verdict)
+    return [by_id[i] for i in item_ids if i in by_id]
+
+
+def _series(m: Measurement, cascade: Sequence[Verdict]) -> dict[str, Any]:
+    """Raw series behind the charts: per-verdict (seconds since start, decided_by) and latencies."""
+    ordered = sorted(cascade, key=lambda v: v.decided_at)
+    return {
+        "decisions": [[round(v.decided_at - m.cascade_started_at, 4), v.decided_by.value] for v in ordered],
+        "latencies_ms": [round((v.decided_at - v.item_produced_at) * 1000.0, 2) for v in cascade],
+    }
+
+
+def _quality(cascade: Sequence[Verdict], judge_only: Sequence[Verdict]) -> dict[str, Any]:
+    """Accuracy and macro-F1 of the cascade and of the judge alone, when gold labels exist."""
+    gold = _gold(cascade)
+    if gold is None:
+        return {}
+    quality: dict[str, Any] = {
+        "accuracy_cascade": accuracy(gold, [v.label for v in cascade]),
+        "macro_f1_cascade": macro_f1(gold, [v.label for v in cascade]),
+    }
+    judge_gold = _gold(judge_only)
+    if judge_gold is not None:
+        quality["accuracy_judge_only"] = accuracy(judge_gold, [v.label for v in judge_only])
+        quality["macro_f1_judge_only"] = macro_f1(judge_gold, [v.label for v in judge_only])
+    return quality
+
+
+def _speed(m: Measurement, cascade: Sequence[Verdict], judge_only: Sequence[Verdict],
+           shares: Mapping[str, float]) -> dict[str, Any]:  # fmt: skip
+    """Wall and compute time of both passes, measured and expected speedup."""
+    ids = {v.item_id for v in cascade}
+    votes = [v for v in m.votes if v.item_id in ids]
+    wall_cascade = wall_seconds(m.cascade_started_at, cascade)
+    wall_judge = wall_seconds(m.judge_only_started_at, judge_only)
+    worker_ms = max((mean_latency_ms([v.latency_ms for v in votes if v.worker == w]) for w in m.workers), default=0.0)
+    judge_ms = mean_latency_ms([v.judge_latency_ms for v in judge_only if v.judge_latency_ms is not None])
+    expected = expected_speedup(worker_ms, judge_ms, shares[DecidedBy.WORKERS.value])
+    return {
+        "wall_s_cascade": wall_cascade,
+        "wall_s_judge_only": wall_judge,
+        "compute_s_cascade": compute_seconds(votes, cascade),
+        "compute_s_judge_only": compute_seconds((), judge_only),
+        "speedup": wall_judge / wall_cascade if wall_cascade > 0 and judge_only else None,
+        "compute_speedup": (
+            compute_seconds((), judge_only) / compute_seconds(votes, cascade) if votes and judge_only else None
+        ),
+        "expected_speedup": expected,
+        "expected_speedup_inputs": {"worker_ms": worker_ms, "judge_ms": judge_ms, "agreement_rate": shares["workers"]},
+        "throughput_items_per_s": len(cascade) / wall_cascade if wall_cascade > 0 else 0.0,
+        "throughput_items_per_s_judge_only": len(judge_only) / wall_judge if wall_judge > 0 else 0.0,
+    }
+
+
+def build_report(m: Measurement) -> dict[str, Any]:
+    """The whole report as one JSON-ready dict (see the module docstring for definitions)."""
+    cascade = _ordered(m.verdicts, m.item_ids)
+    ids = [v.item_id for v in cascade]
+    judge_only = _ordered(m.judge_only, ids)
+    final = [v.label for v in cascade]
+    gold = _gold(cascade)
+    answers = worker_answers(m.votes, ids, list(m.workers))
+    matrix_inputs: dict[str, Sequence[str | None]] = {**answers, FINAL: final}
+    if len(judge_only) == len(cascade):
+        matrix_inputs[JUDGE_ONLY] = [v.label for v in judge_only]
+    if gold is not None:
+        matrix_inputs["gold"] = gold
+    shares = decided_by_shares(cascade)
+    return {
+        "task": m.task,
+        "source": m.source,
+        "items": len(cascade),
+        "items_sent": len(m.item_ids),
+        "items_judge_only": len(judge_only),
+        "workers": dict(m.workers),
+        "judge": m.judge,
+        "latency_ms": latency_summary(cascade),
+        "decided_by": shares,
+        "judge_rate": shares[DecidedBy.JUDGE.value] + shares[DecidedBy.FALLBACK.value],
+        "worker_agreement": agreement_matrix(matrix_inputs),
+        "judge_overrule_rate": judge_overrule_rate(cascade),
+        "per_worker": _per_worker(m, ids, answers, final, gold),
+        **_quality(cascade, judge_only),
+        **_speed(m, cascade, judge_only, shares),
+        "series": _series(m, cascade),
+    }
