@@ -184,6 +184,10 @@ def _quality(cascade: Sequence[Verdict], judge_only: Sequence[Verdict]) -> dict[
     return quality
 
 
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator > 0 else None
+
+
 def _speed(m: Measurement, cascade: Sequence[Verdict], judge_only: Sequence[Verdict],
            shares: Mapping[str, float]) -> dict[str, Any]:  # fmt: skip
     """Wall and compute time of both passes, measured and expected speedup."""
@@ -199,10 +203,8 @@ def _speed(m: Measurement, cascade: Sequence[Verdict], judge_only: Sequence[Verd
         "wall_s_judge_only": wall_judge,
         "compute_s_cascade": compute_seconds(votes, cascade),
         "compute_s_judge_only": compute_seconds((), judge_only),
-        "speedup": wall_judge / wall_cascade if wall_cascade > 0 and judge_only else None,
-        "compute_speedup": (
-            compute_seconds((), judge_only) / compute_seconds(votes, cascade) if votes and judge_only else None
-        ),
+        "speedup": _ratio(wall_judge, wall_cascade) if judge_only else None,
+        "compute_speedup": _ratio(compute_seconds((), judge_only), compute_seconds(votes, cascade)),
         "expected_speedup": expected,
         "expected_speedup_inputs": {"worker_ms": worker_ms, "judge_ms": judge_ms, "agreement_rate": shares["workers"]},
         "throughput_items_per_s": len(cascade) / wall_cascade if wall_cascade > 0 else 0.0,
