@@ -22,12 +22,23 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from producers.ingest import Rejected, parse_lines
+from schemas.messages import Item
 from schemas.tasks import Task
-from tribunal.measure import Plan, load_input, measure
+from tribunal.measure import WARMUP_PREFIX, Plan, measure
 from tribunal.report import build_report
 from tribunal.settings import Settings
 
-__all__ = ["DEFAULT_DATA_DIR", "DemoOptions", "choose_quorum", "choose_tiers", "make_plan", "register", "run_demo"]
+__all__ = [
+    "DEFAULT_DATA_DIR",
+    "DemoOptions",
+    "choose_quorum",
+    "choose_tiers",
+    "load_input",
+    "make_plan",
+    "register",
+    "run_demo",
+]
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "demo"
 # Long enough that a burst queued behind the workers never escalates for lateness (see measure.py).
@@ -59,6 +70,28 @@ def choose_tiers(
     specs = workers or list(task.workers) or [w.classifier for w in settings.pipeline.workers]
     names = {f"w{n}-{_short_name(spec)}": spec for n, spec in enumerate(specs, start=1)}
     return names, judge or task.judge or settings.judge.classifier
+
+
+def load_input(path: Path, task: str, settings: Settings, limit: int | None) -> tuple[list[Item], list[Rejected]]:
+    """Items from a JSONL or CSV file (by extension), labelled or not, at most `limit`; lines that
+    are invalid or repeat an earlier id are rejected with their line number."""
+    context = settings.decode_context(settings.tasks())
+    fmt = "csv" if path.suffix.lower() == ".csv" else "jsonl"
+    items: list[Item] = []
+    rejected: list[Rejected] = []
+    seen: set[str] = set()
+    with path.open(encoding="utf-8", newline="") as stream:
+        for number, result in parse_lines(stream, fmt, task, context):
+            if limit is not None and len(items) >= limit:
+                break
+            if isinstance(result, Rejected):
+                rejected.append(result)
+            elif result.id in seen or result.id.startswith(WARMUP_PREFIX):
+                rejected.append(Rejected(number, f"id {result.id!r} repeats an earlier id or is reserved"))
+            else:
+                seen.add(result.id)
+                items.append(result)
+    return items, rejected
 
 
 def choose_quorum(workers: int, labels: int, configured: int, given: int | None) -> int:

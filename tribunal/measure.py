@@ -34,7 +34,6 @@ from typing import IO, Any
 
 from pydantic import BaseModel
 
-from producers.ingest import Rejected, parse_lines
 from schemas.codec import DecodeError, decode, encode, key
 from schemas.messages import EscalationReason, Item, JudgeRequest, Verdict, Vote, now
 from tribunal import kafka
@@ -44,7 +43,7 @@ from tribunal.settings import AggregatorSettings, JudgeSettings, PipelineSetting
 from tribunal.supervisor import ChildSpec, child_specs
 from tribunal.topics import create_topics, topic_specs
 
-__all__ = ["WARMUP_PREFIX", "DemoError", "Plan", "Progress", "load_input", "measure"]
+__all__ = ["WARMUP_PREFIX", "DemoError", "Plan", "Progress", "measure"]
 
 WARMUP_PREFIX = "__warmup-"
 JUDGE_ONLY_POLICY = "judge-only"
@@ -74,28 +73,6 @@ class Plan:
     quorum: int
     warmup_texts: Sequence[str]
     keep_topics: bool = False
-
-
-def load_input(path: Path, task: str, settings: Settings, limit: int | None) -> tuple[list[Item], list[Rejected]]:
-    """Items from a JSONL or CSV file (by extension), labelled or not, at most `limit`; lines that
-    are invalid or repeat an earlier id are rejected with their line number."""
-    context = settings.decode_context(settings.tasks())
-    fmt = "csv" if path.suffix.lower() == ".csv" else "jsonl"
-    items: list[Item] = []
-    rejected: list[Rejected] = []
-    seen: set[str] = set()
-    with path.open(encoding="utf-8", newline="") as stream:
-        for number, result in parse_lines(stream, fmt, task, context):
-            if limit is not None and len(items) >= limit:
-                break
-            if isinstance(result, Rejected):
-                rejected.append(result)
-            elif result.id in seen or result.id.startswith(WARMUP_PREFIX):
-                rejected.append(Rejected(number, f"id {result.id!r} repeats an earlier id or is reserved"))
-            else:
-                seen.add(result.id)
-                items.append(result)
-    return items, rejected
 
 
 def _with(settings: Settings, prefix: str, pipeline: PipelineSettings, plan: Plan) -> Settings:
@@ -231,7 +208,8 @@ class Collector:
             await consumer.stop()
             raise DemoError(f"topics {sorted(self._models)} did not appear in the broker's metadata")
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        for tp in tps:  # fresh topics start at 0; seeking there needs no offset lookup to fail and log
+            consumer.seek(tp, 0)
         self._task = asyncio.create_task(self._run(consumer))
 
     async def _run(self, consumer: Any) -> None:

@@ -203,6 +203,11 @@ def _speed(m: Measurement, cascade: Sequence[Verdict], judge_only: Sequence[Verd
         "wall_s_judge_only": wall_judge,
         "compute_s_cascade": compute_seconds(votes, cascade),
         "compute_s_judge_only": compute_seconds((), judge_only),
+        "compute_s_by_tier": {
+            **{w: sum(v.latency_ms for v in votes if v.worker == w) / 1000.0 for w in m.workers},
+            "judge": compute_seconds((), cascade),
+            JUDGE_ONLY: compute_seconds((), judge_only),
+        },
         "speedup": _ratio(wall_judge, wall_cascade) if judge_only else None,
         "compute_speedup": _ratio(compute_seconds((), judge_only), compute_seconds(votes, cascade)),
         "expected_speedup": expected,

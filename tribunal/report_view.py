@@ -147,6 +147,7 @@ def _charts(r: Mapping[str, Any]) -> str:
             svg.bars({"cascade": r["wall_s_cascade"], "judge only": r["wall_s_judge_only"]}, "s"),
         ),
     ]
+    cards.append(("Where the model time goes (compute seconds per tier)", svg.bars(r["compute_s_by_tier"], "s")))
     if all(v is not None for v in accuracy.values()):
         cards.append(
             ("Accuracy on gold labels", svg.bars({k: 100 * v for k, v in accuracy.items() if v is not None}, "%"))

@@ -163,7 +163,8 @@ def bars(values: Mapping[str, float], unit: str) -> str:
     """Horizontal bars, one per named value, labelled with the value and `unit`."""
     names = list(values)
     high = max(values.values(), default=1.0)
-    left, row = 120, min(36.0, (H - 20) / max(len(names), 1))
+    left, row = 120, 36.0
+    height = int(20 + row * max(len(names), 1))
     scale = (W - left - 70) / high if high else 0.0
     parts = []
     for i, name in enumerate(names):
@@ -174,4 +175,4 @@ def bars(values: Mapping[str, float], unit: str) -> str:
             f'<text x="{left + length + 6:.1f}" y="{y + row / 2 + 3:.1f}">'
             f"{values[name]:,.1f} {html.escape(unit)}</text>"
         )
-    return _svg("".join(parts), "bar chart")
+    return _svg("".join(parts), "bar chart", height)

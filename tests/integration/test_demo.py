@@ -15,7 +15,7 @@ import pytest
 from consumers.classifiers import build_classifier
 from schemas.tasks import load_tasks
 from tests.integration.kit import REPO
-from tribunal.measure import load_input
+from tribunal.demo import load_input
 from tribunal.settings import load_settings
 
 DEMO_DATA = REPO / "data" / "demo" / "sentiment.jsonl"

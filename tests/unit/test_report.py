@@ -142,6 +142,8 @@ def test_build_report_quality_and_speed_figures() -> None:
     assert r["expected_speedup"] == pytest.approx(1 / (0.03 + 0.5))
     assert r["compute_s_cascade"] == pytest.approx(0.224) and r["compute_s_judge_only"] == pytest.approx(0.4)
     assert r["throughput_items_per_s"] == pytest.approx(2.0)
+    expected_by_tier = {"w1": 0.004, "w2": 0.008, "w3": 0.012, "judge": 0.2, "judge_only": 0.4}
+    assert r["compute_s_by_tier"] == pytest.approx(expected_by_tier)
 
 
 def test_build_report_agreement_matrix() -> None:
@@ -180,8 +182,8 @@ def test_nice_ticks_cover_the_maximum_with_round_steps() -> None:
 
 
 def test_html_is_self_contained_and_shows_every_chart() -> None:
-    """The page has the four charts plus accuracy, and loads nothing from elsewhere."""
+    """The page has its five charts plus accuracy, and loads nothing from elsewhere."""
     page = render_html(build_report(measurement()))
-    assert page.count("<svg") == 5
+    assert page.count("<svg") == 6
     assert not re.search(r"""(src|href)=["']?https?:""", page)
     assert "<script" not in page and "2.00x" in page

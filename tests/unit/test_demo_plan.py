@@ -1,0 +1,74 @@
+"""How `tribunal demo` turns its options into a plan: input files, tier names, quorum, child settings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from schemas.tasks import load_tasks
+from tribunal.demo import DemoOptions, choose_quorum, choose_tiers, load_input, make_plan
+from tribunal.measure import child_env, pass_settings
+from tribunal.settings import load_settings
+from tribunal.supervisor import child_specs
+
+
+@pytest.mark.parametrize(
+    ("workers", "labels", "configured", "given", "expected"),
+    [
+        (3, 2, 2, None, 3),  # binary, 3 workers: 2 of 3 always agree, so unanimity
+        (3, 3, 2, None, 2),  # three labels: 1-1-1 is possible, the configured quorum can fail
+        (3, 77, 2, None, 2),
+        (3, 2, 2, 2, 2),  # an explicit quorum always wins
+        (2, 2, 2, None, 2),  # 2 workers, binary: 1-1 possible
+    ],
+)
+def test_quorum_becomes_unanimity_only_when_the_configured_one_cannot_fail(
+    workers: int, labels: int, configured: int, given: int | None, expected: int
+) -> None:
+    """The judge must be reachable: the quorum is raised only when pigeonhole guarantees it."""
+    assert choose_quorum(workers, labels, configured, given) == expected
+
+
+def test_tiers_default_to_the_task_and_are_named_by_kind_and_head() -> None:
+    """Given specs win; names carry the kind (and head) so reports say which model each worker is."""
+    task = load_tasks().get("sentiment")
+    names, judge = choose_tiers(task, load_settings(), ["vader", "tfidf:m.joblib?head=nb"], "hash:judge")
+    assert names == {"w1-vader": "vader", "w2-tfidf-nb": "tfidf:m.joblib?head=nb"} and judge == "hash:judge"
+    default_names, default_judge = choose_tiers(task, load_settings(), None, None)
+    assert list(default_names.values()) == list(task.workers or ("hash:1", "hash:2", "hash:3"))
+    assert default_judge == (task.judge or "hash:judge")
+
+
+def test_load_input_reads_csv_without_labels_and_rejects_repeated_ids(tmp_path: Path) -> None:
+    """CSV with no label column loads with no gold; a repeated id and an empty text are rejected by line."""
+    path = tmp_path / "in.csv"
+    path.write_text("id,text\na,great\nb,\na,again\nc,awful\n", encoding="utf-8")
+    items, rejected = load_input(path, "sentiment", load_settings(), None)
+    assert [(i.id, i.gold) for i in items] == [("a", None), ("c", None)]
+    assert [r.line for r in rejected] == [3, 4]
+
+
+def test_load_input_stops_at_the_limit(tmp_path: Path) -> None:
+    """`limit` caps the items read from a labelled JSONL file."""
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps({"id": str(n), "text": "ok", "label": "positive"}) + "\n" for n in range(9)))
+    items, _ = load_input(path, "sentiment", load_settings(), 4)
+    assert [i.id for i in items] == ["0", "1", "2", "3"] and items[0].gold == "positive"
+
+
+def test_children_get_their_pass_settings_through_env(tmp_path: Path) -> None:
+    """The cascade's aggregator sees the run's prefix, worker names and quorum; the judge-only pass has one judge."""
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps({"id": "x", "text": "fine", "label": "positive"}) + "\n", encoding="utf-8")
+    settings = load_settings()
+    plan, rejected = make_plan(settings, DemoOptions(path, workers=["hash:1", "hash:2", "hash:3"], judge="hash:j"))
+    cascade, alone = pass_settings(settings, "stamp", plan)
+    assert rejected == 0 and plan.quorum == 3
+    assert [c.args[0] for c in child_specs(alone)] == ["judge"]
+    aggregator = next(c for c in child_specs(cascade) if c.args[0] == "aggregator")
+    env = child_env(cascade, aggregator, None)
+    assert env["TRIBUNAL_TOPICS__PREFIX"] == "demo-stamp-" and alone.topics.prefix == "demo-stamp-jo-"
+    assert json.loads(env["TRIBUNAL_AGGREGATOR__WORKERS"]) == ["w1-hash", "w2-hash", "w3-hash"]
+    assert env["TRIBUNAL_AGGREGATOR__QUORUM"] == "3" and env["TRIBUNAL_JUDGE__CLASSIFIER"] == "hash:j"
