@@ -177,11 +177,15 @@ def _run_tier(coroutine: Any) -> None:
 def _register_commands() -> None:
     """Commands that live beside the code they drive (models, benchmarks, demo)."""
     from consumers.commands import register as register_model_commands
+    from producers.replay import register as register_replay
     from tribunal.bench import register as register_bench
     from tribunal.demo import register as register_demo
+    from tribunal.policy_bench import register as register_policy_bench
 
     register_model_commands(app)
     register_bench(bench_app)
+    register_policy_bench(bench_app)
+    register_replay(app)
     register_demo(app, bench_app)
 
 

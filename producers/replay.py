@@ -1,0 +1,333 @@
+"""`tribunal replay items|votes`: re-run history into a namespaced run, never into live topics.
+
+A run `RUN` writes only topics prefixed `RUN-` (created with the source's items/votes partition
+count, so partition p of the run holds what partition p of the source held). The source
+topics (prefix `--source-prefix`, default the settings' prefix) are only read, read_committed,
+up to their end offsets at the start of the command (so a live pipeline never makes it chase).
+
+- `items`: copy an offset range and/or a time range (`offsets_for_times`) of the source items
+  topic, record for record (same bytes, same key, same partition), with an idempotent producer.
+- `votes`: re-decide every recorded item from the vote log under another policy without running
+  a worker (`producers.redecide`): new verdicts go to `RUN-labels`, items that need a judge and
+  have no recorded judge label go to `RUN-judge`. Prints the diff report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import typer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from consumers.decision import Policy, build_policy
+from producers.redecide import RecordedLog, ReplayOutcome, redecide
+from schemas.codec import DecodeError, decode, encode, key
+from schemas.messages import Item, Verdict, Vote
+from tribunal import kafka
+from tribunal.errors import ConfigError
+from tribunal.settings import Settings
+from tribunal.topics import create_topics, describe_partition_counts
+
+__all__ = ["Bounds", "parse_thresholds", "parse_time", "register", "replay_items", "replay_votes", "run_settings"]
+
+Bounds = dict[int, tuple[int, int]]  # partition -> [start, stop) offsets
+# from_offset / to_offset (offsets, per partition) and from_ms / to_ms (record timestamps), all optional.
+Window = dict[str, int | None]
+# Give up when a partition makes no progress for this long (a broker gone, not a slow read).
+STALL_S = 30.0
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def run_settings(source: Settings, run: str, partitions: int) -> Settings:
+    """Settings of the run `run`: topics prefixed `RUN-`; ConfigError if that is the source's prefix."""
+    prefix = f"{run}-"
+    if not run or prefix == source.topics.prefix:
+        raise ConfigError(f"run {run!r} would write the source topics (prefix {source.topics.prefix!r})")
+    topics = source.topics.model_copy(update={"prefix": prefix, "partitions": partitions})
+    return source.model_copy(update={"topics": topics})
+
+
+def parse_time(text: str) -> int:
+    """An ISO 8601 time (naive = UTC, `Z` allowed) as epoch milliseconds; ValueError if unreadable."""
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    # Integer arithmetic: a float timestamp * 1000 can land one millisecond short.
+    return (moment - EPOCH) // timedelta(milliseconds=1)
+
+
+def parse_thresholds(values: Sequence[str]) -> tuple[float | None, dict[str, float]]:
+    """`X` (for every worker) and `WORKER=X` (one worker) -> (default, per-worker); ValueError if bad."""
+    default: float | None = None
+    per_worker: dict[str, float] = {}
+    for value in values:
+        worker, sep, number = value.rpartition("=")
+        if sep and not worker:
+            raise ValueError(f"threshold {value!r}: expected X or WORKER=X")
+        if sep:
+            per_worker[worker] = float(number)
+        else:
+            default = float(number)
+    return default, per_worker
+
+
+# --- reading ------------------------------------------------------------------------------------
+async def _bounds(consumer: AIOKafkaConsumer, tps: list[TopicPartition], window: Window) -> Bounds:
+    """[start, stop) per partition: the topic now, narrowed by offsets and by times (ms)."""
+    first = await consumer.beginning_offsets(tps)
+    end = await consumer.end_offsets(tps)
+    starts = {tp: max(first[tp], window.get("from_offset") or 0) for tp in tps}
+    stops = {tp: min(end[tp], window["to_offset"]) if window.get("to_offset") is not None else end[tp] for tp in tps}
+    for name, target in (("from_ms", starts), ("to_ms", stops)):
+        moment = window.get(name)
+        if moment is not None:
+            found = await consumer.offsets_for_times(dict.fromkeys(tps, moment))
+            for tp in tps:
+                at = found[tp].offset if found[tp] is not None else end[tp]  # none that late: the end
+                target[tp] = max(target[tp], at) if name == "from_ms" else min(target[tp], at)
+    return {tp.partition: (starts[tp], max(starts[tp], stops[tp])) for tp in tps}
+
+
+async def read_range(
+    settings: Settings, topic: str, window: Window | None = None
+) -> tuple[list[ConsumerRecord[bytes, bytes]], Bounds]:
+    """Committed records of `topic` inside `window` (keys from_offset, to_offset, from_ms, to_ms;
+    all optional), in partition then offset order, and the bounds read. Missing topic: nothing."""
+    # Partitions from the admin client: an unsubscribed consumer has no metadata for the topic yet.
+    count = (await describe_partition_counts(settings, [topic])).get(topic)
+    if not count:
+        return [], {}
+    tps = [TopicPartition(topic, p) for p in range(count)]
+    consumer = kafka.consumer(settings.kafka, settings.runtime, group_id=None)
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        bounds = await _bounds(consumer, tps, window or {})
+        for tp in tps:
+            consumer.seek(tp, bounds[tp.partition][0])
+        return await _drain(consumer, bounds), bounds
+    finally:
+        await consumer.stop()
+
+
+async def _drain(consumer: AIOKafkaConsumer, bounds: Bounds) -> list[ConsumerRecord[bytes, bytes]]:
+    by_partition: dict[int, list[ConsumerRecord[bytes, bytes]]] = {p: [] for p in bounds}
+    open_tps = {tp for tp in consumer.assignment() if bounds[tp.partition][0] < bounds[tp.partition][1]}
+    progress = time.monotonic()
+    while open_tps:
+        batch = await consumer.getmany(*open_tps, timeout_ms=200, max_records=10_000)
+        for tp, records in batch.items():
+            by_partition[tp.partition] += [r for r in records if r.offset < bounds[tp.partition][1]]
+        for tp in list(open_tps):
+            # Position, not the last offset seen: transaction markers take offsets too.
+            if await consumer.position(tp) >= bounds[tp.partition][1]:
+                open_tps.discard(tp)
+                consumer.pause(tp)
+        if batch:
+            progress = time.monotonic()
+        elif time.monotonic() - progress > STALL_S:
+            raise TimeoutError(f"no progress reading {sorted(str(tp) for tp in open_tps)} for {STALL_S}s")
+    return [r for p in sorted(by_partition) for r in by_partition[p]]
+
+
+def _decoded(records: list[ConsumerRecord[bytes, bytes]], model: type[Any], skipped: list[int]) -> list[Any]:
+    """Decode what decodes; count the rest in `skipped` (the source's DLQ already has them)."""
+    out = []
+    for record in records:
+        try:
+            out.append(decode(record.value, model))
+        except DecodeError:
+            skipped[0] += 1
+    return out
+
+
+# --- writing ------------------------------------------------------------------------------------
+async def _publish(settings: Settings, outputs: list[tuple[str, bytes, bytes | None, int | None]]) -> None:
+    """Send (topic, value, key, partition) records idempotently and wait until all are acked."""
+    producer = kafka.idempotent_producer(settings.kafka, max_request_size=settings.max_message_bytes + 65_536)
+    await producer.start()
+    try:
+        futures = [await producer.send(t, v, key=k, partition=p) for t, v, k, p in outputs]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def _prepare_run(source: Settings, run: str) -> Settings:
+    counts = await describe_partition_counts(source, [source.topics.items_topic])
+    partitions = counts.get(source.topics.items_topic)
+    if partitions is None:
+        raise ConfigError(f"source topic {source.topics.items_topic!r} does not exist")
+    target = run_settings(source, run, partitions)
+    await create_topics(target)
+    return target
+
+
+# --- the two commands ---------------------------------------------------------------------------
+async def replay_items(source: Settings, run: str, window: Window) -> dict[str, Any]:
+    """Copy the items of `window` from the source items topic into `RUN-items` (module docstring)."""
+    target = await _prepare_run(source, run)
+    records, bounds = await read_range(source, source.topics.items_topic, window)
+    outputs = [(target.topics.items_topic, r.value, r.key, r.partition) for r in records]
+    await _publish(target, outputs)
+    return {
+        "run": run,
+        "source_topic": source.topics.items_topic,
+        "target_topic": target.topics.items_topic,
+        "published": len(outputs),
+        "bounds": {str(p): list(b) for p, b in sorted(bounds.items())},
+    }
+
+
+async def read_log(source: Settings) -> tuple[RecordedLog, int]:
+    """The source's items (in time order), votes, first verdict per id and audit verdicts;
+    and how many records did not decode."""
+    t = source.topics
+    skipped = [0]
+    raw = {name: (await read_range(source, name))[0] for name in (t.items_topic, t.votes_topic)}
+    raw |= {name: (await read_range(source, name))[0] for name in (t.labels_topic, t.audits_topic)}
+    item_records = sorted(raw[t.items_topic], key=lambda r: (r.timestamp, r.partition, r.offset))
+    verdicts: dict[str, Verdict] = {}
+    for verdict in _decoded(raw[t.labels_topic], Verdict, skipped):
+        verdicts.setdefault(verdict.item_id, verdict)
+    audits = {v.item_id: v for v in _decoded(raw[t.audits_topic], Verdict, skipped)}
+    log = RecordedLog(
+        items=_decoded(item_records, Item, skipped),
+        votes=_decoded(raw[t.votes_topic], Vote, skipped),
+        verdicts=verdicts,
+        judge_labels=audits,
+    )
+    return log, skipped[0]
+
+
+def policy_factory(source: Settings, name: str, thresholds: Sequence[str]) -> Callable[[str], Policy]:
+    """One policy per task, built on first use (a learning policy keeps its state per task)."""
+    default, per_worker = parse_thresholds(thresholds)
+    options: dict[str, Any] = {"workers": source.aggregator.workers}
+    if name == "criterion2":
+        options |= {"thresholds": per_worker} | ({"default_threshold": default} if default is not None else {})
+    elif name == "weighted" and default is not None:
+        options["threshold"] = default
+    if (name != "criterion2" and per_worker) or (name == "criterion1" and default is not None):
+        raise ConfigError(f"policy {name!r} does not take these thresholds: {list(thresholds)}")
+    tasks = source.tasks()
+    built: dict[str, Policy] = {}
+
+    def policy_for(task: str) -> Policy:
+        if task not in built:
+            extra = {"labels": tasks.get(task).labels} if name == "weighted" else {}
+            agg = source.aggregator
+            built[task] = build_policy(name, quorum=agg.quorum, deadline_ms=agg.deadline_ms, **options, **extra)
+        return built[task]
+
+    return policy_for
+
+
+async def replay_votes(source: Settings, run: str, policy: str, thresholds: Sequence[str]) -> dict[str, Any]:
+    """Re-decide the source's recorded items under `policy`; publish into the run; the diff report."""
+    policy_for = policy_factory(source, policy, thresholds)
+    log, skipped = await read_log(source)
+    outcome: ReplayOutcome = redecide(log, policy_for, source.aggregator.workers, time.time())
+    target = await _prepare_run(source, run)
+    outputs: list[tuple[str, bytes, bytes | None, int | None]] = []
+    outputs += [(target.topics.labels_topic, encode(v), key(v.item_id), None) for v in outcome.verdicts]
+    outputs += [(target.topics.judge_topic, encode(r), key(r.item.id), None) for r in outcome.requests]
+    await _publish(target, outputs)
+    report = outcome.report()
+    report.update(policy=report["policy"] or policy, run=run, undecodable=skipped)
+    report.update(labels_topic=target.topics.labels_topic, judge_topic=target.topics.judge_topic)
+    return report
+
+
+# --- CLI ----------------------------------------------------------------------------------------
+RunOption = Annotated[str, typer.Option("--run", help="Run name: writes only topics prefixed RUN-")]
+SourceOption = Annotated[
+    str | None, typer.Option("--source-prefix", help="Topic prefix of the source pipeline [settings]")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object")]
+
+
+def _source(ctx: typer.Context, prefix: str | None) -> Settings:
+    from tribunal.cli import settings_from
+
+    return settings_from(ctx, topics={"prefix": prefix} if prefix is not None else None)
+
+
+def _window(start: str | None, end: str | None, from_offset: int | None, to_offset: int | None) -> Window:
+    try:
+        times = {"from_ms": parse_time(start) if start else None, "to_ms": parse_time(end) if end else None}
+    except ValueError as exc:
+        raise typer.BadParameter(f"not an ISO 8601 time: {exc}") from None
+    return {**times, "from_offset": from_offset, "to_offset": to_offset}
+
+
+def _print_votes(report: dict[str, Any]) -> None:
+    typer.echo(
+        f"{report['policy']}: {report['items']} items, {report['changed']} changed, {report['escalated']} escalated "
+        f"({report['judge_reused']} judge labels reused, {report['judge_requests']} sent to {report['judge_topic']})"
+    )
+    typer.echo(f"judge rate: source {report['source_judge_rate']:.3f} -> new {report['new_judge_rate']:.3f}")
+    for label, row in report["by_class"].items():
+        typer.echo(f"  {label:>24}: {row['items']:>7} items, {row['changed']:>6} changed")
+    if "gold_accuracy" in report:
+        acc = report["gold_accuracy"]
+        typer.echo(f"accuracy vs gold on {acc['items']} items: {acc['original']:.3f} -> {acc['new']:.3f}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `replay` group (`items`, `votes`) to the main app."""
+    from tribunal.cli import emit
+
+    replay_app = typer.Typer(help="Replay history into a namespaced run (live topics are only read).")
+    app.add_typer(replay_app, name="replay", no_args_is_help=True)
+
+    @replay_app.command("items")
+    def items(
+        ctx: typer.Context,
+        run: RunOption,
+        start: Annotated[str | None, typer.Option("--from", help="ISO time: first item produced at/after")] = None,
+        end: Annotated[str | None, typer.Option("--to", help="ISO time: items produced before it")] = None,
+        from_offset: Annotated[
+            int | None, typer.Option("--from-offset", min=0, help="First offset, per partition")
+        ] = None,
+        to_offset: Annotated[int | None, typer.Option("--to-offset", min=0, help="Stop before this offset")] = None,
+        source_prefix: SourceOption = None,
+        json_out: JsonOption = False,
+    ) -> None:
+        """Copy a time or offset range of the source items topic into RUN-items (same keys and ids)."""
+        source = _source(ctx, source_prefix)
+        window = _window(start, end, from_offset, to_offset)
+        try:
+            report = asyncio.run(replay_items(source, run, window))
+        except ConfigError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        if json_out:
+            emit(report)
+            return
+        typer.echo(f"replayed {report['published']} items from {report['source_topic']} to {report['target_topic']}")
+
+    @replay_app.command("votes")
+    def votes(
+        ctx: typer.Context,
+        run: RunOption,
+        policy: Annotated[str, typer.Option("--policy", help="criterion1, criterion2 or weighted")],
+        threshold: Annotated[
+            list[str] | None, typer.Option("--threshold", help="X (every worker) or WORKER=X; repeatable")
+        ] = None,
+        source_prefix: SourceOption = None,
+        json_out: JsonOption = False,
+    ) -> None:
+        """Re-decide recorded items from the vote log under POLICY, without running any worker."""
+        source = _source(ctx, source_prefix)
+        try:
+            report = asyncio.run(replay_votes(source, run, policy, threshold or []))
+        except (ConfigError, ValueError) as exc:
+            raise typer.BadParameter(str(exc)) from None
+        if json_out:
+            emit(report)
+            return
+        _print_votes(report)
