@@ -126,14 +126,15 @@ def plot(scores: list[Score], title: str, out: Path) -> None:
     markers |= {"weighted": "^", "weighted-audit": "x"}
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=90)
     for family, marker in markers.items():
-        chosen = [s for s in scores if s.family == family]
+        chosen = sorted((s.judge_rate, s.accuracy) for s in scores if s.family == family)
         if chosen:
-            ax.plot([s.judge_rate for s in chosen], [s.accuracy for s in chosen], marker, label=family, alpha=0.8)
+            style = marker if family == "reference" else f"{marker}-"  # a family's sweep is a curve
+            ax.plot(*zip(*chosen, strict=True), style, label=family, alpha=0.8, linewidth=1)
     ax.set_xlabel("judge rate (judge calls per item)")
     ax.set_ylabel("accuracy vs gold")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
@@ -147,8 +148,9 @@ def _table(scores: list[Score]) -> str:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for s in scores:
+        name = f"{s.name} ({s.detail})" if s.detail else s.name
         lines.append(
-            f"| {s.name} | {s.judge_rate:.3f} | {s.accuracy:.3f} | {s.macro_f1:.3f} "
+            f"| {name} | {s.judge_rate:.3f} | {s.accuracy:.3f} | {s.macro_f1:.3f} "
             f"| {s.fast_path_accuracy:.3f} | {s.speedup:.2f}x |"
         )
     return "\n".join(lines)
@@ -200,9 +202,13 @@ def register(bench_app: typer.Typer) -> None:
         if png is not None:
             plot(scores, title, png)
         meta = {"task": task, "data": str(data), "items": len(recording.items), **_latencies(recording)}
+        specs = settings_from(ctx).tasks().get(task)
+        workers = dict(zip(recording.workers, specs.workers, strict=False))
+        meta |= {"workers": workers, "judge": specs.judge}
         meta |= {"machine": f"{platform.machine()} {os.cpu_count()} cores, Python {sys.version.split()[0]}"}
         if json_out:
             emit({**meta, "policies": [s.as_dict() for s in scores]})
             return
         typer.echo(f"{title}; " + ", ".join(f"{k}={v:.3f}" for k, v in _latencies(recording).items()))
+        typer.echo("workers: " + ", ".join(f"{w}={s}" for w, s in workers.items()) + f"; judge={specs.judge}")
         typer.echo(_table(scores))

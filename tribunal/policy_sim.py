@@ -84,6 +84,7 @@ class Candidate:
     family: str
     make: Callable[[], Policy]
     audit_rate: float = 0.0
+    detail: str = ""  # e.g. the per-worker thresholds a quantile candidate chose
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +96,7 @@ class Score:
     macro_f1: float
     fast_path_accuracy: float
     speedup: float
+    detail: str = ""
 
     def as_dict(self) -> dict[str, float | str]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -116,7 +118,9 @@ def default_candidates(recording: Recording, quorum: int = 2) -> list[Candidate]
         out.append(Candidate(f"criterion2 t={t}", "criterion2", _c2(quorum, workers, {}, t)))
     for q in C2_QUANTILES:
         per_worker = {w: percentile(recording.confidences(w), q * 100) for w in workers}
-        out.append(Candidate(f"criterion2 q={q}", "criterion2-quantile", _c2(quorum, workers, per_worker, 0.0)))
+        detail = " ".join(f"{w}>={t:.3f}" for w, t in per_worker.items())  # display only: ties matter
+        make = _c2(quorum, workers, per_worker, 0.0)
+        out.append(Candidate(f"criterion2 q={q}", "criterion2-quantile", make, detail=detail))
     for t in WEIGHTED_THRESHOLDS:
         make = _weighted(quorum, workers, recording.labels, t)
         out.append(Candidate(f"weighted t={t}", "weighted", make))
@@ -170,6 +174,7 @@ def _score(recording: Recording, candidate: Candidate, finals: list[str | None],
         macro_f1=macro_f1(gold, finals),
         fast_path_accuracy=fast,
         speedup=speedup(recording, rate),
+        detail=candidate.detail,
     )
 
 
