@@ -25,6 +25,10 @@ from aiokafka import TopicPartition
 from pydantic import BaseModel
 
 from consumers.decision import Accept, Ballot, Escalate, Policy, build_policy
+from consumers.judge import group_id as judge_group_id
+from consumers.judge_gate import JudgeGate, KafkaBacklogProbe
+from consumers.reliability_feed import ReliabilityFollower
+from consumers.verdicts import fallback_verdict
 from schemas.codec import decode, encode, key
 from schemas.messages import (
     AggregatorEntry,
@@ -35,6 +39,7 @@ from schemas.messages import (
     Verdict,
     Vote,
 )
+from schemas.tasks import TaskRegistry
 from tribunal import kafka
 from tribunal.logs import configure_logging, get_logger
 from tribunal.metrics import DECISIONS, LATE_VOTES, PENDING_ITEMS
@@ -83,12 +88,25 @@ Restorer = Callable[[set[int]], Awaitable[dict[int, PartitionState]]]
 class AggregatorProcessor(Processor):
     tier = "aggregator"
 
-    def __init__(self, settings: Settings, policy: Policy, restore: Restorer | None = None) -> None:
-        """`restore` rebuilds partitions' state; by default from the changelog topic."""
+    def __init__(
+        self,
+        settings: Settings,
+        tasks: TaskRegistry,
+        *,
+        restore: Restorer | None = None,
+        follower: ReliabilityFollower | None = None,
+        gate: JudgeGate | None = None,
+    ) -> None:
+        """`restore` rebuilds partitions' state (default: from the changelog topic); `follower`
+        supplies learned reliability (default: the prior only); `gate` the judge budget."""
         self._settings = settings
+        self._tasks = tasks
         self._restore = restore or self._restore_from_changelog
         self._config = settings.aggregator
-        self._policy = policy
+        self._follower = follower
+        self._gate = gate or JudgeGate(settings)
+        self._policies: dict[str, Policy] = {}
+        self._reliability_polled_at = float("-inf")
         self._expected = tuple(settings.aggregator.workers)
         self._topics = settings.topics
         self._states: dict[int, PartitionState] = {}
@@ -153,13 +171,14 @@ class AggregatorProcessor(Processor):
             return []  # no decision without the item: the judge would need its text
         ballots = [Ballot(v.worker, v.label, v.confidence) for _, v in sorted(pending.votes.items())]
         elapsed_ms = (now - pending.first_seen) * 1000.0
-        decision = self._policy.decide(ballots, self._expected, elapsed_ms)
+        policy = self._policy(pending.item.task)
+        decision = policy.decide(ballots, self._expected, elapsed_ms)
         if isinstance(decision, Accept):
-            outputs = [self._accept(pending.item, pending, decision)]
-            if self._audited(item_id):
-                outputs.append(self._escalate(pending.item, pending, EscalationReason.AUDIT))
+            outputs = [self._accept(pending.item, pending, decision, policy)]
+            if self._audited(item_id) and self._gate.admit(now):
+                outputs.append(self._escalate(pending.item, pending, EscalationReason.AUDIT, policy))
         elif isinstance(decision, Escalate):
-            outputs = [self._escalate(pending.item, pending, decision.reason)]
+            outputs = [self._escalate(pending.item, pending, decision.reason, policy, now)]
         else:
             return []
         del state.pending[item_id]
@@ -167,7 +186,26 @@ class AggregatorProcessor(Processor):
         state.dirty.add(item_id)
         return outputs
 
-    def _accept(self, item: Item, pending: Pending, decision: Accept) -> Output:
+    def _policy(self, task: str) -> Policy:
+        """The configured policy for one task (weighted votes need the task's label set)."""
+        policy = self._policies.get(task)
+        if policy is None:
+            policy = self._policies[task] = self._build_policy(task)
+        return policy
+
+    def _build_policy(self, task: str) -> Policy:
+        config = self._config
+        options: dict[str, Any] = {}
+        if config.policy == "criterion2":
+            options = {"thresholds": config.thresholds, "default_threshold": config.default_threshold}
+        elif config.policy == "weighted":
+            reliability = self._follower.reliability(task) if self._follower else None
+            labels = None if reliability else self._tasks.get(task).labels
+            options = {"threshold": config.accept_threshold, "reliability": reliability, "labels": labels}
+            options = {k: v for k, v in options.items() if v is not None}
+        return build_policy(config.policy, quorum=config.quorum, deadline_ms=config.deadline_ms, **options)
+
+    def _accept(self, item: Item, pending: Pending, decision: Accept, policy: Policy) -> Output:
         DECISIONS.labels("accept", "").inc()
         verdict = Verdict(
             item_id=item.id,
@@ -176,22 +214,28 @@ class AggregatorProcessor(Processor):
             decided_by=DecidedBy.WORKERS,
             confidence=decision.confidence,
             votes=tuple(pending.votes[w] for w in sorted(pending.votes)),
-            policy=self._policy.name,
-            policy_version=self._policy.version,
+            policy=policy.name,
+            policy_version=policy.version,
             gold=item.gold,
             item_produced_at=item.produced_at,
         )
         return Output(self._topics.labels_topic, encode(verdict), key(item.id))
 
-    def _escalate(self, item: Item, pending: Pending, reason: EscalationReason) -> Output:
-        DECISIONS.labels("escalate", reason.value).inc()
+    def _escalate(
+        self, item: Item, pending: Pending, reason: EscalationReason, policy: Policy, now: float | None = None
+    ) -> Output:
+        """A JudgeRequest; or, when `now` is given and the judge budget is spent, a fallback label."""
         request = JudgeRequest(
             item=item,
             votes=tuple(pending.votes[w] for w in sorted(pending.votes)),
             reason=reason,
-            policy=self._policy.name,
-            policy_version=self._policy.version,
+            policy=policy.name,
+            policy_version=policy.version,
         )
+        if now is not None and not self._gate.admit(now):
+            DECISIONS.labels("fallback_budget", reason.value).inc()
+            return Output(self._topics.labels_topic, encode(fallback_verdict(request, self._tasks)), key(item.id))
+        DECISIONS.labels("escalate", reason.value).inc()
         return Output(self._topics.judge_topic, encode(request), key(item.id))
 
     def _audited(self, item_id: str) -> bool:
@@ -203,6 +247,10 @@ class AggregatorProcessor(Processor):
 
     # --- time --------------------------------------------------------------------------------
     async def tick(self, now: float) -> list[Output]:
+        await self._gate.refresh(now)
+        if self._follower is not None and now - self._reliability_polled_at >= 1.0:
+            self._reliability_polled_at = now
+            await self._follower.poll()
         outputs: list[Output] = []
         while self._deadlines and self._deadlines[0][0] <= now:
             _, partition, item_id = heapq.heappop(self._deadlines)
@@ -256,12 +304,19 @@ class AggregatorProcessor(Processor):
             return encode(AggregatorEntry(first_seen=decided_at, decided_at=decided_at))
         return None
 
+    async def close(self) -> None:
+        if self._follower is not None:
+            await self._follower.stop()
+        await self._gate.close()
+
     def paused_topics(self) -> frozenset[str]:
         pending = sum(len(s.pending) for s in self._states.values())
         return frozenset({self._topics.items_topic}) if pending >= self._config.max_pending else frozenset()
 
     # --- ownership ---------------------------------------------------------------------------
     async def assigned(self, partitions: set[TopicPartition]) -> None:
+        if self._follower is not None:
+            await self._follower.start()
         numbers = {tp.partition for tp in partitions} - set(self._states)
         if not numbers:
             return
@@ -302,21 +357,16 @@ class AggregatorProcessor(Processor):
         return states
 
 
-def build(settings: Settings, restore: Restorer | None = None) -> AggregatorProcessor:
-    """The aggregator the settings describe; `restore` replaces the changelog restore (tests)."""
-    config = settings.aggregator
-    policy = build_policy(config.policy, quorum=config.quorum, deadline_ms=config.deadline_ms)
-    return AggregatorProcessor(settings, policy, restore)
+def build(settings: Settings, tasks: TaskRegistry) -> AggregatorProcessor:
+    """The aggregator the settings describe, wired to Kafka for reliability and judge backlog."""
+    probe = KafkaBacklogProbe(settings, judge_group_id(settings)) if settings.aggregator.judge_max_backlog else None
+    follower = ReliabilityFollower(settings, tasks)
+    return AggregatorProcessor(settings, tasks, follower=follower, gate=JudgeGate(settings, probe))
 
 
 async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run one aggregator process until SIGINT/SIGTERM (or `stop`)."""
     configure_logging(settings.log_format, settings.log_level, tier="aggregator")
     tasks = settings.tasks()
-    await serve(
-        settings,
-        build(settings),
-        group_id=group_id(settings),
-        decode_context=settings.decode_context(tasks),
-        stop=stop,
-    )
+    context = settings.decode_context(tasks)
+    await serve(settings, build(settings, tasks), group_id=group_id(settings), decode_context=context, stop=stop)

@@ -4,32 +4,38 @@ attached) to `labels`.
 
 A request the judge fails on permanently still gets exactly one final label: the workers'
 plurality, marked `decided_by=fallback` so it is visibly unverified, and the request itself goes
-to `judge.dlq` with its original bytes. Audit requests (reason=audit) concern items already
-labelled by the workers: their verdicts go to `audits`, never to `labels`.
+to `judge.dlq` with its original bytes. Audit requests (reason=audit) concern items the workers
+already labelled: their verdicts go to `audits`, never to `labels`, and measure the fast path's
+precision. Every judge label (audits included) also teaches the learned worker reliability.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from aiokafka import TopicPartition
 from pydantic import BaseModel
 
 from consumers.classifiers import Classifier, build_classifier
 from consumers.classifiers.base import Prediction
-from consumers.decision import Ballot, plurality
+from consumers.decision import plurality
+from consumers.reliability_feed import ReliabilityBook, ballots
 from consumers.resilience import ResilientClassifier
+from consumers.verdicts import fallback_verdict, verdict_for
 from schemas.codec import encode, key
-from schemas.messages import DeadLetter, DecidedBy, EscalationReason, JudgeRequest, Verdict
+from schemas.messages import DeadLetter, DecidedBy, EscalationReason, JudgeRequest
 from schemas.tasks import TaskRegistry
 from tribunal.logs import configure_logging, get_logger
-from tribunal.metrics import DEAD_LETTERS, DECISIONS
+from tribunal.metrics import AUDITS, DEAD_LETTERS, DECISIONS, FAST_PATH_PRECISION
 from tribunal.runtime import Output, Processor, Record, serve
 from tribunal.settings import Settings
 
-__all__ = ["JudgeProcessor", "fallback_verdict", "group_id", "run"]
+__all__ = ["JudgeProcessor", "group_id", "run", "wilson_interval"]
 
 log = get_logger("tribunal.judge")
 
@@ -38,33 +44,14 @@ def group_id(settings: Settings) -> str:
     return f"{settings.topics.prefix}tribunal-judge"
 
 
-def fallback_verdict(request: JudgeRequest, tasks: TaskRegistry, why: str) -> Verdict:
-    """The workers' plurality as an unverified final label. With no usable vote at all, the
-    task's first label with confidence 0: an item must still get its one label, and
-    `decided_by=fallback` with confidence 0 tells readers it carries no information."""
-    ballots = [Ballot(v.worker, v.label, v.confidence) for v in request.votes]
-    best = plurality(ballots)
-    label, confidence = best if best is not None else (tasks.get(request.item.task).labels[0], 0.0)
-    log.warning("fallback_label", item_id=request.item.id, label=label, why=why)
-    return _verdict(request, label, confidence, DecidedBy.FALLBACK, None)
-
-
-def _verdict(request: JudgeRequest, label: str, confidence: float, by: DecidedBy, latency_ms: float | None) -> Verdict:
-    item = request.item
-    return Verdict(
-        item_id=item.id,
-        task=item.task,
-        label=label,
-        decided_by=by,
-        confidence=confidence,
-        votes=request.votes,
-        reason=request.reason,
-        policy=request.policy,
-        policy_version=request.policy_version,
-        gold=item.gold,
-        item_produced_at=item.produced_at,
-        judge_latency_ms=latency_ms,
-    )
+def wilson_interval(agreed: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion; (0, 1) with no observations."""
+    if total == 0:
+        return 0.0, 1.0
+    p = agreed / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    margin = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return max(0.0, centre - margin), min(1.0, centre + margin)
 
 
 class JudgeProcessor(Processor):
@@ -75,14 +62,19 @@ class JudgeProcessor(Processor):
         self._classifier = classifier
         self._tasks = tasks
         self._resilient = ResilientClassifier(
-            classifier,
-            tasks,
-            retries=settings.runtime.retries,
-            backoff_s=settings.runtime.retry_backoff_ms / 1000.0,
+            classifier, tasks, retries=settings.runtime.retries, backoff_s=settings.runtime.retry_backoff_ms / 1000.0
         )
+        self._book = ReliabilityBook(settings, tasks)
+        self._audits: Counter[tuple[str, bool]] = Counter()
 
     def input_models(self) -> Mapping[str, type[BaseModel]]:
         return {self._settings.topics.judge_topic: JudgeRequest}
+
+    async def assigned(self, partitions: set[TopicPartition]) -> None:
+        await self._book.restore({tp.partition for tp in partitions})
+
+    async def revoked(self, partitions: set[TopicPartition]) -> None:
+        self._book.forget({tp.partition for tp in partitions})
 
     async def process(self, records: Sequence[Record[Any]], now: float) -> list[Output]:
         requests: list[JudgeRequest] = [r.value for r in records]
@@ -90,7 +82,7 @@ class JudgeProcessor(Processor):
         outputs: list[Output] = []
         for record, prediction in zip(records, predictions, strict=True):
             outputs.extend(self._outputs(record, prediction))
-        return outputs
+        return outputs + self._book.outputs()
 
     def _outputs(self, record: Record[JudgeRequest], prediction: Prediction) -> list[Output]:
         request = record.value
@@ -98,17 +90,18 @@ class JudgeProcessor(Processor):
         item_key = key(request.item.id)
         audit = request.reason == EscalationReason.AUDIT
         destination = topics.audits_topic if audit else topics.labels_topic
-        if prediction.label is not None:
-            verdict = _verdict(
-                request,
-                prediction.label,
-                prediction.confidence,
-                DecidedBy.JUDGE,
-                prediction.latency_ms,
-            )
-            DECISIONS.labels("judge", request.reason.value).inc()
-            return [Output(destination, encode(verdict), item_key)]
-        why = prediction.reason or "judge abstained"
+        if prediction.label is None:
+            return self._failed(record, prediction.reason or "judge abstained", destination)
+        self._book.record(request.item.task, record.partition, request.votes, prediction.label)
+        if audit:
+            self._count_audit(request, prediction.label)
+        verdict = verdict_for(request, prediction.label, prediction.confidence, DecidedBy.JUDGE, prediction.latency_ms)
+        DECISIONS.labels("judge", request.reason.value).inc()
+        return [Output(destination, encode(verdict), item_key)]
+
+    def _failed(self, record: Record[JudgeRequest], why: str, destination: str) -> list[Output]:
+        request = record.value
+        item_key = key(request.item.id)
         letter = DeadLetter(
             source_topic=record.topic,
             partition=record.partition,
@@ -120,11 +113,25 @@ class JudgeProcessor(Processor):
             tier=self.tier,
         )
         DEAD_LETTERS.labels(self.tier, record.topic, "judge_failed").inc()
-        outputs = [Output(topics.dlq(record.topic), encode(letter), item_key)]
-        if not audit:  # an audited item already has its label; a failed audit just goes unrecorded
+        outputs = [Output(self._settings.topics.dlq(record.topic), encode(letter), item_key)]
+        if request.reason != EscalationReason.AUDIT:  # an audited item already has its label
+            log.warning("fallback_label", item_id=request.item.id, why=why)
             DECISIONS.labels("fallback", request.reason.value).inc()
-            outputs.append(Output(destination, encode(fallback_verdict(request, self._tasks, why)), item_key))
+            outputs.append(Output(destination, encode(fallback_verdict(request, self._tasks)), item_key))
         return outputs
+
+    def _count_audit(self, request: JudgeRequest, judge_label: str) -> None:
+        """Did the judge confirm the label the workers published? Feeds the precision gauge."""
+        published = plurality(ballots(request.votes))
+        agreed = published is not None and published[0] == judge_label
+        task = request.item.task
+        AUDITS.labels(task, "agree" if agreed else "disagree").inc()
+        self._audits[(task, agreed)] += 1
+        total = self._audits[(task, True)] + self._audits[(task, False)]
+        low, high = wilson_interval(self._audits[(task, True)], total)
+        FAST_PATH_PRECISION.labels(task, "estimate").set(self._audits[(task, True)] / total)
+        FAST_PATH_PRECISION.labels(task, "lower").set(low)
+        FAST_PATH_PRECISION.labels(task, "upper").set(high)
 
     async def close(self) -> None:
         await self._classifier.close()
@@ -136,9 +143,5 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     tasks = settings.tasks()
     processor = JudgeProcessor(settings, build_classifier(settings.judge.classifier, tasks), tasks)
     await serve(
-        settings,
-        processor,
-        group_id=group_id(settings),
-        decode_context=settings.decode_context(tasks),
-        stop=stop,
+        settings, processor, group_id=group_id(settings), decode_context=settings.decode_context(tasks), stop=stop
     )

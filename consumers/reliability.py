@@ -77,6 +77,32 @@ class Reliability:
                 row[ballot.label] = row.get(ballot.label, 0) + 1
         return True
 
+    def reset_to_sum(self, parts: Iterable[Reliability]) -> None:
+        """Replace this estimate's counts with the sum of `parts`' counts (same label set).
+
+        Counts are additive, so judges can each keep the counts of their own partitions and
+        every aggregator sums them; policies holding this object see the new estimate at once.
+        """
+        self._counts = {}
+        self._class_counts = {}
+        for part in parts:
+            for label, n in part._class_counts.items():
+                if label in self._label_set:
+                    self._class_counts[label] = self._class_counts.get(label, 0) + n
+            for worker, rows in part._counts.items():
+                for true_label, row in rows.items():
+                    if true_label not in self._label_set:
+                        continue
+                    mine = self._counts.setdefault(worker, {}).setdefault(true_label, {})
+                    for voted, n in row.items():
+                        if voted in self._label_set:
+                            mine[voted] = mine.get(voted, 0) + n
+
+    @property
+    def observations(self) -> int:
+        """Judged items recorded so far."""
+        return sum(self._class_counts.values())
+
     # ---- estimates ----------------------------------------------------------------------------
 
     @property

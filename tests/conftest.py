@@ -22,14 +22,22 @@ SHARED_DATASETS = REPO.parent / "shared" / "datasets"
 
 def _docker_kafka() -> tuple[str, object] | None:
     """A testcontainers Kafka when a Docker engine answers, else None."""
+    if not (os.environ.get("DOCKER_HOST") or Path("/var/run/docker.sock").exists()):
+        return None  # no engine to ask (asking anyway leaks a socket the client never closes)
     try:
         import docker
     except ImportError:
         return None
     try:
-        docker.from_env().ping()
+        client = docker.from_env()
     except Exception:  # any failure to reach an engine means "no Docker here"
         return None
+    try:
+        client.ping()
+    except Exception:
+        return None
+    finally:
+        client.close()
     from testcontainers.community.kafka import KafkaContainer
 
     container = (

@@ -9,14 +9,19 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 __all__ = [
+    "AUDITS",
     "BATCH_SIZE",
+    "CONSUMER_LAG",
     "DEAD_LETTERS",
     "DECISIONS",
+    "FAST_PATH_PRECISION",
+    "JUDGE_BACKLOG",
     "LATE_VOTES",
     "PENDING_ITEMS",
     "RECORDS_IN",
     "RECORDS_OUT",
     "STAGE_SECONDS",
+    "WORKER_ACCURACY",
     "serve_metrics",
 ]
 
@@ -38,6 +43,19 @@ STAGE_SECONDS = Histogram(
 DECISIONS = Counter("tribunal_decisions_total", "Aggregator outcomes", ["outcome", "reason"])
 LATE_VOTES = Counter("tribunal_late_votes_total", "Votes for items already decided (ignored)", ["worker"])
 PENDING_ITEMS = Gauge("tribunal_pending_items", "Items waiting for votes in this aggregator")
+CONSUMER_LAG = Gauge(
+    "tribunal_consumer_lag",
+    "Records between a partition's high watermark and our position",
+    ["tier", "group", "topic", "partition"],
+)
+WORKER_ACCURACY = Gauge("tribunal_worker_accuracy", "Learned P(worker agrees with the judge)", ["task", "worker"])
+AUDITS = Counter("tribunal_audits_total", "Shadow audits of worker-decided items, by outcome", ["task", "outcome"])
+FAST_PATH_PRECISION = Gauge(
+    "tribunal_fast_path_precision",
+    "Share of audited worker labels the judge confirmed, with a 95% Wilson interval",
+    ["task", "bound"],
+)
+JUDGE_BACKLOG = Gauge("tribunal_judge_backlog", "Escalations not yet judged, as the aggregator last measured")
 
 
 def serve_metrics(port: int | None) -> None:

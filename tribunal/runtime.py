@@ -118,6 +118,7 @@ class StreamRunner:
         self._paused: set[TopicPartition] = set()
         self.transactional_id = f"{group_id}-{settings.runtime.instance_id}"
         self.committed_batches = 0
+        self._lag_exported_at = float("-inf")
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process until `stop` is set; commit everything handled; close the clients."""
@@ -149,6 +150,7 @@ class StreamRunner:
             batch = await consumer.getmany(timeout_ms=runtime.batch_wait_ms, max_records=runtime.batch_size)
             async with self._lock:
                 await self._handle(batch, producer)
+            await self._export_lag(consumer)
         log.info("runner_stopped", group_id=self._group_id, batches=self.committed_batches)
 
     async def _handle(self, batch: dict[TopicPartition, list[ConsumerRecord]], producer: AIOKafkaProducer) -> None:
@@ -232,6 +234,18 @@ class StreamRunner:
         for out in outputs:
             metrics.RECORDS_OUT.labels(self._processor.tier, out.topic).inc()
         self.committed_batches += 1
+
+    async def _export_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Consumer lag per owned partition (high watermark minus position), once a second."""
+        now = time.monotonic()
+        if now - self._lag_exported_at < 1.0:
+            return
+        self._lag_exported_at = now
+        for tp in self._owned:
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                lag = max(0, highwater - await consumer.position(tp))
+                metrics.CONSUMER_LAG.labels(self._processor.tier, self._group_id, tp.topic, str(tp.partition)).set(lag)
 
     def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
         topics = self._processor.paused_topics()

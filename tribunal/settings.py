@@ -85,6 +85,7 @@ class TopicSettings(Section):
     labels: str = "labels"
     audits: str = "audits"
     aggregator_state: str = "aggregator-state"
+    reliability: str = "reliability"
     # items and votes MUST share this count: the aggregator joins them partition by partition.
     partitions: int = Field(default=6, ge=1)
     judge_partitions: int = Field(default=3, ge=1)
@@ -122,6 +123,10 @@ class TopicSettings(Section):
     def state_topic(self) -> str:
         return self.name(self.aggregator_state)
 
+    @property
+    def reliability_topic(self) -> str:
+        return self.name(self.reliability)
+
 
 class RuntimeSettings(Section):
     """The consume-process-produce loop shared by every tier."""
@@ -154,7 +159,17 @@ class AggregatorSettings(Section):
     max_decided: int = Field(default=1_000_000, ge=1)
     # Pause reading new items while this many are waiting for votes (backpressure).
     max_pending: int = Field(default=50_000, ge=1)
-    policy: str = "criterion1"
+    policy: Literal["criterion1", "criterion2", "weighted"] = "criterion1"
+    # Criterion 2: per-worker confidence thresholds, and the threshold of workers not listed.
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    default_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    # Weighted vote: accept when the top label's posterior reaches this.
+    accept_threshold: float = Field(default=0.75, gt=0.5, le=1.0)
+    # Judge budget: escalations per second this instance may send; beyond it, and while the
+    # judge's backlog is at `judge_max_backlog`, items get the workers' plurality as a
+    # `decided_by=fallback` label instead (None = unlimited).
+    judge_budget_per_s: float | None = Field(default=None, gt=0)
+    judge_max_backlog: int | None = Field(default=None, ge=1)
     # Share of worker-decided items also sent to the judge (reason=audit) to measure fast-path
     # precision; the audit never changes the published label.
     audit_rate: float = Field(default=0.0, ge=0.0, le=1.0)

@@ -9,13 +9,15 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
+from aiokafka import TopicPartition
 from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from tribunal.errors import ConfigError
 from tribunal.kafka import admin_client
 from tribunal.settings import Settings
 
-__all__ = ["TopicSpec", "create_topics", "describe_partition_counts", "topic_specs"]
+__all__ = ["TopicSpec", "create_topics", "describe_partition_counts", "partitions_of", "topic_specs"]
 
 # The changelog keeps only the latest state per item id and drops tombstones quickly.
 COMPACTED = {
@@ -42,6 +44,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.judge_topic, t.judge_partitions, {}),
         TopicSpec(t.labels_topic, t.labels_partitions, {}),
         TopicSpec(t.audits_topic, t.labels_partitions, {}),
+        TopicSpec(t.reliability_topic, t.judge_partitions, COMPACTED),
     ]
     dlqs = [TopicSpec(t.dlq(name), 1, {}) for name in (t.items_topic, t.votes_topic, t.judge_topic)]
     return specs + dlqs
@@ -65,6 +68,14 @@ async def create_topics(settings: Settings) -> list[str]:
         return [s.name for s in wanted]
     finally:
         await admin.close()
+
+
+async def partitions_of(settings: Settings, topic: str) -> list[TopicPartition]:
+    """The partitions of an existing topic; `ConfigError` saying what to run if it is missing."""
+    counts = await describe_partition_counts(settings, [topic])
+    if not counts.get(topic):
+        raise ConfigError(f"topic {topic!r} does not exist; run `tribunal topics create`")
+    return [TopicPartition(topic, p) for p in range(counts[topic])]
 
 
 async def describe_partition_counts(settings: Settings, topics: list[str]) -> dict[str, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiokafka import TopicPartition
 
-from consumers.aggregator import AggregatorProcessor, PartitionState, build
+from consumers.aggregator import AggregatorProcessor, PartitionState
 from schemas.codec import decode
 from schemas.messages import AggregatorEntry, Item, JudgeRequest, Verdict, Vote
 from tribunal.runtime import Output, Record
@@ -27,7 +27,8 @@ async def _processor(
         states = restored or {}
         return {n: states.get(n, PartitionState()) for n in numbers}
 
-    processor = build(settings or _settings(), restore)
+    settings = settings or _settings()
+    processor = AggregatorProcessor(settings, settings.tasks(), restore=restore)
     await processor.assigned({TopicPartition("u-items", 0), TopicPartition("u-votes", 0)})
     return processor
 

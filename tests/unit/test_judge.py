@@ -5,8 +5,11 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 
+import orjson
+
 from consumers.classifiers.base import Prediction
-from consumers.judge import JudgeProcessor, fallback_verdict
+from consumers.judge import JudgeProcessor, wilson_interval
+from consumers.verdicts import fallback_verdict
 from schemas import Item, JudgeRequest, Vote, decode, encode, load_tasks
 from schemas.messages import DeadLetter, EscalationReason, Verdict
 from tribunal.runtime import Record
@@ -43,9 +46,10 @@ def _record(text: str, reason: EscalationReason, votes: tuple[Vote, ...] = ()) -
 async def test_judge_verdict_carries_votes_and_latency() -> None:
     """A judged item gets decided_by=judge with the workers' votes and the judge's latency."""
     votes = (_vote("w1", "positive"), _vote("w2", "negative"))
-    [output] = await JudgeProcessor(SETTINGS, Scripted(), TASKS).process(
+    outputs = await JudgeProcessor(SETTINGS, Scripted(), TASKS).process(
         [_record("fine", EscalationReason.DISAGREEMENT, votes)], 0
     )
+    [output] = [o for o in outputs if o.topic == "j-labels"]
     verdict = decode(output.value, Verdict)
     assert output.topic == "j-labels"
     assert (verdict.label, verdict.decided_by.value, verdict.gold, verdict.judge_latency_ms) == (
@@ -72,7 +76,7 @@ async def test_permanent_failure_dead_letters_and_still_labels_by_plurality() ->
 def test_fallback_without_votes_is_marked_as_carrying_no_information() -> None:
     """With no usable vote, the fallback still labels the item, with confidence 0."""
     request = _record("x", EscalationReason.DEADLINE, (_vote("w1", None),)).value
-    verdict = fallback_verdict(request, TASKS, "judge down")
+    verdict = fallback_verdict(request, TASKS)
     assert verdict.decided_by.value == "fallback" and verdict.confidence == 0.0
     assert verdict.label in TASKS.get("sentiment").labels
 
@@ -80,7 +84,29 @@ def test_fallback_without_votes_is_marked_as_carrying_no_information() -> None:
 async def test_audit_verdicts_go_to_audits_never_to_labels() -> None:
     """An audit re-check is recorded in `audits`; a failed audit produces no fallback label."""
     judge = JudgeProcessor(SETTINGS, Scripted(), TASKS)
-    [ok] = await judge.process([_record("fine", EscalationReason.AUDIT)], 0)
-    assert ok.topic == "j-audits"
+    ok = await judge.process([_record("fine", EscalationReason.AUDIT)], 0)
+    assert sorted(o.topic for o in ok) == ["j-audits", "j-reliability"]
     failed = await judge.process([_record("poison", EscalationReason.AUDIT)], 0)
     assert [o.topic for o in failed] == ["j-judge.dlq"]
+
+
+async def test_judge_labels_teach_reliability_per_task_and_partition() -> None:
+    """Each judged item's votes are counted against the judge's label, written under key task|partition."""
+    votes = (_vote("w1", "negative"), _vote("w2", "positive"))
+    outputs = await JudgeProcessor(SETTINGS, Scripted(), TASKS).process(
+        [_record("x", EscalationReason.DISAGREEMENT, votes)], 0
+    )
+    [counts] = [o for o in outputs if o.topic == "j-reliability"]
+    assert counts.key == b"sentiment|1"
+    snapshot = orjson.loads(counts.value or b"{}")
+    assert snapshot["counts"]["w1"]["negative"] == {"negative": 1}
+    assert snapshot["counts"]["w2"]["negative"] == {"positive": 1}
+
+
+def test_wilson_interval_brackets_the_proportion() -> None:
+    """The audit precision interval contains the observed share and narrows with more audits."""
+    low, high = wilson_interval(45, 50)
+    assert low < 0.9 < high
+    wide = wilson_interval(9, 10)
+    assert wide[1] - wide[0] > high - low
+    assert wilson_interval(0, 0) == (0.0, 1.0)

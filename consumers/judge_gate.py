@@ -1,0 +1,95 @@
+"""The judge budget: whether an escalation may go to the judge now.
+
+Two bounds, both optional: a rate (`judge_budget_per_s`, a token bucket per aggregator instance)
+and the judge's backlog (`judge_max_backlog`: escalations published but not yet committed by
+the judge group, probed at most once a second). Past either, the aggregator labels the item by
+the workers' plurality, flagged `decided_by=fallback`, so the judge's queue stays bounded
+whatever its speed and every item still gets exactly one label. Audits are simply skipped.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from consumers.budget import TokenBucket
+from tribunal import kafka
+from tribunal.metrics import JUDGE_BACKLOG
+from tribunal.settings import Settings
+from tribunal.topics import partitions_of
+
+__all__ = ["BacklogProbe", "JudgeGate", "KafkaBacklogProbe"]
+
+
+class BacklogProbe(Protocol):
+    async def __call__(self) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+PROBE_INTERVAL_S = 1.0
+
+
+class JudgeGate:
+    def __init__(self, settings: Settings, probe: BacklogProbe | None = None) -> None:
+        config = settings.aggregator
+        rate = config.judge_budget_per_s
+        self._bucket = TokenBucket(rate, burst=max(1.0, rate)) if rate else None
+        self._max_backlog = config.judge_max_backlog
+        self._probe = probe
+        self.backlog = 0
+        self._probed_at = float("-inf")
+
+    @property
+    def limited(self) -> bool:
+        return self._bucket is not None or self._max_backlog is not None
+
+    def admit(self, now: float) -> bool:
+        """True if one more request may go to the judge at `now` (spends budget if so)."""
+        if self._max_backlog is not None and self.backlog >= self._max_backlog:
+            return False
+        if self._bucket is not None and not self._bucket.take(now):
+            return False
+        self.backlog += 1  # counted until the next probe says otherwise
+        return True
+
+    async def close(self) -> None:
+        if self._probe is not None:
+            await self._probe.close()
+
+    async def refresh(self, now: float) -> None:
+        """Re-measure the judge's backlog, at most once per PROBE_INTERVAL_S."""
+        if self._max_backlog is None or self._probe is None or now - self._probed_at < PROBE_INTERVAL_S:
+            return
+        self._probed_at = now
+        self.backlog = await self._probe()
+        JUDGE_BACKLOG.set(self.backlog)
+
+
+class KafkaBacklogProbe:
+    """Backlog = end offsets of the judge topic minus the judge group's committed offsets."""
+
+    def __init__(self, settings: Settings, judge_group: str) -> None:
+        self._settings = settings
+        self._group = judge_group
+        self._admin: AIOKafkaAdminClient | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def __call__(self) -> int:
+        if self._admin is None or self._consumer is None:
+            self._admin = kafka.admin_client(self._settings.kafka)
+            await self._admin.start()
+            self._consumer = kafka.consumer(self._settings.kafka, self._settings.runtime, group_id=None)
+            await self._consumer.start()
+        tps = await partitions_of(self._settings, self._settings.topics.judge_topic)
+        end = await self._consumer.end_offsets(tps)
+        committed = await self._admin.list_consumer_group_offsets(self._group, partitions=tps)
+        return sum(max(0, end[tp] - (committed[tp].offset if tp in committed else 0)) for tp in tps)
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._admin is not None:
+            await self._admin.close()

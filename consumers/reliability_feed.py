@@ -1,0 +1,162 @@
+"""Learned worker reliability, fed from judge verdicts and audits, shared through Kafka.
+
+Each judge instance counts, per task and per `judge` partition it owns, how every worker's
+vote compared with the judge's label (`Reliability.update`). It writes the counts of the
+partitions it touched to the compacted `reliability` topic (key `task|partition`) in the same
+transaction as its verdicts, and restores them on assignment, so the counts are exactly-once
+and survive restarts and rebalances. Counts are additive: every aggregator follows the topic
+and sums all keys per task (`ReliabilityFollower`), which is what the weighted policy reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from consumers.decision import Ballot
+from consumers.reliability import Reliability
+from schemas.messages import Vote
+from schemas.tasks import TaskRegistry
+from tribunal import kafka, metrics
+from tribunal.runtime import Output
+from tribunal.settings import Settings
+from tribunal.topics import partitions_of
+
+__all__ = ["ReliabilityBook", "ReliabilityFollower", "ballots"]
+
+
+def ballots(votes: Iterable[Vote]) -> list[Ballot]:
+    return [Ballot(v.worker, v.label, v.confidence) for v in votes]
+
+
+def _key(task: str, partition: int) -> bytes:
+    return f"{task}|{partition}".encode()
+
+
+def _parse_key(raw: bytes | None) -> tuple[str, int] | None:
+    if raw is None:
+        return None
+    task, _, partition = raw.decode("utf-8", errors="replace").rpartition("|")
+    return (task, int(partition)) if task and partition.isdigit() else None
+
+
+class ReliabilityBook:
+    """A judge's counts for the partitions it owns."""
+
+    def __init__(self, settings: Settings, tasks: TaskRegistry) -> None:
+        self._settings = settings
+        self._tasks = tasks
+        self._counts: dict[tuple[str, int], Reliability] = {}
+        self._dirty: set[tuple[str, int]] = set()
+
+    def record(self, task: str, partition: int, votes: Sequence[Vote], true_label: str) -> None:
+        """Count how each vote compared with the judge's label."""
+        if task not in self._tasks:
+            return
+        book = self._counts.get((task, partition))
+        if book is None:
+            book = self._counts[(task, partition)] = Reliability(self._tasks.get(task).labels)
+        if book.update(ballots(votes), true_label):
+            self._dirty.add((task, partition))
+
+    def outputs(self) -> list[Output]:
+        """The touched keys' counts, for the current transaction."""
+        topic = self._settings.topics.reliability_topic
+        records = [Output(topic, orjson.dumps(self._counts[k].to_dict()), _key(*k)) for k in sorted(self._dirty)]
+        self._dirty.clear()
+        return records
+
+    def forget(self, partitions: set[int]) -> None:
+        for key in [k for k in self._counts if k[1] in partitions]:
+            del self._counts[key]
+        self._dirty = {k for k in self._dirty if k[1] not in partitions}
+
+    async def restore(self, partitions: set[int]) -> None:
+        """Load the committed counts of `partitions` (the topic is small: tasks x partitions)."""
+        snapshots = await _read_all(self._settings)
+        for (task, partition), data in snapshots.items():
+            if partition in partitions and task in self._tasks:
+                self._counts[(task, partition)] = Reliability.from_dict(data, labels=self._tasks.get(task).labels)
+
+
+async def _read_all(settings: Settings) -> dict[tuple[str, int], dict[str, object]]:
+    consumer = kafka.consumer(settings.kafka, settings.runtime, group_id=None)
+    await consumer.start()
+    try:
+        tps = await partitions_of(settings, settings.topics.reliability_topic)
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        snapshots: dict[tuple[str, int], dict[str, object]] = {}
+        remaining = {tp for tp in tps if end[tp] > 0}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=200)
+            _absorb(snapshots, batch)
+            remaining = {tp for tp in remaining if await consumer.position(tp) < end[tp]}
+        return snapshots
+    finally:
+        await consumer.stop()
+
+
+def _absorb(snapshots: dict[tuple[str, int], dict[str, object]], batch: dict[TopicPartition, list]) -> None:  # type: ignore[type-arg]
+    for records in batch.values():
+        for record in records:
+            key = _parse_key(record.key)
+            if key is None:
+                continue
+            if record.value is None:
+                snapshots.pop(key, None)
+            else:
+                snapshots[key] = orjson.loads(record.value)
+
+
+class ReliabilityFollower:
+    """An aggregator's view: the sum of every judge partition's counts, per task, kept current.
+
+    `reliability(task)` returns one object per task that is updated in place, so a policy built
+    on it always decides with the latest counts.
+    """
+
+    def __init__(self, settings: Settings, tasks: TaskRegistry) -> None:
+        self._settings = settings
+        self._tasks = tasks
+        self._snapshots: dict[tuple[str, int], dict[str, object]] = {}
+        self._merged: dict[str, Reliability] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+
+    def reliability(self, task: str) -> Reliability:
+        if task not in self._merged:
+            self._refresh(task)
+        return self._merged[task]
+
+    async def start(self) -> None:
+        self._consumer = kafka.consumer(self._settings.kafka, self._settings.runtime, group_id=None)
+        await self._consumer.start()
+        self._consumer.subscribe([self._settings.topics.reliability_topic])
+
+    async def poll(self) -> None:
+        """Take in whatever counts arrived since the last call, without waiting."""
+        if self._consumer is None:
+            return
+        batch = await self._consumer.getmany(timeout_ms=0)
+        if not batch:
+            return
+        _absorb(self._snapshots, batch)
+        for task in {task for task, _ in self._snapshots} | set(self._merged):
+            if task in self._tasks:
+                self._refresh(task)
+
+    def _refresh(self, task: str) -> None:
+        labels = self._tasks.get(task).labels
+        parts = [Reliability.from_dict(d, labels=labels) for (t, _), d in sorted(self._snapshots.items()) if t == task]
+        merged = self._merged.setdefault(task, Reliability(labels))
+        merged.reset_to_sum(parts)
+        for worker in merged.workers:
+            metrics.WORKER_ACCURACY.labels(task, worker).set(merged.accuracy(worker))
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None

@@ -1,0 +1,112 @@
+"""The judge budget: a token bucket and a backlog bound; past them, fallback labels, never a queue."""
+
+from __future__ import annotations
+
+import pytest
+from aiokafka import TopicPartition
+
+from consumers.aggregator import AggregatorProcessor, PartitionState
+from consumers.budget import TokenBucket
+from consumers.judge_gate import JudgeGate
+from schemas import Item, Verdict, Vote, decode
+from tribunal.runtime import Record
+from tribunal.settings import Settings, load_settings
+
+T0 = 5_000.0
+
+
+@pytest.mark.parametrize(
+    ("rate", "burst", "times", "expected"),
+    [
+        (1.0, 1.0, [0.0, 0.1, 0.9, 1.0, 1.5, 2.0], [True, False, False, True, False, True]),
+        (2.0, 2.0, [0.0, 0.0, 0.0, 0.5, 0.5], [True, True, False, True, False]),
+        (10.0, 1.0, [0.0, 0.05, 0.1, 0.1], [True, False, True, False]),
+    ],
+)
+def test_token_bucket(rate: float, burst: float, times: list[float], expected: list[bool]) -> None:
+    """Tokens refill at `rate` per second up to `burst`; each admitted request spends one."""
+    bucket = TokenBucket(rate, burst, updated_at=0.0)
+    assert [bucket.take(t) for t in times] == expected
+
+
+def test_token_bucket_rejects_nonsense() -> None:
+    """A zero rate or a burst below one token is a configuration error."""
+    with pytest.raises(ValueError, match="rate > 0"):
+        TokenBucket(0.0, 1.0)
+
+
+class Probe:
+    def __init__(self, backlog: int) -> None:
+        self.backlog = backlog
+        self.calls = 0
+
+    async def __call__(self) -> int:
+        self.calls += 1
+        return self.backlog
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_gate_refuses_while_backlog_is_full_and_probes_at_most_once_a_second() -> None:
+    """At max backlog nothing more is admitted until a probe shows the judge caught up."""
+    probe = Probe(backlog=3)
+    gate = JudgeGate(load_settings(aggregator={"judge_max_backlog": 3}), probe)
+    await gate.refresh(T0)
+    assert not gate.admit(T0)
+    probe.backlog = 2
+    await gate.refresh(T0 + 0.5)
+    assert probe.calls == 1 and not gate.admit(T0 + 0.5)
+    await gate.refresh(T0 + 1.0)
+    assert gate.admit(T0 + 1.0) and not gate.admit(T0 + 1.0), "admitted requests count until the next probe"
+
+
+def _settings(**aggregator: object) -> Settings:
+    return load_settings(topics={"prefix": "b-"}, aggregator=aggregator)
+
+
+async def _aggregator(settings: Settings) -> AggregatorProcessor:
+    async def restore(numbers: set[int]) -> dict[int, PartitionState]:
+        return {n: PartitionState() for n in numbers}
+
+    processor = AggregatorProcessor(settings, settings.tasks(), restore=restore)
+    await processor.assigned({TopicPartition("b-items", 0), TopicPartition("b-votes", 0)})
+    return processor
+
+
+def _disagreement(item_id: str) -> list[Record[Item] | Record[Vote]]:
+    item = Item(id=item_id, text="t", task="sentiment3", produced_at=T0)
+    votes = [
+        Vote(item_id=item_id, worker=w, model="m", task="sentiment3", label=label, confidence=c)
+        for w, label, c in (("w1", "positive", 0.9), ("w2", "negative", 0.6), ("w3", "neutral", 0.5))
+    ]
+    return [Record("b-items", 0, 0, None, item, 0, b"")] + [Record("b-votes", 0, 0, None, v, 0, b"") for v in votes]
+
+
+async def test_over_budget_escalations_become_flagged_fallback_labels() -> None:
+    """With a budget of 1/s, the second disagreement in the same second is labelled by plurality, flagged fallback."""
+    processor = await _aggregator(_settings(judge_budget_per_s=1.0))
+    first = await processor.process(_disagreement("a"), T0)
+    second = await processor.process(_disagreement("b"), T0)
+    assert [o.topic for o in first] == ["b-judge"]
+    [label] = [decode(o.value, Verdict) for o in second]
+    assert (label.decided_by.value, label.label, label.reason and label.reason.value) == (
+        "fallback",
+        "positive",
+        "disagreement",
+    )
+    later = await processor.process(_disagreement("c"), T0 + 1.0)
+    assert [o.topic for o in later] == ["b-judge"], "the budget refills"
+
+
+async def test_weighted_policy_at_cold_start_decides_like_criterion1() -> None:
+    """The weighted vote with only its prior accepts a 2-1 split and escalates a three-way split."""
+    processor = await _aggregator(_settings(policy="weighted"))
+    agreeing = _disagreement("x")[:3]  # item, w1 positive, w2 negative ...
+    outputs = await processor.process(agreeing, T0)
+    assert outputs == []
+    vote = Vote(item_id="x", worker="w3", model="m", task="sentiment3", label="positive", confidence=0.5)
+    [accepted] = await processor.process([Record("b-votes", 0, 0, None, vote, 0, b"")], T0)
+    assert decode(accepted.value, Verdict).label == "positive" and decode(accepted.value, Verdict).policy == "weighted"
+    [escalated] = await processor.process(_disagreement("y"), T0)
+    assert escalated.topic == "b-judge"
