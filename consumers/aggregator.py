@@ -46,13 +46,22 @@ from tribunal.metrics import DECISIONS, LATE_VOTES, PENDING_ITEMS
 from tribunal.runtime import Output, Processor, Record, serve
 from tribunal.settings import Settings
 
-__all__ = ["AggregatorProcessor", "group_id", "run"]
+__all__ = ["AggregatorProcessor", "audited", "group_id", "run"]
 
 log = get_logger("tribunal.aggregator")
 
 
 def group_id(settings: Settings) -> str:
     return f"{settings.topics.prefix}tribunal-aggregator"
+
+
+def audited(item_id: str, rate: float) -> bool:
+    """Whether a worker-decided item is also sent to the judge: deterministic by id, so a replay
+    audits the same items and tests can predict the sample."""
+    if rate <= 0.0:
+        return False
+    digest = hashlib.blake2b(item_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 < rate
 
 
 @dataclass(slots=True)
@@ -239,11 +248,7 @@ class AggregatorProcessor(Processor):
         return Output(self._topics.judge_topic, encode(request), key(item.id))
 
     def _audited(self, item_id: str) -> bool:
-        """Deterministic by id, so a replay audits the same items."""
-        if self._config.audit_rate <= 0.0:
-            return False
-        digest = hashlib.blake2b(item_id.encode(), digest_size=8).digest()
-        return int.from_bytes(digest, "big") / 2**64 < self._config.audit_rate
+        return audited(item_id, self._config.audit_rate)
 
     # --- time --------------------------------------------------------------------------------
     async def tick(self, now: float) -> list[Output]:

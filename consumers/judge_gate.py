@@ -69,7 +69,10 @@ class JudgeGate:
 
 
 class KafkaBacklogProbe:
-    """Backlog = end offsets of the judge topic minus the judge group's committed offsets."""
+    """Backlog = end offsets of the judge topic minus the judge group's committed offsets.
+
+    Offsets also number transaction commit markers, so this over-states the backlog by at most
+    one per partition: the bound it enforces errs on the safe side."""
 
     def __init__(self, settings: Settings, judge_group: str) -> None:
         self._settings = settings
