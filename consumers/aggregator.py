@@ -203,16 +203,23 @@ class AggregatorProcessor(Processor):
         return policy
 
     def _build_policy(self, task: str) -> Policy:
+        """The policy for one task's items: `aggregator.policy` if set explicitly (env, file or
+        flag), else the task's own from tasks.toml, else the default (Criterion 1)."""
         config = self._config
+        definition = self._tasks.get(task) if task in self._tasks else None
+        explicit = "policy" in config.model_fields_set
+        name = config.policy if explicit or not definition or not definition.policy else definition.policy
+        threshold = definition.threshold if definition else None
         options: dict[str, Any] = {}
-        if config.policy == "criterion2":
-            options = {"thresholds": config.thresholds, "default_threshold": config.default_threshold}
-        elif config.policy == "weighted":
-            reliability = self._follower.reliability(task) if self._follower else None
-            labels = None if reliability else self._tasks.get(task).labels
-            options = {"threshold": config.accept_threshold, "reliability": reliability, "labels": labels}
-            options = {k: v for k, v in options.items() if v is not None}
-        return build_policy(config.policy, quorum=config.quorum, deadline_ms=config.deadline_ms, **options)
+        if name == "criterion2":
+            default = threshold if threshold is not None else config.default_threshold
+            per_worker = {**config.thresholds, **(definition.thresholds if definition else {})}
+            options = {"thresholds": per_worker, "default_threshold": default}
+        elif name == "weighted":
+            source = self._follower.reliability(task) if self._follower else None
+            options = {"threshold": threshold if threshold is not None else config.accept_threshold}
+            options |= {"reliability": source} if source else {"labels": self._tasks.get(task).labels}
+        return build_policy(name, quorum=config.quorum, deadline_ms=config.deadline_ms, **options)
 
     def _accept(self, item: Item, pending: Pending, decision: Accept, policy: Policy) -> Output:
         DECISIONS.labels("accept", "").inc()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -41,6 +41,13 @@ class Task(BaseModel):
     examples: tuple[Example, ...] = ()
     workers: tuple[str, ...] = ()
     judge: str | None = None
+    # Decision policy for this task's items, overriding the aggregator's default (e.g. binary
+    # tasks, where 2 of 3 workers always agree, need confidence to ever reach the judge), and
+    # its threshold: Criterion 2's per-vote confidence, or the weighted vote's posterior.
+    policy: Literal["criterion1", "criterion2", "weighted"] | None = None
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    # Criterion 2 per worker name: confidence scales differ per model (docs/policies.md).
+    thresholds: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> Task:

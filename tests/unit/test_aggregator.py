@@ -38,8 +38,8 @@ def _item(item_id: str = "a", gold: str | None = None) -> Record[Item]:
     return Record("u-items", 0, 0, item_id.encode(), item, 0, b"")
 
 
-def _vote(worker: str, label: str | None, item_id: str = "a") -> Record[Vote]:
-    vote = Vote(item_id=item_id, worker=worker, model="m", task="sentiment", label=label, confidence=0.8)
+def _vote(worker: str, label: str | None, item_id: str = "a", confidence: float = 0.8) -> Record[Vote]:
+    vote = Vote(item_id=item_id, worker=worker, model="m", task="sentiment", label=label, confidence=confidence)
     return Record("u-votes", 0, 0, item_id.encode(), vote, 0, b"")
 
 
@@ -192,3 +192,15 @@ async def test_audit_sample_goes_to_judge_without_changing_the_label() -> None:
     assert len(_on(outputs, "u-labels")) == 1
     [audit] = [decode(o.value, JudgeRequest) for o in _on(outputs, "u-judge")]
     assert audit.reason.value == "audit"
+
+
+async def test_task_policy_applies_unless_the_aggregator_policy_is_set_explicitly() -> None:
+    """sentiment's own policy (Criterion 2, per-worker thresholds) escalates an unconfident 3-0 with
+    reason low_confidence; an explicit aggregator.policy=criterion1 accepts the same votes."""
+    weak = [_item("weak")] + [_vote(w, "positive", "weak", confidence=0.3) for w in ("w1", "w2", "w3")]
+    by_task = await _processor()
+    [request] = [decode(o.value, JudgeRequest) for o in _on(await by_task.process(weak, T0), "u-judge")]
+    assert (request.reason.value, request.policy) == ("low_confidence", "criterion2")
+    explicit = await _processor(_settings(policy="criterion1"))
+    [label] = _on(await explicit.process(weak, T0), "u-labels")
+    assert decode(label.value, Verdict).policy == "criterion1"
