@@ -27,6 +27,7 @@ OpenAI-compatible server (same arguments as `python -m llama_cpp.server`) with t
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import ctypes
 import os
@@ -73,6 +74,16 @@ TAIL_TOKENS = 16
 
 _ENGINES: dict[tuple[str, int, int], LlamaEngine] = {}
 _ENGINES_LOCK = threading.Lock()
+
+
+@atexit.register
+def _free_engines() -> None:
+    """Free loaded models while the interpreter still works: llama-cpp-python's own finaliser
+    runs too late at exit and fails noisily ('NoneType' object is not callable)."""
+    with _ENGINES_LOCK:
+        for engine in _ENGINES.values():
+            engine.llm.close()
+        _ENGINES.clear()
 
 
 def ensure_gemma(cache_dir: Path) -> Path:

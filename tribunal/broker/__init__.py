@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -113,9 +114,9 @@ class LocalBroker:
         self.fetch()
         properties = self._write_config()
         self._format(java, properties)
-        process = self._start(java, properties)
-        self._pid_file.write_text(str(process.pid), encoding="utf-8")
-        self._wait_ready(process)
+        pid = self._start(java, properties)
+        self._pid_file.write_text(str(pid), encoding="utf-8")
+        self._wait_ready(pid)
         return self.bootstrap
 
     def down(self) -> bool:
@@ -123,12 +124,12 @@ class LocalBroker:
         pid = self.pid()
         if pid is None:
             return False
-        _signal_group(pid, signal.SIGTERM)
+        _signal(pid, signal.SIGTERM)
         deadline = time.monotonic() + 30
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
         if _alive(pid):
-            _signal_group(pid, signal.SIGKILL)
+            _signal(pid, signal.SIGKILL)
             while _alive(pid):
                 time.sleep(0.1)
         self._pid_file.unlink(missing_ok=True)
@@ -160,21 +161,26 @@ class LocalBroker:
         if result.returncode != 0:
             raise BrokerUnavailableError(f"formatting Kafka storage failed: {result.stderr[-2000:]}")
 
-    def _start(self, java: str, properties: Path) -> subprocess.Popen[bytes]:
+    def _start(self, java: str, properties: Path) -> int:
+        """Launch the JVM detached (not our child: it outlives this process, and no zombie or
+        Popen object is left behind); return its PID."""
         log4j = (self.root / "log4j.properties").resolve()
         command = [java, f"-Xms{self.settings.heap}", f"-Xmx{self.settings.heap}", "-XX:+UseG1GC",
                    f"-Dlog4j.configuration=file:{log4j}", "-cp", self._classpath(),
                    "kafka.Kafka", str(properties)]  # fmt: skip
-        with self.log_file.open("wb") as log:
-            # A session of its own: the broker outlives the CLI call and ignores the caller's Ctrl-C.
-            return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        script = f"{shlex.join(command)} >{shlex.quote(str(self.log_file))} 2>&1 </dev/null & echo $!"
+        # A session of its own: the caller's Ctrl-C does not reach the broker.
+        launched = subprocess.run(
+            ["/bin/sh", "-c", script], capture_output=True, text=True, check=True, start_new_session=True
+        )
+        return int(launched.stdout.strip())
 
-    def _wait_ready(self, process: subprocess.Popen[bytes]) -> None:
+    def _wait_ready(self, pid: int) -> None:
         deadline = time.monotonic() + self.settings.start_timeout_s
         while time.monotonic() < deadline:
-            if process.poll() is not None:
+            if not _alive(pid):
                 self._pid_file.unlink(missing_ok=True)
-                raise BrokerUnavailableError(f"the broker exited with {process.returncode}; see {self.log_file}")
+                raise BrokerUnavailableError(f"the broker exited during start-up; see {self.log_file}")
             if self.reachable() and READY_LINE in self.log_file.read_text(encoding="utf-8", errors="replace"):
                 return
             time.sleep(0.25)
@@ -190,23 +196,17 @@ def _resource(name: str) -> str:
 
 def _alive(pid: int) -> bool:
     try:
-        waited, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        waited = 0  # not our child: fall through to the signal probe
-    if waited == pid:
-        return False
-    try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        return True  # exists, owned by someone else
     return True
 
 
-def _signal_group(pid: int, sig: signal.Signals) -> None:
+def _signal(pid: int, sig: signal.Signals) -> None:
     try:
-        os.killpg(pid, sig)
+        os.kill(pid, sig)
     except ProcessLookupError:
         return
 
