@@ -120,6 +120,8 @@ def settings_env(settings: Settings, instance: str) -> dict[str, str]:
         TRIBUNAL_LOG_FORMAT="json",
         TRIBUNAL_LOG_LEVEL="warning",
     )
+    if "policy" in settings.aggregator.model_fields_set:  # only an explicit choice overrides the tasks'
+        env["TRIBUNAL_AGGREGATOR__POLICY"] = settings.aggregator.policy
     return env
 
 

@@ -11,7 +11,8 @@ from consumers import aggregator, judge, worker
 from tests.integration.kit import TierMain
 from tribunal.settings import JudgeSettings, Settings, WorkerSettings
 
-# (w1, w2, w3, judge) answers -> (final label, decided_by, escalation reason or None).
+# (w1, w2, w3, judge) answers -> (final label, decided_by, escalation reason or None) under
+# Criterion 1 (tests that rely on these outcomes set aggregator.policy=criterion1 explicitly).
 # "!abstain" scripts an abstention, "!fail" a classifier failure (the worker isolates it and abstains).
 Pattern = tuple[tuple[str, str, str, str], tuple[str, str, str | None]]
 PATTERNS: list[Pattern] = [

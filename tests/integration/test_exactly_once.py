@@ -44,7 +44,9 @@ async def test_kill_aggregator_and_judge_repeatedly_exactly_one_label_each(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     """5,000 items; the aggregator and the judge are each kill -9'd three times mid-run and restarted."""
-    settings = isolated_settings(kafka_bootstrap, aggregator={"deadline_ms": 600_000}, runtime={"batch_size": 100})
+    settings = isolated_settings(
+        kafka_bootstrap, aggregator={"policy": "criterion1", "deadline_ms": 600_000}, runtime={"batch_size": 100}
+    )
     await make_topics(settings)
     expected = write_scripted_items(tmp_path / "items.jsonl", 5_000, CLEAN_PATTERNS)
     await ingest(settings, str(tmp_path / "items.jsonl"))
@@ -76,7 +78,9 @@ async def test_kill_aggregator_and_judge_repeatedly_exactly_one_label_each(
 @pytest.mark.slow
 async def test_two_aggregators_one_stopped_mid_run(kafka_bootstrap: str, tmp_path: Path) -> None:
     """Two aggregator instances share the partitions; one stops mid-run, the other takes over its partitions."""
-    settings = isolated_settings(kafka_bootstrap, aggregator={"deadline_ms": 600_000}, runtime={"batch_size": 100})
+    settings = isolated_settings(
+        kafka_bootstrap, aggregator={"policy": "criterion1", "deadline_ms": 600_000}, runtime={"batch_size": 100}
+    )
     await make_topics(settings)
     expected = write_scripted_items(tmp_path / "items.jsonl", 3_000, CLEAN_PATTERNS)
     await ingest(settings, str(tmp_path / "items.jsonl"))

@@ -22,7 +22,7 @@ async def test_happy_path_labels_match_policy_and_judge_sees_only_disagreements(
 ) -> None:
     """3 scripted workers, 1,000 items: labels exactly as Criterion 1 says; the judge sees only disagreements."""
     # A deadline far beyond the run's length, so outcomes depend on the votes alone, not on timing.
-    settings = isolated_settings(kafka_bootstrap, aggregator={"deadline_ms": 120_000})
+    settings = isolated_settings(kafka_bootstrap, aggregator={"policy": "criterion1", "deadline_ms": 120_000})
     await make_topics(settings)
     expected = write_scripted_items(tmp_path / "items.jsonl", 1_000)
     report = await ingest(settings, str(tmp_path / "items.jsonl"))
