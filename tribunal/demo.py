@@ -41,6 +41,8 @@ __all__ = [
 ]
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "demo"
+# Below this, splitting the passes into rounds costs more (batch start-up) than it evens out.
+MIN_ITEMS_FOR_ROUNDS = 90
 # Long enough that a burst queued behind the workers never escalates for lateness (see measure.py).
 DEFAULT_DEADLINE_MS = 120_000
 
@@ -51,6 +53,12 @@ QuorumOption = Annotated[
         min=1,
         help="Agreeing votes that decide [default: the configured quorum, or all workers where that one is "
         "always reached, e.g. 2 of 3 on a binary task]",
+    ),
+]
+RoundsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--rounds", min=1, help="Alternate cascade and judge-only passes in N rounds [default: 3, or 1 under 90 items]"
     ),
 ]
 TaskOption = Annotated[str, typer.Option("--task", "-t", help="Task name from the tasks file")]
@@ -92,6 +100,12 @@ def load_input(path: Path, task: str, settings: Settings, limit: int | None) -> 
                 seen.add(result.id)
                 items.append(result)
     return items, rejected
+
+
+def choose_rounds(items: int) -> int:
+    """Alternating rounds per pass: 3 once there are enough items that a round is more than a
+    couple of model batches (so per-round start-up costs stay small), else 1."""
+    return 3 if items >= MIN_ITEMS_FOR_ROUNDS else 1
 
 
 def choose_quorum(workers: int, labels: int, configured: int, given: int | None) -> int:
@@ -157,6 +171,7 @@ class DemoOptions:
     deadline_ms: int = DEFAULT_DEADLINE_MS
     quorum: int | None = None
     keep_topics: bool = False
+    rounds: int | None = None
 
 
 def make_plan(settings: Settings, options: DemoOptions) -> tuple[Plan, int]:
@@ -177,6 +192,7 @@ def make_plan(settings: Settings, options: DemoOptions) -> tuple[Plan, int]:
         quorum=quorum,
         warmup_texts=[e.text for e in task.examples],
         keep_topics=options.keep_topics,
+        rounds=options.rounds or choose_rounds(len(items)),
     )
     return plan, len(rejected)
 
@@ -218,6 +234,7 @@ def demo(
     judge: JudgeOption = None,
     deadline_ms: DeadlineOption = DEFAULT_DEADLINE_MS,
     quorum: QuorumOption = None,
+    rounds: RoundsOption = None,
     keep_topics: Annotated[bool, typer.Option("--keep-topics", help="Keep the run's topics for inspection")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of tables")] = False,
 ) -> None:
@@ -228,7 +245,7 @@ def demo(
     source = data or DEFAULT_DATA_DIR / f"{task}.jsonl"
     if not source.is_file():
         raise typer.BadParameter(f"no input file {source}; pass --input FILE")
-    options = DemoOptions(source, task, limit, worker, judge, deadline_ms, quorum, keep_topics)
+    options = DemoOptions(source, task, limit, worker, judge, deadline_ms, quorum, keep_topics, rounds)
     report = run_demo(settings, config, options)
     if report_path is not None:
         report_path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
@@ -258,11 +275,14 @@ def bench_cascade(
     judge: JudgeOption = None,
     deadline_ms: DeadlineOption = DEFAULT_DEADLINE_MS,
     quorum: QuorumOption = None,
+    rounds: RoundsOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the JSON object on one line")] = False,
 ) -> None:
     """Cascade vs judge-only on a real broker: accuracy, judge rate, wall times, speedup as one JSON object."""
     settings, config = _settings(ctx)
-    report = run_demo(settings, config, DemoOptions(data, task, limit, worker, judge, deadline_ms, quorum))
+    report = run_demo(
+        settings, config, DemoOptions(data, task, limit, worker, judge, deadline_ms, quorum, rounds=rounds)
+    )
     summary = {name: report[name] for name in BENCH_FIELDS if name in report}
     summary["per_worker"] = {n: {k: v for k, v in w.items() if k != "spec"} for n, w in report["per_worker"].items()}
     typer.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2 if not json_out else 0).decode())

@@ -7,12 +7,13 @@
 2. warms up: a few warm-up items through the cascade and one `JudgeRequest` into each judge topic,
    then waits until every worker has voted on every warm-up item and both judges answered. Models
    load lazily on their first batch, so this is what "ready" means; warm-up ids are excluded;
-3. cascade pass: sends every item at once (a burst) and waits for one verdict per item, then for
-   every worker's vote (stragglers finish before the judge-only pass, so the passes never share
-   the CPU);
-4. judge-only pass: sends the same items as `JudgeRequest`s straight to the second judge, so no
-   aggregator deadline or worker sits in its path, and waits for one verdict per item;
-5. stops the tiers (SIGTERM, then SIGKILL after a grace period) and deletes the demo's topics.
+3. runs the two timed passes in `plan.rounds` alternating rounds over consecutive chunks of the
+   items, so a shared machine's changing load hits both alike. Cascade round: the chunk is sent at
+   once (a burst); wait for one verdict per item, then for every worker's vote (stragglers finish
+   before the judge-only round, so the passes never share the CPU). Judge-only round: the same
+   items as `JudgeRequest`s straight to the second judge (no aggregator deadline or worker in its
+   path); wait for one verdict per item. A pass's wall time is the sum of its rounds';
+4. stops the tiers (SIGTERM, then SIGKILL after a grace period) and deletes the demo's topics.
 
 The aggregator's straggler deadline is set by the plan (long by default): a burst queues items
 behind the workers, and escalating them for lateness would measure the queue, not the method.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import signal
 import sys
@@ -38,7 +40,7 @@ from schemas.codec import DecodeError, decode, encode, key
 from schemas.messages import EscalationReason, Item, JudgeRequest, Verdict, Vote, now
 from tribunal import kafka
 from tribunal.errors import FatalError
-from tribunal.report import Measurement
+from tribunal.report import Measurement, Round
 from tribunal.settings import AggregatorSettings, JudgeSettings, PipelineSettings, Settings, WorkerProcess
 from tribunal.supervisor import ChildSpec, child_specs
 from tribunal.topics import create_topics, topic_specs
@@ -72,6 +74,7 @@ class Plan:
     deadline_ms: int
     quorum: int
     warmup_texts: Sequence[str]
+    rounds: int = 1
     keep_topics: bool = False
 
 
@@ -235,11 +238,13 @@ class Collector:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def wait_for(self, count: Callable[[], int], total: int, phase: str, progress: Progress,
-                       stall_s: float = STALL_TIMEOUT_S) -> None:  # fmt: skip
-        """Return once `count()` reaches `total`; fail if a tier dies or nothing new arrives for `stall_s`."""
+    async def wait_for(self, count: Callable[[], int], goal: int, phase: str, progress: Progress,
+                       shown: int | None = None, stall_s: float = STALL_TIMEOUT_S) -> None:  # fmt: skip
+        """Return once `count()` reaches `goal`; fail if a tier dies or nothing new arrives for
+        `stall_s`. Progress is reported out of `shown` (default `goal`)."""
+        total = shown or goal
         last, last_change = -1, time.monotonic()
-        while (done := count()) < total:
+        while (done := count()) < goal:
             if self._task is not None and self._task.done():
                 self._task.result()  # surfaces the reader's error
             self._tiers.check()
@@ -251,7 +256,7 @@ class Collector:
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), 0.5)
-        progress(phase, total, total)
+        progress(phase, goal, total)
 
 
 def _ids(records: Sequence[Verdict], wanted: set[str]) -> int:
@@ -301,25 +306,44 @@ async def _warm_up(plan: Plan, cascade: Settings, alone: Settings, collector: Co
     await collector.wait_for(done, total, "warm-up", progress, stall_s=WARMUP_TIMEOUT_S)
 
 
-async def _cascade_pass(plan: Plan, cascade: Settings, collector: Collector, progress: Progress) -> float:
-    """Send every item at once; wait for all verdicts, then all votes. Return when sending began."""
-    wanted = {i.id for i in plan.items}
+async def _cascade_round(chunk: Sequence[Item], sent: set[str], plan: Plan, cascade: Settings,
+                         collector: Collector, progress: Progress) -> Round:  # fmt: skip
+    """Send `chunk` at once; wait for its verdicts, then for every worker's vote on it."""
     labels, votes = collector.records[cascade.topics.labels_topic], collector.records[cascade.topics.votes_topic]
+    workers, everything = len(plan.workers), len(plan.items)
     started = now()
-    await _send(cascade, cascade.topics.items_topic, [(i.id, _fresh(i)) for i in plan.items])
-    await collector.wait_for(lambda: _ids(labels, wanted), len(wanted), "cascade", progress)
-    await collector.wait_for(lambda: _vote_count(votes, wanted), len(wanted) * len(plan.workers), "votes", progress)
-    return started
+    await _send(cascade, cascade.topics.items_topic, [(i.id, _fresh(i)) for i in chunk])
+    await collector.wait_for(lambda: _ids(labels, sent), len(sent), "cascade", progress, everything)
+    await collector.wait_for(
+        lambda: _vote_count(votes, sent), len(sent) * workers, "votes", progress, everything * workers
+    )
+    return Round(started, [i.id for i in chunk])
 
 
-async def _judge_only_pass(plan: Plan, alone: Settings, collector: Collector, progress: Progress) -> float:
-    """Send every item to the lone judge; wait for all its verdicts. Return when sending began."""
-    wanted = {i.id for i in plan.items}
+async def _judge_only_round(chunk: Sequence[Item], sent: set[str], plan: Plan, alone: Settings,
+                            collector: Collector, progress: Progress) -> Round:  # fmt: skip
+    """Send `chunk` to the lone judge at once; wait for all its verdicts."""
     labels = collector.records[alone.topics.labels_topic]
     started = now()
-    await _send(alone, alone.topics.judge_topic, [(i.id, _request(_fresh(i))) for i in plan.items])
-    await collector.wait_for(lambda: _ids(labels, wanted), len(wanted), "judge-only", progress)
-    return started
+    await _send(alone, alone.topics.judge_topic, [(i.id, _request(_fresh(i))) for i in chunk])
+    await collector.wait_for(lambda: _ids(labels, sent), len(sent), "judge-only", progress, len(plan.items))
+    return Round(started, [i.id for i in chunk])
+
+
+async def _timed_passes(plan: Plan, cascade: Settings, alone: Settings, collector: Collector,
+                        progress: Progress) -> tuple[list[Round], list[Round]]:  # fmt: skip
+    """Both passes over the items in `plan.rounds` alternating rounds (cascade, then judge alone,
+    on the same chunk), so slow drifts in a shared machine's load hit both passes alike."""
+    size = math.ceil(len(plan.items) / max(plan.rounds, 1))
+    sent: set[str] = set()
+    cascade_rounds: list[Round] = []
+    judge_rounds: list[Round] = []
+    for start in range(0, len(plan.items), size):
+        chunk = plan.items[start : start + size]
+        sent |= {i.id for i in chunk}
+        cascade_rounds.append(await _cascade_round(chunk, sent, plan, cascade, collector, progress))
+        judge_rounds.append(await _judge_only_round(chunk, sent, plan, alone, collector, progress))
+    return cascade_rounds, judge_rounds
 
 
 async def _delete_topics(settings: Sequence[Settings]) -> None:
@@ -357,8 +381,10 @@ async def measure(settings: Settings, plan: Plan, config: Path | None, progress:
         await tiers.start(alone, config)
         await collector.start()
         await _warm_up(plan, cascade, alone, collector, progress)
-        cascade_started = await _cascade_pass(plan, cascade, collector, progress)
-        judge_started = await _judge_only_pass(plan, alone, collector, progress)
+        # The machine may be shared: the 1-minute load averages say how busy it was.
+        load = {"cpus": float(os.cpu_count() or 1), "load_1m_before": os.getloadavg()[0]}
+        cascade_rounds, judge_rounds = await _timed_passes(plan, cascade, alone, collector, progress)
+        load["load_1m_after"] = os.getloadavg()[0]
     finally:
         asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
         await collector.stop()
@@ -374,6 +400,7 @@ async def measure(settings: Settings, plan: Plan, config: Path | None, progress:
         verdicts=collector.records[cascade.topics.labels_topic],
         votes=collector.records[cascade.topics.votes_topic],
         judge_only=collector.records[alone.topics.labels_topic],
-        cascade_started_at=cascade_started,
-        judge_only_started_at=judge_started,
+        cascade_rounds=cascade_rounds,
+        judge_only_rounds=judge_rounds,
+        machine=load,
     )

@@ -7,7 +7,8 @@ turns it into the one JSON-ready dict that the terminal view, `--report`, `--htm
 when every decided item carries a gold label.
 
 Definitions (the contract the tests pin down):
-- wall time of a pass: the last verdict's `decided_at` minus the moment its first item was sent;
+- wall time of a pass: per round, the last verdict's `decided_at` minus the moment the round's first
+  item was sent, summed over the pass's rounds;
 - compute-seconds: the sum of model latencies (votes' `latency_ms` + verdicts' `judge_latency_ms`);
 - end-to-end latency: `decided_at - item_produced_at` per item, so in a burst it includes queueing;
 - judge rate: share of items escalated (decided by the judge or by its fallback);
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from consumers.decision import Ballot, plurality
@@ -32,6 +33,7 @@ from schemas.messages import DecidedBy, Verdict, Vote
 __all__ = [
     "FINAL",
     "Measurement",
+    "Round",
     "build_report",
     "compute_seconds",
     "decided_by_shares",
@@ -39,12 +41,21 @@ __all__ = [
     "judge_overrule_rate",
     "latency_summary",
     "mean_latency_ms",
+    "round_walls",
     "wall_seconds",
     "worker_answers",
 ]
 
 FINAL = "final"
 JUDGE_ONLY = "judge_only"
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    """Part of a timed pass: when sending its items began, and which items it sent."""
+
+    started_at: float
+    item_ids: Sequence[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +71,9 @@ class Measurement:
     verdicts: Sequence[Verdict]
     votes: Sequence[Vote]
     judge_only: Sequence[Verdict]
-    cascade_started_at: float
-    judge_only_started_at: float
+    cascade_rounds: Sequence[Round]
+    judge_only_rounds: Sequence[Round]
+    machine: Mapping[str, float] = field(default_factory=dict)
 
 
 def latency_summary(verdicts: Sequence[Verdict]) -> dict[str, float]:
@@ -79,9 +91,19 @@ def decided_by_shares(verdicts: Sequence[Verdict]) -> dict[str, float]:
     return {by.value: counts[by] / total if total else 0.0 for by in DecidedBy}
 
 
-def wall_seconds(started_at: float, verdicts: Sequence[Verdict]) -> float:
-    """From `started_at` to the last verdict's `decided_at`; 0.0 without verdicts."""
-    return max(v.decided_at for v in verdicts) - started_at if verdicts else 0.0
+def round_walls(rounds: Sequence[Round], verdicts: Sequence[Verdict]) -> list[float]:
+    """Per round: from its start to the last `decided_at` among its items' verdicts (0.0 if none)."""
+    decided = {v.item_id: v.decided_at for v in verdicts}
+    walls = []
+    for r in rounds:
+        ends = [decided[i] for i in r.item_ids if i in decided]
+        walls.append(max(ends) - r.started_at if ends else 0.0)
+    return walls
+
+
+def wall_seconds(rounds: Sequence[Round], verdicts: Sequence[Verdict]) -> float:
+    """A pass's wall time: the sum of its rounds' (see `round_walls`)."""
+    return sum(round_walls(rounds, verdicts))
 
 
 def compute_seconds(votes: Sequence[Vote], verdicts: Sequence[Verdict]) -> float:
@@ -160,11 +182,17 @@ def _ordered(verdicts: Sequence[Verdict], item_ids: Sequence[str]) -> list[Verdi
 
 
 def _series(m: Measurement, cascade: Sequence[Verdict]) -> dict[str, Any]:
-    """Raw series behind the charts: per-verdict (seconds since start, decided_by) and latencies."""
-    ordered = sorted(cascade, key=lambda v: v.decided_at)
+    """Raw series behind the charts: per verdict (seconds of cascade time, decided_by), rounds laid
+    end to end, and each verdict's end-to-end latency."""
+    walls = round_walls(m.cascade_rounds, cascade)
+    offsets = {}  # item id -> (round start, time the earlier rounds took)
+    for n, r in enumerate(m.cascade_rounds):
+        offsets.update(dict.fromkeys(r.item_ids, (r.started_at, sum(walls[:n]))))
+    timed = [(v.decided_at - offsets[v.item_id][0] + offsets[v.item_id][1], v) for v in cascade if v.item_id in offsets]
     return {
-        "decisions": [[round(v.decided_at - m.cascade_started_at, 4), v.decided_by.value] for v in ordered],
+        "decisions": [[round(t, 4), v.decided_by.value] for t, v in sorted(timed, key=lambda tv: tv[0])],
         "latencies_ms": [round((v.decided_at - v.item_produced_at) * 1000.0, 2) for v in cascade],
+        "rounds": len(m.cascade_rounds),
     }
 
 
@@ -193,8 +221,8 @@ def _speed(m: Measurement, cascade: Sequence[Verdict], judge_only: Sequence[Verd
     """Wall and compute time of both passes, measured and expected speedup."""
     ids = {v.item_id for v in cascade}
     votes = [v for v in m.votes if v.item_id in ids]
-    wall_cascade = wall_seconds(m.cascade_started_at, cascade)
-    wall_judge = wall_seconds(m.judge_only_started_at, judge_only)
+    wall_cascade = wall_seconds(m.cascade_rounds, cascade)
+    wall_judge = wall_seconds(m.judge_only_rounds, judge_only)
     worker_ms = max((mean_latency_ms([v.latency_ms for v in votes if v.worker == w]) for w in m.workers), default=0.0)
     judge_ms = mean_latency_ms([v.judge_latency_ms for v in judge_only if v.judge_latency_ms is not None])
     expected = expected_speedup(worker_ms, judge_ms, shares[DecidedBy.WORKERS.value])
@@ -247,5 +275,6 @@ def build_report(m: Measurement) -> dict[str, Any]:
         "per_worker": _per_worker(m, ids, answers, final, gold),
         **_quality(cascade, judge_only),
         **_speed(m, cascade, judge_only, shares),
+        "machine": dict(m.machine),
         "series": _series(m, cascade),
     }

@@ -47,8 +47,13 @@ def summary_rows(r: Mapping[str, Any]) -> list[tuple[str, str]]:
         ),
         ("judge overrules workers' plurality", _pct(r["judge_overrule_rate"])),
         ("speedup measured (judge-only wall / cascade wall)", _times(r["speedup"])),
+        ("passes alternated in rounds", str(r["series"].get("rounds", 1))),
         ("speedup expected (paper: 1 / (w/j + 1 - a))", _times(r["expected_speedup"])),
     ]
+    machine = r.get("machine") or {}
+    if machine:
+        loads = f"{machine['load_1m_before']:.1f} / {machine['load_1m_after']:.1f} on {machine['cpus']:.0f} CPUs"
+        rows.append(("machine load (1-min average) before / after", loads))
     if "accuracy_cascade" in r:
         rows.append(
             ("accuracy cascade / judge alone", f"{_pct(r['accuracy_cascade'])} / {_pct(r.get('accuracy_judge_only'))}")

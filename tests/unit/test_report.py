@@ -10,12 +10,14 @@ from schemas.messages import DecidedBy, Verdict, Vote
 from tribunal import svg
 from tribunal.report import (
     Measurement,
+    Round,
     build_report,
     compute_seconds,
     decided_by_shares,
     expected_speedup,
     judge_overrule_rate,
     latency_summary,
+    round_walls,
     wall_seconds,
     worker_answers,
 )
@@ -77,7 +79,8 @@ def measurement(with_gold: bool = True) -> Measurement:
         )
     return Measurement(
         task="sentiment", source="table", item_ids=list(TABLE), workers=WORKERS, judge="hash:judge",
-        verdicts=verdicts, votes=votes, judge_only=judge_only, cascade_started_at=1000.0, judge_only_started_at=2000.0,
+        verdicts=verdicts, votes=votes, judge_only=judge_only, cascade_rounds=[Round(1000.0, list(TABLE))],
+        judge_only_rounds=[Round(2000.0, list(TABLE))],
     )  # fmt: skip
 
 
@@ -95,8 +98,28 @@ def test_decided_by_shares_name_every_route_and_sum_to_one() -> None:
 
 def test_wall_time_runs_from_start_to_the_last_decision() -> None:
     """The pass started at 1000.0 and its last verdict came at 1002.0: 2.0 s (0.0 with no verdicts)."""
-    assert wall_seconds(1000.0, measurement().verdicts) == pytest.approx(2.0)
-    assert wall_seconds(1000.0, []) == 0.0
+    rounds = measurement().cascade_rounds
+    assert wall_seconds(rounds, measurement().verdicts) == pytest.approx(2.0)
+    assert wall_seconds(rounds, []) == 0.0
+
+
+def test_wall_time_of_rounds_adds_each_rounds_own_span() -> None:
+    """Round a+d from 1000.0 (last at 1000.2) and round b+c from 1000.8 (last at 1002.0): 0.2 + 1.2 s."""
+    rounds = [Round(1000.0, ["a", "d"]), Round(1000.8, ["b", "c"])]
+    assert round_walls(rounds, measurement().verdicts) == pytest.approx([0.2, 1.2])
+    assert wall_seconds(rounds, measurement().verdicts) == pytest.approx(1.4)
+
+
+def test_decision_times_lay_rounds_end_to_end() -> None:
+    """In the second round, times continue from where the first round's wall time ended."""
+    m = measurement()
+    rounds = [Round(1000.0, ["a", "d"]), Round(1000.8, ["b", "c"])]
+    series = build_report(
+        Measurement(**{**{f: getattr(m, f) for f in m.__dataclass_fields__}, "cascade_rounds": rounds})
+    )
+    times = [(t, by) for t, by in series["series"]["decisions"]]
+    assert times == [(0.1, "workers"), (0.2, "workers"), (pytest.approx(0.4), "judge"), (pytest.approx(1.4), "judge")]
+    assert series["series"]["rounds"] == 2
 
 
 def test_compute_seconds_add_vote_and_judge_latencies() -> None:
@@ -166,11 +189,8 @@ def test_build_report_ignores_items_outside_the_timed_set() -> None:
     m = measurement()
     extra_verdict = verdict("__warmup-0", N, DecidedBy.JUDGE, 5000.0, judge_latency_ms=9e6)
     extra_vote = vote("__warmup-0", "w1", N, latency_ms=9e6)
-    noisy_m = Measurement(
-        task=m.task, source=m.source, item_ids=m.item_ids, workers=m.workers, judge=m.judge,
-        verdicts=[*m.verdicts, extra_verdict], votes=[*m.votes, extra_vote], judge_only=m.judge_only,
-        cascade_started_at=m.cascade_started_at, judge_only_started_at=m.judge_only_started_at,
-    )  # fmt: skip
+    fields = {f: getattr(m, f) for f in m.__dataclass_fields__}
+    noisy_m = Measurement(**{**fields, "verdicts": [*m.verdicts, extra_verdict], "votes": [*m.votes, extra_vote]})
     clean, noisy_report = build_report(m), build_report(noisy_m)
     assert noisy_report == clean
 
