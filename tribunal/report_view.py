@@ -47,8 +47,8 @@ def summary_rows(r: Mapping[str, Any]) -> list[tuple[str, str]]:
         ),
         ("judge overrules workers' plurality", _pct(r["judge_overrule_rate"])),
         ("speedup measured (judge-only wall / cascade wall)", _times(r["speedup"])),
-        ("passes alternated in rounds", str(r["series"].get("rounds", 1))),
         ("speedup expected (paper: 1 / (w/j + 1 - a))", _times(r["expected_speedup"])),
+        ("passes alternated in rounds", str(r["series"].get("rounds", 1))),
     ]
     machine = r.get("machine") or {}
     if machine:

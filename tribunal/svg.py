@@ -114,7 +114,7 @@ def decisions_over_time(decisions: Sequence[Sequence[object]]) -> str:
         points.setdefault(key, [(0.0, 0)]).append((float(t), counts[key]))  # type: ignore[arg-type]
     x_ticks = nice_ticks(max((float(d[0]) for d in decisions), default=1.0))  # type: ignore[arg-type]
     y_ticks = nice_ticks(max(counts.values(), default=1))
-    parts = [_axes(x_ticks, y_ticks, "seconds since the first item was sent", "items decided")]
+    parts = [_axes(x_ticks, y_ticks, "seconds of cascade time (rounds laid end to end)", "items decided")]
     for n, (by, line) in enumerate(sorted(points.items())):
         # A step line: the count only changes at a decision, and a batch decides many at once.
         steps = [line[0]] + [p for prev, cur in itertools.pairwise(line) for p in ((cur[0], prev[1]), cur)]
@@ -173,6 +173,6 @@ def bars(values: Mapping[str, float], unit: str) -> str:
             f'<text x="{left - 6}" y="{y + row / 2 + 3:.1f}" text-anchor="end">{html.escape(name)}</text>'
             f'<rect x="{left}" y="{y + 4:.1f}" width="{max(length, 1):.1f}" height="{row - 10:.1f}" fill="{BAR}"/>'
             f'<text x="{left + length + 6:.1f}" y="{y + row / 2 + 3:.1f}">'
-            f"{values[name]:,.1f} {html.escape(unit)}</text>"
+            f"{values[name]:,.{1 if values[name] >= 10 else 2}f} {html.escape(unit)}</text>"
         )
     return _svg("".join(parts), "bar chart", height)
