@@ -110,6 +110,7 @@ class AggregatorProcessor(Processor):
         supplies learned reliability (default: the prior only); `gate` the judge budget."""
         self._settings = settings
         self._tasks = tasks
+        self.batch_size = settings.aggregator.batch_size
         self._restore = restore or self._restore_from_changelog
         self._config = settings.aggregator
         self._follower = follower

@@ -61,6 +61,7 @@ class JudgeProcessor(Processor):
         self._settings = settings
         self._classifier = classifier
         self._tasks = tasks
+        self.batch_size = settings.judge.batch_size
         self._resilient = ResilientClassifier(
             classifier, tasks, retries=settings.runtime.retries, backoff_s=settings.runtime.retry_backoff_ms / 1000.0
         )

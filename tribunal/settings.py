@@ -159,6 +159,8 @@ class AggregatorSettings(Section):
     max_decided: int = Field(default=1_000_000, ge=1)
     # Pause reading new items while this many are waiting for votes (backpressure).
     max_pending: int = Field(default=50_000, ge=1)
+    # Votes and items are cheap to process: big batches amortise each transaction's round trips.
+    batch_size: int = Field(default=2_000, ge=1, le=20_000)
     policy: Literal["criterion1", "criterion2", "weighted"] = "criterion1"
     # Criterion 2: per-worker confidence thresholds, and the threshold of workers not listed.
     thresholds: dict[str, float] = Field(default_factory=dict)
@@ -183,6 +185,9 @@ class AggregatorSettings(Section):
 
 class JudgeSettings(Section):
     classifier: str = "hash:judge"
+    # Requests per model call; None uses runtime.batch_size. Keep one batch's model time well
+    # under runtime.max_poll_interval_ms.
+    batch_size: int | None = Field(default=None, ge=1, le=10_000)
 
 
 class WorkerProcess(Section):
