@@ -17,6 +17,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
@@ -216,8 +217,47 @@ async def bench_pipeline(settings: Settings, count: int, workers: int, rate: flo
     }
 
 
+async def bench_ingest(settings: Settings, count: int, directory: Path) -> dict[str, Any]:
+    """Publish `count` short JSONL items through `tribunal ingest`'s code path; items/s."""
+    from producers.ingest import ingest
+
+    run = f"bench-ingest-{uuid.uuid4().hex[:8]}-"
+    settings = settings.model_copy(update={"topics": settings.topics.model_copy(update={"prefix": run})})
+    await create_topics(settings)
+    path = directory / "items.jsonl"
+    with path.open("wb") as out:
+        for n in range(count):
+            out.write(orjson.dumps({"id": f"i{n}", "text": f"short message number {n}", "label": "positive"}) + b"\n")
+    report = await ingest(settings, str(path))
+    return {
+        "items": count,
+        "published": report.published,
+        "rejected": len(report.rejected),
+        "seconds": round(report.seconds, 3),
+        "items_per_s": round(report.published / report.seconds, 1),
+    }
+
+
 def register(bench_app: typer.Typer) -> None:
-    """Add `bench pipeline` to the CLI's bench group."""
+    """Add `bench pipeline` and `bench ingest` to the CLI's bench group."""
+
+    @bench_app.command("ingest")
+    def ingest_command(
+        ctx: typer.Context,
+        items: Annotated[int, typer.Option(help="Short items to publish")] = 200_000,
+        json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    ) -> None:
+        """Throughput of `tribunal ingest` (parse, validate, publish) into the broker."""
+        import tempfile
+
+        from tribunal.cli import emit, settings_from
+
+        with tempfile.TemporaryDirectory() as directory:
+            result = asyncio.run(bench_ingest(settings_from(ctx), items, Path(directory)))
+        if json_out:
+            emit(result)
+        else:
+            typer.echo(f"published {result['published']} items in {result['seconds']}s: {result['items_per_s']}/s")
 
     @bench_app.command("pipeline")
     def pipeline(
