@@ -35,9 +35,20 @@ def settings_from(ctx: typer.Context, **overrides: Any) -> Settings:
     """The settings of this invocation; `overrides` hold explicit command-line values."""
     config: Path | None = ctx.obj.get("config") if isinstance(ctx.obj, dict) else None
     try:
-        return load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
+        return load_settings(config, **_given(overrides))
     except ValueError as exc:
         raise typer.BadParameter(f"invalid settings: {exc}") from None
+
+
+def _given(options: dict[str, Any]) -> dict[str, Any]:
+    """The options actually given: None (an omitted flag) never overrides env or file values."""
+    given = {}
+    for name, value in options.items():
+        if isinstance(value, dict):
+            value = _given(value)
+        if value is not None and value != {}:
+            given[name] = value
+    return given
 
 
 def emit(data: dict[str, Any]) -> None:

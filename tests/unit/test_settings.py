@@ -6,6 +6,7 @@ import ssl
 from pathlib import Path
 
 import pytest
+import typer
 from pydantic import ValidationError
 
 from tribunal.kafka import connection_options
@@ -60,3 +61,25 @@ def test_plaintext_has_no_security_options() -> None:
     """The laptop default sends no TLS context or credentials."""
     options = connection_options(KafkaSettings())
     assert "ssl_context" not in options and "sasl_mechanism" not in options
+
+
+def test_omitted_cli_options_do_not_override_the_config_file(tmp_path: Path) -> None:
+    """`tribunal judge` without --classifier keeps the classifier the config file names."""
+    from typer.testing import CliRunner
+
+    from tribunal.cli import main_options, settings_from
+
+    config = tmp_path / "tribunal.toml"
+    config.write_text('[judge]\nclassifier = "constant:positive"\n[worker]\nname = "w9"\n')
+    seen: list[object] = []
+    app = typer.Typer()
+    app.callback()(main_options)
+
+    @app.command()
+    def probe(ctx: typer.Context) -> None:
+        settings = settings_from(ctx, judge={"classifier": None}, worker={"name": None, "classifier": "vader"})
+        seen.append((settings.judge.classifier, settings.worker.name, settings.worker.classifier))
+
+    result = CliRunner().invoke(app, ["--config", str(config), "probe"])
+    assert result.exit_code == 0, result.output
+    assert seen == [("constant:positive", "w9", "vader")]
