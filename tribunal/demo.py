@@ -205,8 +205,13 @@ def run_demo(settings: Settings, config: Path | None, options: DemoOptions) -> d
     err.print(f"[bold]{len(plan.items)}[/] items from {plan.source} ({rejected} lines rejected)")
     err.print(f"workers {tiers}; judge {plan.judge}; quorum {plan.quorum} of {len(plan.workers)}", highlight=False)
     _ensure_broker(settings)
-    with _Bars(err) as bars:
-        measurement = asyncio.run(measure(settings, plan, config, bars))
+    try:
+        with _Bars(err) as bars:
+            measurement = asyncio.run(measure(settings, plan, config, bars))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        # measure() stops its tiers and deletes its topics on the way out; say so, no traceback.
+        err.print("interrupted: tiers stopped, demo topics deleted")
+        raise typer.Exit(130) from None
     report = build_report(measurement)
     report["rejected_lines"] = rejected
     report["quorum"] = plan.quorum
