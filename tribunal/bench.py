@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaConsumer
 from schemas.codec import encode, key
 from schemas.messages import Item
 from tribunal import kafka
-from tribunal.settings import Settings
+from tribunal.settings import Settings, settings_env
 from tribunal.topics import create_topics
 
 __all__ = ["percentiles", "register"]
@@ -44,13 +44,9 @@ def percentiles(values: Sequence[float], points: Sequence[int] = (50, 95, 99)) -
 def _env(settings: Settings, workers: list[str], instance: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIBUNAL_")}
     env.update(
-        TRIBUNAL_KAFKA__BOOTSTRAP_SERVERS=settings.kafka.bootstrap_servers,
-        TRIBUNAL_TOPICS__PREFIX=settings.topics.prefix,
-        TRIBUNAL_TOPICS__PARTITIONS=str(settings.topics.partitions),
+        settings_env(settings),
         TRIBUNAL_AGGREGATOR__WORKERS=orjson.dumps(workers).decode(),
         TRIBUNAL_RUNTIME__INSTANCE_ID=instance,
-        TRIBUNAL_RUNTIME__BATCH_SIZE=str(settings.runtime.batch_size),
-        TRIBUNAL_RUNTIME__BATCH_WAIT_MS=str(settings.runtime.batch_wait_ms),
         TRIBUNAL_LOG_LEVEL="warning",
         TRIBUNAL_LOG_FORMAT="json",
     )

@@ -14,7 +14,9 @@ import socket
 from pathlib import Path
 from typing import Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_core import to_jsonable_python
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -38,6 +40,7 @@ __all__ = [
     "WorkerProcess",
     "WorkerSettings",
     "load_settings",
+    "settings_env",
 ]
 
 _CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("config_file", default=None)
@@ -265,6 +268,32 @@ class Settings(BaseSettings):
             max_text_chars=self.max_text_chars,
             max_message_bytes=self.max_message_bytes,
         )
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """`TRIBUNAL_*` variables that reproduce every explicitly set value of `settings` in a child
+    process (defaults are left to the child). Secrets are passed as their values: this is the
+    environment of a process, never something to log."""
+    env: dict[str, str] = {}
+    for name in sorted(settings.model_fields_set):
+        value = getattr(settings, name)
+        if isinstance(value, BaseModel):
+            for field in sorted(value.model_fields_set):
+                _put(env, f"TRIBUNAL_{name.upper()}__{field.upper()}", getattr(value, field))
+        else:
+            _put(env, f"TRIBUNAL_{name.upper()}", value)
+    return env
+
+
+def _put(env: dict[str, str], key: str, value: object) -> None:
+    if value is None:
+        return  # every optional setting defaults to None
+    if isinstance(value, SecretStr):
+        env[key] = value.get_secret_value()
+    elif isinstance(value, str | Path):
+        env[key] = str(value)
+    else:  # numbers, booleans, tuples, dicts, nested models: JSON, as pydantic-settings parses them
+        env[key] = orjson.dumps(to_jsonable_python(value)).decode()
 
 
 def load_settings(config_file: Path | None = None, **overrides: object) -> Settings:

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import BaseModel
 
 from schemas.codec import decode
-from tribunal.settings import Settings, load_settings
+from tribunal.settings import Settings, load_settings, settings_env
 from tribunal.topics import create_topics
 
 M = TypeVar("M", bound=BaseModel)
@@ -106,27 +106,15 @@ async def running(*mains: TierMain) -> AsyncIterator[asyncio.Event]:
             raise errors[0]
 
 
-def settings_env(settings: Settings, instance: str) -> dict[str, str]:
-    """Environment variables that reproduce `settings` in a child process."""
+def child_env(settings: Settings, instance: str) -> dict[str, str]:
+    """The environment of a child process running with `settings`, under its own instance id."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIBUNAL_")}
-    env.update(
-        TRIBUNAL_KAFKA__BOOTSTRAP_SERVERS=settings.kafka.bootstrap_servers,
-        TRIBUNAL_TOPICS__PREFIX=settings.topics.prefix,
-        TRIBUNAL_TOPICS__PARTITIONS=str(settings.topics.partitions),
-        TRIBUNAL_RUNTIME__INSTANCE_ID=instance,
-        TRIBUNAL_RUNTIME__BATCH_WAIT_MS=str(settings.runtime.batch_wait_ms),
-        TRIBUNAL_RUNTIME__TRANSACTION_TIMEOUT_MS=str(settings.runtime.transaction_timeout_ms),
-        TRIBUNAL_AGGREGATOR__DEADLINE_MS=str(settings.aggregator.deadline_ms),
-        TRIBUNAL_LOG_FORMAT="json",
-        TRIBUNAL_LOG_LEVEL="warning",
-    )
-    if "policy" in settings.aggregator.model_fields_set:  # only an explicit choice overrides the tasks'
-        env["TRIBUNAL_AGGREGATOR__POLICY"] = settings.aggregator.policy
+    env.update(settings_env(settings), TRIBUNAL_RUNTIME__INSTANCE_ID=instance, TRIBUNAL_LOG_LEVEL="warning")
     return env
 
 
 async def start_tier(settings: Settings, *args: str, instance: str) -> asyncio.subprocess.Process:
     """Start `tribunal <args>` as a real OS process."""
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tribunal.cli", *args, env=settings_env(settings, instance), cwd=REPO
+        sys.executable, "-m", "tribunal.cli", *args, env=child_env(settings, instance), cwd=REPO
     )

@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 from schemas.messages import Item
-from tests.integration.kit import REPO, isolated_settings, make_topics, read_topic, settings_env
+from tests.integration.kit import REPO, child_env, isolated_settings, make_topics, read_topic
 
 
 def _write_mixed_file(path: Path, valid: int, malformed: int) -> set[int]:
@@ -43,7 +43,7 @@ async def test_ingest_publishes_valid_lines_and_reports_malformed(kafka_bootstra
     data = tmp_path / "items.jsonl"
     bad_lines = _write_mixed_file(data, valid=10_000, malformed=100)
 
-    env = settings_env(settings, "ingest")
+    env = child_env(settings, "ingest")
     command = [sys.executable, "-m", "tribunal.cli", "ingest", str(data), "--json"]
     result = await asyncio.to_thread(
         subprocess.run, command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300, check=False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 from pathlib import Path
 
@@ -83,3 +84,23 @@ def test_omitted_cli_options_do_not_override_the_config_file(tmp_path: Path) -> 
     result = CliRunner().invoke(app, ["--config", str(config), "probe"])
     assert result.exit_code == 0, result.output
     assert seen == [("constant:positive", "w9", "vader")]
+
+
+def test_settings_env_reproduces_explicit_settings_in_a_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every explicitly set value, secrets and nested lists included, survives the trip through env vars."""
+    from tribunal.settings import WorkerProcess, settings_env
+
+    original = load_settings(
+        kafka={"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN", "sasl_username": "u", "sasl_password": "pw"},
+        topics={"prefix": "p-", "partitions": 4},
+        aggregator={"policy": "criterion2", "workers": ["a", "b"], "thresholds": {"a": 0.7}, "quorum": 2},
+        pipeline={"workers": [WorkerProcess(name="a", classifier="vader")]},
+        max_text_chars=123,
+    )
+    env = settings_env(original)
+    assert "TRIBUNAL_RUNTIME__BATCH_SIZE" not in env, "defaults are left to the child"
+    for key in [k for k in os.environ if k.startswith("TRIBUNAL_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert load_settings() == original
