@@ -40,11 +40,11 @@ from schemas.messages import (
     Vote,
 )
 from schemas.tasks import TaskRegistry
-from tribunal import kafka
 from tribunal.logs import configure_logging, get_logger
 from tribunal.metrics import DECISIONS, LATE_VOTES, PENDING_ITEMS
 from tribunal.runtime import Output, Processor, Record, serve
 from tribunal.settings import Settings
+from tribunal.topics import read_to_end
 
 __all__ = ["AggregatorProcessor", "audited", "group_id", "run"]
 
@@ -347,24 +347,11 @@ class AggregatorProcessor(Processor):
         """Rebuild the state of `numbers` from the committed changelog, to its end."""
         states = {n: PartitionState() for n in numbers}
         context = self._settings.decode_context()
-        consumer = kafka.consumer(self._settings.kafka, self._settings.runtime, group_id=None)
-        await consumer.start()
-        try:
-            tps = [TopicPartition(self._topics.state_topic, n) for n in sorted(numbers)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            end = await consumer.end_offsets(tps)
-            remaining = {tp for tp in tps if end[tp] > 0}
-            while remaining:
-                batch = await consumer.getmany(*remaining, timeout_ms=200, max_records=10_000)
-                for tp, records in batch.items():
-                    for record in records:
-                        if record.key is not None:
-                            entry = None if record.value is None else decode(record.value, AggregatorEntry, context)
-                            states[tp.partition].apply(record.key.decode("utf-8"), entry)
-                remaining = {tp for tp in remaining if await consumer.position(tp) < end[tp]}
-        finally:
-            await consumer.stop()
+        tps = [TopicPartition(self._topics.state_topic, n) for n in sorted(numbers)]
+        async for record in read_to_end(self._settings, tps):
+            if record.key is not None:
+                entry = None if record.value is None else decode(record.value, AggregatorEntry, context)
+                states[record.partition].apply(record.key.decode("utf-8"), entry)
         log.info("state_restored", partitions=sorted(numbers), pending=sum(len(s.pending) for s in states.values()),
                  decided=sum(len(s.decided) for s in states.values()))  # fmt: skip
         return states

@@ -22,13 +22,17 @@ from schemas.tasks import TaskRegistry
 from tribunal import kafka, metrics
 from tribunal.runtime import Output
 from tribunal.settings import Settings
-from tribunal.topics import partitions_of
+from tribunal.topics import partitions_of, read_to_end
 
 __all__ = ["ReliabilityBook", "ReliabilityFollower", "ballots"]
 
 
 def ballots(votes: Iterable[Vote]) -> list[Ballot]:
     return [Ballot(v.worker, v.label, v.confidence) for v in votes]
+
+
+# (task, judge partition) -> that partition's counts, as `Reliability.to_dict` wrote them.
+Snapshots = dict[tuple[str, int], dict[str, object]]
 
 
 def _key(task: str, partition: int) -> bytes:
@@ -82,34 +86,29 @@ class ReliabilityBook:
 
 
 async def _read_all(settings: Settings) -> dict[tuple[str, int], dict[str, object]]:
-    consumer = kafka.consumer(settings.kafka, settings.runtime, group_id=None)
-    await consumer.start()
-    try:
-        tps = await partitions_of(settings, settings.topics.reliability_topic)
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        snapshots: dict[tuple[str, int], dict[str, object]] = {}
-        remaining = {tp for tp in tps if end[tp] > 0}
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=200)
-            _absorb(snapshots, batch)
-            remaining = {tp for tp in remaining if await consumer.position(tp) < end[tp]}
-        return snapshots
-    finally:
-        await consumer.stop()
+    snapshots: dict[tuple[str, int], dict[str, object]] = {}
+    tps = await partitions_of(settings, settings.topics.reliability_topic)
+    async for record in read_to_end(settings, tps):
+        _absorb_record(snapshots, record.key, record.value)
+    return snapshots
 
 
 def _absorb(snapshots: dict[tuple[str, int], dict[str, object]], batch: dict[TopicPartition, list]) -> None:  # type: ignore[type-arg]
     for records in batch.values():
         for record in records:
-            key = _parse_key(record.key)
-            if key is None:
-                continue
-            if record.value is None:
-                snapshots.pop(key, None)
-            else:
-                snapshots[key] = orjson.loads(record.value)
+            _absorb_record(snapshots, record.key, record.value)
+
+
+def _absorb_record(
+    snapshots: dict[tuple[str, int], dict[str, object]], raw_key: bytes | None, value: bytes | None
+) -> None:
+    key = _parse_key(raw_key)
+    if key is None:
+        return
+    if value is None:
+        snapshots.pop(key, None)
+    else:
+        snapshots[key] = orjson.loads(value)
 
 
 class ReliabilityFollower:

@@ -7,17 +7,19 @@ aggregator joins them partition by partition, and so is its state changelog.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from tribunal import kafka
 from tribunal.errors import ConfigError
 from tribunal.kafka import admin_client
 from tribunal.settings import Settings
 
-__all__ = ["TopicSpec", "create_topics", "describe_partition_counts", "partitions_of", "topic_specs"]
+__all__ = ["TopicSpec", "create_topics", "describe_partition_counts", "partitions_of", "read_to_end", "topic_specs"]
 
 # The changelog keeps only the latest state per item id and drops tombstones quickly.
 COMPACTED = {
@@ -68,6 +70,26 @@ async def create_topics(settings: Settings) -> list[str]:
         return [s.name for s in wanted]
     finally:
         await admin.close()
+
+
+async def read_to_end(settings: Settings, tps: list[TopicPartition]) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """Every committed record of `tps` from the beginning up to their end offsets at the start
+    (how state is restored from a compacted changelog before processing resumes)."""
+    consumer = kafka.consumer(settings.kafka, settings.runtime, group_id=None)
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if end[tp] > 0}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=200, max_records=10_000)
+            for records in batch.values():
+                for record in records:
+                    yield record
+            remaining = {tp for tp in remaining if await consumer.position(tp) < end[tp]}
+    finally:
+        await consumer.stop()
 
 
 async def partitions_of(settings: Settings, topic: str) -> list[TopicPartition]:
