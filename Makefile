@@ -43,7 +43,7 @@ lint: venv
 	$(BIN)/ruff format --check .
 
 typecheck: venv
-	$(BIN)/mypy consumers producers schemas tribunal tests
+	$(BIN)/mypy tribunal tests
 
 unit: venv
 	$(BIN)/pytest tests/unit

@@ -15,7 +15,6 @@ rebalance neither loses nor repeats a decision. Decided ids are forgotten after 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import heapq
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,13 +23,17 @@ from typing import Any
 from aiokafka import TopicPartition
 from pydantic import BaseModel
 
-from consumers.decision import Accept, Ballot, Escalate, Policy, build_policy
-from consumers.judge import group_id as judge_group_id
-from consumers.judge_gate import JudgeGate, KafkaBacklogProbe
-from consumers.reliability_feed import ReliabilityFollower
-from consumers.verdicts import fallback_verdict
-from schemas.codec import decode, encode, key
-from schemas.messages import (
+from tribunal.consumers.decision import Accept, Escalate, Policy, audited, ballots, build_policy
+from tribunal.consumers.judge_gate import JudgeGate, KafkaBacklogProbe
+from tribunal.consumers.reliability_feed import ReliabilityFollower
+from tribunal.consumers.verdicts import fallback_verdict
+from tribunal.core.logs import configure_logging, get_logger
+from tribunal.core.metrics import DECISIONS, LATE_VOTES, PENDING_ITEMS
+from tribunal.core.runtime import Output, Processor, Record, serve
+from tribunal.core.settings import Settings
+from tribunal.core.topics import read_to_end
+from tribunal.schemas.codec import decode, encode, key
+from tribunal.schemas.messages import (
     AggregatorEntry,
     DecidedBy,
     EscalationReason,
@@ -39,29 +42,15 @@ from schemas.messages import (
     Verdict,
     Vote,
 )
-from schemas.tasks import TaskRegistry
-from tribunal.logs import configure_logging, get_logger
-from tribunal.metrics import DECISIONS, LATE_VOTES, PENDING_ITEMS
-from tribunal.runtime import Output, Processor, Record, serve
-from tribunal.settings import Settings
-from tribunal.topics import read_to_end
+from tribunal.schemas.tasks import TaskRegistry
 
-__all__ = ["AggregatorProcessor", "audited", "group_id", "run"]
+__all__ = ["AggregatorProcessor", "audited", "group_id", "run", "serve_aggregator"]
 
 log = get_logger("tribunal.aggregator")
 
 
 def group_id(settings: Settings) -> str:
-    return f"{settings.topics.prefix}tribunal-aggregator"
-
-
-def audited(item_id: str, rate: float) -> bool:
-    """Whether a worker-decided item is also sent to the judge: deterministic by id, so a replay
-    audits the same items and tests can predict the sample."""
-    if rate <= 0.0:
-        return False
-    digest = hashlib.blake2b(item_id.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64 < rate
+    return settings.topics.aggregator_group
 
 
 @dataclass(slots=True)
@@ -114,7 +103,7 @@ class AggregatorProcessor(Processor):
         self._restore = restore or self._restore_from_changelog
         self._config = settings.aggregator
         self._follower = follower
-        self._gate = gate or JudgeGate(settings)
+        self._gate = gate or JudgeGate(settings.aggregator)
         self._policies: dict[str, Policy] = {}
         self._reliability_polled_at = float("-inf")
         self._expected = tuple(settings.aggregator.workers)
@@ -179,10 +168,10 @@ class AggregatorProcessor(Processor):
         pending = state.pending[item_id]
         if pending.item is None:
             return []  # no decision without the item: the judge would need its text
-        ballots = [Ballot(v.worker, v.label, v.confidence) for _, v in sorted(pending.votes.items())]
+        ballots_now = ballots(vote for _, vote in sorted(pending.votes.items()))
         elapsed_ms = (now - pending.first_seen) * 1000.0
         policy = self._policy(pending.item.task)
-        decision = policy.decide(ballots, self._expected, elapsed_ms)
+        decision = policy.decide(ballots_now, self._expected, elapsed_ms)
         if isinstance(decision, Accept):
             outputs = [self._accept(pending.item, pending, decision, policy)]
             if self._audited(item_id) and self._gate.admit(now):
@@ -359,14 +348,20 @@ class AggregatorProcessor(Processor):
 
 def build(settings: Settings, tasks: TaskRegistry) -> AggregatorProcessor:
     """The aggregator the settings describe, wired to Kafka for reliability and judge backlog."""
-    probe = KafkaBacklogProbe(settings, judge_group_id(settings)) if settings.aggregator.judge_max_backlog else None
+    probe = KafkaBacklogProbe(settings, settings.topics.judge_group) if settings.aggregator.judge_max_backlog else None
     follower = ReliabilityFollower(settings, tasks)
-    return AggregatorProcessor(settings, tasks, follower=follower, gate=JudgeGate(settings, probe))
+    return AggregatorProcessor(settings, tasks, follower=follower, gate=JudgeGate(settings.aggregator, probe))
 
 
 async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Run one aggregator process until SIGINT/SIGTERM (or `stop`)."""
+    """Run one aggregator process until SIGINT/SIGTERM (or `stop`): the `tribunal aggregator` entry."""
     configure_logging(settings.log_format, settings.log_level, tier="aggregator")
+    await serve_aggregator(settings, stop=stop)
+
+
+async def serve_aggregator(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Run the aggregator inside the caller's own asyncio program; nothing global is touched
+    (see `tribunal.consumers.worker.serve_worker`)."""
     tasks = settings.tasks()
     context = settings.decode_context(tasks)
     await serve(settings, build(settings, tasks), group_id=group_id(settings), decode_context=context, stop=stop)

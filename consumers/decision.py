@@ -18,13 +18,14 @@ impossible whatever the missing workers say; else escalate with `DEADLINE` once
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from consumers.reliability import Reliability
-from schemas.messages import EscalationReason
+from tribunal.consumers.reliability import Reliability
+from tribunal.schemas.messages import EscalationReason, Vote
 
 __all__ = [
     "POLICIES",
@@ -37,6 +38,8 @@ __all__ = [
     "Policy",
     "Wait",
     "WeightedVote",
+    "audited",
+    "ballots",
     "build_policy",
     "plurality",
 ]
@@ -110,6 +113,20 @@ def _tally(ballots: Iterable[Ballot]) -> list[_Tally]:
     # fsum is exactly rounded, so totals (and tie-breaks) do not depend on ballot order.
     tallies = [_Tally(label, len(c), math.fsum(c)) for label, c in groups.items()]
     return sorted(tallies, key=lambda t: (-t.votes, -t.total_confidence, t.label))
+
+
+def audited(item_id: str, rate: float) -> bool:
+    """Whether a worker-decided item is also sent to the judge (the audit draw): deterministic by
+    id, so a replay, a simulation and every aggregator instance audit the same items."""
+    if rate <= 0.0:
+        return False
+    digest = hashlib.blake2b(item_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 < rate
+
+
+def ballots(votes: Iterable[Vote]) -> list[Ballot]:
+    """The decision core's view of recorded votes: the one place a `Vote` becomes a `Ballot`."""
+    return [Ballot(v.worker, v.label, v.confidence) for v in votes]
 
 
 def plurality(ballots: Sequence[Ballot]) -> tuple[str, float] | None:

@@ -12,8 +12,6 @@ precision. Every judge label (audits included) also teaches the learned worker r
 from __future__ import annotations
 
 import asyncio
-import base64
-import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -21,37 +19,28 @@ from typing import Any
 from aiokafka import TopicPartition
 from pydantic import BaseModel
 
-from consumers.classifiers import Classifier, build_classifier
-from consumers.classifiers.base import Prediction
-from consumers.decision import plurality
-from consumers.reliability_feed import ReliabilityBook, ballots
-from consumers.resilience import ResilientClassifier
-from consumers.verdicts import fallback_verdict, verdict_for
-from schemas.codec import encode, key
-from schemas.messages import DeadLetter, DecidedBy, EscalationReason, JudgeRequest
-from schemas.tasks import TaskRegistry
-from tribunal.logs import configure_logging, get_logger
-from tribunal.metrics import AUDITS, DEAD_LETTERS, DECISIONS, FAST_PATH_PRECISION
-from tribunal.runtime import Output, Processor, Record, serve
-from tribunal.settings import Settings
+from tribunal.consumers.classifiers import Classifier, build_classifier
+from tribunal.consumers.classifiers.base import Prediction
+from tribunal.consumers.decision import ballots, plurality
+from tribunal.consumers.reliability_feed import ReliabilityBook
+from tribunal.consumers.resilience import ResilientClassifier
+from tribunal.consumers.verdicts import fallback_verdict, verdict_for
+from tribunal.core.logs import configure_logging, get_logger
+from tribunal.core.metrics import AUDITS, DECISIONS, FAST_PATH_PRECISION
+from tribunal.core.runtime import Output, Processor, Record, dead_letter_of, serve
+from tribunal.core.settings import Settings
+from tribunal.core.stats import wilson_interval
+from tribunal.schemas.codec import encode, key
+from tribunal.schemas.messages import DecidedBy, EscalationReason, JudgeRequest
+from tribunal.schemas.tasks import TaskRegistry
 
-__all__ = ["JudgeProcessor", "group_id", "run", "wilson_interval"]
+__all__ = ["JudgeProcessor", "group_id", "run", "serve_judge", "wilson_interval"]
 
 log = get_logger("tribunal.judge")
 
 
 def group_id(settings: Settings) -> str:
-    return f"{settings.topics.prefix}tribunal-judge"
-
-
-def wilson_interval(agreed: int, total: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion; (0, 1) with no observations."""
-    if total == 0:
-        return 0.0, 1.0
-    p = agreed / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    margin = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return max(0.0, centre - margin), min(1.0, centre + margin)
+    return settings.topics.judge_group
 
 
 class JudgeProcessor(Processor):
@@ -103,18 +92,7 @@ class JudgeProcessor(Processor):
     def _failed(self, record: Record[JudgeRequest], why: str, destination: str) -> list[Output]:
         request = record.value
         item_key = key(request.item.id)
-        letter = DeadLetter(
-            source_topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key_b64=base64.b64encode(item_key).decode(),
-            value_b64=base64.b64encode(record.raw).decode(),
-            error_kind="judge_failed",
-            error_message=why[:4000],
-            tier=self.tier,
-        )
-        DEAD_LETTERS.labels(self.tier, record.topic, "judge_failed").inc()
-        outputs = [Output(self._settings.topics.dlq(record.topic), encode(letter), item_key)]
+        outputs = [dead_letter_of(record, self._settings.topics.dlq(record.topic), self.tier, "judge_failed", why)]
         if request.reason != EscalationReason.AUDIT:  # an audited item already has its label
             log.warning("fallback_label", item_id=request.item.id, why=why)
             DECISIONS.labels("fallback", request.reason.value).inc()
@@ -139,10 +117,17 @@ class JudgeProcessor(Processor):
 
 
 async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Run one judge process until SIGINT/SIGTERM (or `stop`)."""
+    """Run one judge process until SIGINT/SIGTERM (or `stop`): the `tribunal judge` entry."""
     configure_logging(settings.log_format, settings.log_level, tier="judge")
     tasks = settings.tasks()
-    processor = JudgeProcessor(settings, build_classifier(settings.judge.classifier, tasks), tasks)
+    await serve_judge(settings, build_classifier(settings.judge.classifier, tasks), stop=stop)
+
+
+async def serve_judge(settings: Settings, classifier: Classifier, *, stop: asyncio.Event | None = None) -> None:
+    """Run the judge with `classifier` inside the caller's own asyncio program; nothing global is
+    touched (see `tribunal.consumers.worker.serve_worker`). The classifier is closed on return."""
+    tasks = settings.tasks()
+    processor = JudgeProcessor(settings, classifier, tasks)
     await serve(
         settings, processor, group_id=group_id(settings), decode_context=settings.decode_context(tasks), stop=stop
     )

@@ -14,11 +14,11 @@ from typing import Protocol
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from consumers.budget import TokenBucket
-from tribunal import kafka
-from tribunal.metrics import JUDGE_BACKLOG
-from tribunal.settings import Settings
-from tribunal.topics import partitions_of
+from tribunal.consumers.budget import TokenBucket
+from tribunal.core import kafka
+from tribunal.core.metrics import JUDGE_BACKLOG
+from tribunal.core.settings import AggregatorSettings, Settings
+from tribunal.core.topics import partitions_of
 
 __all__ = ["BacklogProbe", "JudgeGate", "KafkaBacklogProbe"]
 
@@ -33,8 +33,7 @@ PROBE_INTERVAL_S = 1.0
 
 
 class JudgeGate:
-    def __init__(self, settings: Settings, probe: BacklogProbe | None = None) -> None:
-        config = settings.aggregator
+    def __init__(self, config: AggregatorSettings, probe: BacklogProbe | None = None) -> None:
         rate = config.judge_budget_per_s
         self._bucket = TokenBucket(rate, burst=max(1.0, rate)) if rate else None
         self._max_backlog = config.judge_max_backlog

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # decision.py imports this module; the import is for annotations only.
-    from consumers.decision import Ballot
+    from tribunal.consumers.decision import Ballot
 
 __all__ = ["FORMAT", "Reliability"]
 

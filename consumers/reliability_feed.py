@@ -10,25 +10,21 @@ and sums all keys per task (`ReliabilityFollower`), which is what the weighted p
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from consumers.decision import Ballot
-from consumers.reliability import Reliability
-from schemas.messages import Vote
-from schemas.tasks import TaskRegistry
-from tribunal import kafka, metrics
-from tribunal.runtime import Output
-from tribunal.settings import Settings
-from tribunal.topics import partitions_of, read_to_end
+from tribunal.consumers.decision import ballots
+from tribunal.consumers.reliability import Reliability
+from tribunal.core import kafka, metrics
+from tribunal.core.runtime import Output
+from tribunal.core.settings import Settings
+from tribunal.core.topics import partitions_of, read_to_end
+from tribunal.schemas.messages import Vote
+from tribunal.schemas.tasks import TaskRegistry
 
-__all__ = ["ReliabilityBook", "ReliabilityFollower", "ballots"]
-
-
-def ballots(votes: Iterable[Vote]) -> list[Ballot]:
-    return [Ballot(v.worker, v.label, v.confidence) for v in votes]
+__all__ = ["ReliabilityBook", "ReliabilityFollower"]
 
 
 # (task, judge partition) -> that partition's counts, as `Reliability.to_dict` wrote them.

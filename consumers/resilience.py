@@ -1,11 +1,13 @@
 """Classify a batch without ever dying on a bad item.
 
-The whole batch is tried with retries and exponential backoff, which rides out transient
-failures. If it still fails, something in it is poison: the batch is split in halves, one try
-each, recursively, until the failing items stand alone; such an item gets an abstention
-(`label=None` and the reason) instead of a label, so nothing downstream waits for it forever.
-Isolation costs about 2*log2(batch) extra calls per poison item, never a backoff per item.
-Outputs outside the task's label set count as failures.
+Errors steer by `disposition` (tribunal.core.errors): a retryable failure (timeouts, 5xx, an
+engine's own exception) is retried with exponential backoff, which rides out transient trouble;
+a poison one (an answer outside the task's label set) is not retried at all; a fatal one
+propagates. If the batch still fails, something in it is poison: the batch is split in halves,
+one try each, recursively, until the failing items stand alone; such an item gets a failed
+abstention (`label=None`, `failed=True` and the reason), which the worker both votes (so nothing
+downstream waits for it) and dead-letters. Isolation costs about 2*log2(batch) extra calls per
+poison item, never a backoff per item.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from consumers.classifiers.base import Classifier, Prediction, check_predictions
-from schemas.messages import Item
-from schemas.tasks import TaskRegistry
-from tribunal.errors import FatalError
-from tribunal.logs import get_logger
+from tribunal.consumers.classifiers.base import Classifier, Prediction, check_predictions
+from tribunal.core.errors import disposition
+from tribunal.core.logs import get_logger
+from tribunal.schemas.messages import Item
+from tribunal.schemas.tasks import TaskRegistry
 
 __all__ = ["ResilientClassifier"]
 
@@ -33,7 +35,7 @@ class ResilientClassifier:
     backoff_s: float = 0.2
 
     async def classify(self, items: Sequence[Item]) -> list[Prediction]:
-        """One prediction per item, in order; failed items abstain. Raises only `FatalError`."""
+        """One prediction per item, in order; failed items abstain. Raises only fatal errors."""
         if not items:
             return []
         error = await self._attempt(items, attempts=self.retries + 1)
@@ -45,7 +47,7 @@ class ResilientClassifier:
         """Split a failed batch until the failing items stand alone; they abstain."""
         if len(items) == 1:
             log.warning("item_abstained", item_id=items[0].id, model=self.classifier.model_id, error=error)
-            return [Prediction(None, 0.0, reason=f"classifier failed: {error}"[:1000])]
+            return [Prediction(None, 0.0, reason=f"classifier failed: {error}"[:1000], failed=True)]
         predictions: list[Prediction] = []
         middle = len(items) // 2
         for half in (items[:middle], items[middle:]):
@@ -62,12 +64,15 @@ class ResilientClassifier:
             try:
                 predictions = await self.classifier.classify(items)
                 check_predictions(items, predictions, self.tasks, self.classifier.model_id)
-            except FatalError:
-                raise
             # Backends wrap third-party engines that may raise anything on a strange input;
             # isolating the item that triggers it is this module's whole contract.
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
+                kind = disposition(exc)
+                if kind == "fatal":
+                    raise
                 last_error = f"{type(exc).__name__}: {exc}"
+                if kind == "poison":
+                    break  # the same input fails the same way: no backoff, isolate it now
                 continue
             return predictions
         return last_error

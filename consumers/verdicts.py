@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from consumers.decision import Ballot, plurality
-from schemas.messages import DecidedBy, JudgeRequest, Verdict
-from schemas.tasks import TaskRegistry
+from tribunal.consumers.decision import ballots, plurality
+from tribunal.schemas.messages import DecidedBy, JudgeRequest, Verdict
+from tribunal.schemas.tasks import TaskRegistry
 
 __all__ = ["fallback_verdict", "verdict_for"]
 
@@ -36,6 +36,6 @@ def fallback_verdict(request: JudgeRequest, tasks: TaskRegistry) -> Verdict:
     With no usable vote at all: the task's first label with confidence 0. An item must still get
     its one label, and `fallback` with confidence 0 tells readers it carries no information.
     """
-    best = plurality([Ballot(v.worker, v.label, v.confidence) for v in request.votes])
+    best = plurality(ballots(request.votes))
     label, confidence = best if best is not None else (tasks.get(request.item.task).labels[0], 0.0)
     return verdict_for(request, label, confidence, DecidedBy.FALLBACK, None)

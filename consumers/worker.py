@@ -14,21 +14,21 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from consumers.classifiers import Classifier, build_classifier
-from consumers.classifiers.base import Prediction
-from consumers.resilience import ResilientClassifier
-from schemas.codec import encode, key
-from schemas.messages import Item, Vote
-from schemas.tasks import TaskRegistry
-from tribunal.logs import configure_logging
-from tribunal.runtime import Output, Processor, Record, serve
-from tribunal.settings import Settings
+from tribunal.consumers.classifiers import Classifier, build_classifier
+from tribunal.consumers.classifiers.base import Prediction
+from tribunal.consumers.resilience import ResilientClassifier
+from tribunal.core.logs import configure_logging
+from tribunal.core.runtime import Output, Processor, Record, dead_letter_of, serve
+from tribunal.core.settings import Settings
+from tribunal.schemas.codec import encode, key
+from tribunal.schemas.messages import Item, Vote
+from tribunal.schemas.tasks import TaskRegistry
 
-__all__ = ["WorkerProcessor", "group_id", "run"]
+__all__ = ["WorkerProcessor", "group_id", "run", "serve_worker"]
 
 
 def group_id(settings: Settings) -> str:
-    return f"{settings.topics.prefix}tribunal-worker-{settings.worker.name}"
+    return settings.topics.worker_group(settings.worker.name)
 
 
 class WorkerProcessor(Processor):
@@ -51,16 +51,17 @@ class WorkerProcessor(Processor):
     async def process(self, records: Sequence[Record[Any]], now: float) -> list[Output]:
         items: list[Item] = [r.value for r in records]
         predictions = await self._resilient.classify(items)
-        votes_topic = self._settings.topics.votes_topic
-        return [
-            Output(
-                votes_topic,
-                encode(self._vote(record.value, prediction)),
-                key(record.value.id),
-                record.partition,
-            )
-            for record, prediction in zip(records, predictions, strict=True)
-        ]
+        topics = self._settings.topics
+        outputs = []
+        for record, prediction in zip(records, predictions, strict=True):
+            vote = encode(self._vote(record.value, prediction))
+            outputs.append(Output(topics.votes_topic, vote, key(record.value.id), record.partition))
+            if prediction.failed:
+                # Poison to this model: the abstain vote lets the aggregator decide without
+                # waiting; the dead letter lets an operator see what the model could not take.
+                reason = f"worker {self._name} ({self._classifier.model_id}): {prediction.reason}"
+                outputs.append(dead_letter_of(record, topics.dlq(record.topic), self.tier, "model_poison", reason))
+        return outputs
 
     def _vote(self, item: Item, prediction: Prediction) -> Vote:
         return Vote(
@@ -79,10 +80,21 @@ class WorkerProcessor(Processor):
 
 
 async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Run one worker process until SIGINT/SIGTERM (or `stop`)."""
+    """Run one worker process until SIGINT/SIGTERM (or `stop`): the `tribunal worker` entry."""
     configure_logging(settings.log_format, settings.log_level, tier=f"worker:{settings.worker.name}")
     tasks = settings.tasks()
-    processor = WorkerProcessor(settings, build_classifier(settings.worker.classifier, tasks), tasks)
+    await serve_worker(settings, build_classifier(settings.worker.classifier, tasks), stop=stop)
+
+
+async def serve_worker(settings: Settings, classifier: Classifier, *, stop: asyncio.Event | None = None) -> None:
+    """Run a worker with `classifier` inside the caller's own asyncio program.
+
+    Nothing global is touched: logging stays as the host configured it, and with `stop` given no
+    signal handler is installed; the worker commits its batch in flight and returns once `stop`
+    is set. The classifier is closed on return.
+    """
+    tasks = settings.tasks()
+    processor = WorkerProcessor(settings, classifier, tasks)
     await serve(
         settings,
         processor,

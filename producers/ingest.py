@@ -24,10 +24,10 @@ import orjson
 from pydantic import ValidationError
 from rich.progress import Progress
 
-from schemas.codec import DecodeContext, encode, key
-from schemas.messages import Item
-from tribunal import kafka
-from tribunal.settings import Settings
+from tribunal.core import kafka
+from tribunal.core.settings import Settings
+from tribunal.schemas.codec import DecodeContext, encode, key
+from tribunal.schemas.messages import Item
 
 __all__ = ["IngestReport", "Rejected", "ingest", "parse_lines"]
 

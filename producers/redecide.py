@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from consumers.decision import Accept, Ballot, Escalate, Policy, WeightedVote
-from schemas.messages import DecidedBy, EscalationReason, Item, JudgeRequest, Verdict, Vote
+from tribunal.consumers.decision import Accept, Ballot, Escalate, Policy, WeightedVote, ballots
+from tribunal.schemas.messages import DecidedBy, EscalationReason, Item, JudgeRequest, Verdict, Vote
 
 __all__ = ["NO_LABEL", "RecordedLog", "ReplayOutcome", "decide_final", "group_votes", "redecide"]
 
@@ -138,8 +138,8 @@ def _decide_item(
     expected: Sequence[str],
     now: float,
 ) -> None:
-    ballots = [Ballot(v.worker, v.label, v.confidence) for v in votes]
-    decision = decide_final(policy, ballots, expected)
+    cast = ballots(votes)
+    decision = decide_final(policy, cast, expected)
     new: Verdict | None
     if isinstance(decision, Accept):
         new = _verdict(item, votes, policy, now, decision.label, decision.confidence, DecidedBy.WORKERS, None)
@@ -151,7 +151,7 @@ def _decide_item(
         else:
             outcome.judge_reused += 1
             if isinstance(policy, WeightedVote):
-                policy.reliability.update(ballots, new.label)  # learns as the judge tier does online
+                policy.reliability.update(cast, new.label)  # learns as the judge tier does online
     if new is not None:
         outcome.verdicts.append(new)
     _count(outcome, item, log.verdicts.get(item.id), new)

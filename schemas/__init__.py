@@ -1,7 +1,7 @@
 """Tribunal's message contracts, codecs and task definitions."""
 
-from schemas.codec import DecodeContext, DecodeError, decode, encode, key
-from schemas.messages import (
+from tribunal.schemas.codec import DecodeContext, DecodeError, decode, encode, key
+from tribunal.schemas.messages import (
     SCHEMA_VERSION,
     DeadLetter,
     DecidedBy,
@@ -11,7 +11,7 @@ from schemas.messages import (
     Verdict,
     Vote,
 )
-from schemas.tasks import Task, TaskError, TaskRegistry, load_tasks
+from tribunal.schemas.tasks import Task, TaskError, TaskRegistry, load_tasks
 
 __all__ = [
     "SCHEMA_VERSION",

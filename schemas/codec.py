@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from schemas.messages import DEFAULT_MAX_TEXT_CHARS
+from tribunal.schemas.messages import DEFAULT_MAX_TEXT_CHARS
 
 if TYPE_CHECKING:
-    from schemas.tasks import TaskRegistry
+    from tribunal.schemas.tasks import TaskRegistry
 
 __all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "DecodeContext", "DecodeError", "decode", "encode", "key"]
 

@@ -63,9 +63,9 @@ def kafka_bootstrap() -> Iterator[str]:
         yield address
         container.stop()  # type: ignore[attr-defined]
         return
-    from tribunal.broker import LocalBroker
-    from tribunal.errors import TribunalError
-    from tribunal.settings import load_settings
+    from tribunal.core.broker import LocalBroker
+    from tribunal.core.errors import TribunalError
+    from tribunal.core.settings import load_settings
 
     # The same broker `make kafka-up` runs (TRIBUNAL_BROKER__PORT etc. apply), reused if it is up.
     broker = LocalBroker(REPO / ".tribunal", load_settings().broker)

@@ -7,29 +7,31 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from schemas.messages import Item
-from schemas.tasks import TaskRegistry
-from tribunal.errors import InvalidOutputError
+from tribunal.core.errors import InvalidOutputError
+from tribunal.schemas.messages import Item
+from tribunal.schemas.tasks import TaskRegistry
 
 __all__ = ["Classifier", "Prediction", "Stopwatch", "check_predictions"]
 
 
 @dataclass(frozen=True, slots=True)
 class Prediction:
-    """One model's answer for one item. `label=None` means the model abstained (`reason` says why)."""
+    """One model's answer for one item. `label=None` means the model abstained (`reason` says why);
+    `failed` marks an abstention because the item is poison to this model (see resilience.py)."""
 
     label: str | None
     confidence: float
     probabilities: Mapping[str, float] | None = None
     latency_ms: float = 0.0
     reason: str | None = None
+    failed: bool = False
 
 
 @runtime_checkable
 class Classifier(Protocol):
     """A model backend. `classify` labels a whole batch at once, one prediction per item, in order.
 
-    It raises `tribunal.errors.ClassifierError` (retryable) when the batch failed as a whole.
+    It raises `tribunal.core.errors.ClassifierError` (retryable) when the batch failed as a whole.
     `model_id` names the model in votes and reports.
     """
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from schemas.tasks import Task
-from tribunal.errors import ConfigError
+from tribunal.core.errors import ConfigError
+from tribunal.schemas.tasks import Task
 
 __all__ = ["FORMAT", "HEADS", "KINDS", "Head", "file_sha256", "load_head", "read_labelled", "train_head"]
 
@@ -127,7 +127,7 @@ def _fit(
         return _PIPELINES[head]().fit(texts, labels), {}
     from sklearn.linear_model import LogisticRegression
 
-    from consumers.classifiers.minilm import load_encoder
+    from tribunal.consumers.classifiers.minilm import load_encoder
 
     enc = load_encoder(model_dir)
     model = LogisticRegression(C=_C["embedding"], max_iter=3000).fit(enc.encode(texts), labels)

@@ -26,10 +26,10 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from consumers.classifiers.base import Classifier, Prediction
-from consumers.classifiers.registry import ClassifierSpec
-from schemas.messages import Item
-from schemas.tasks import TaskRegistry
+from tribunal.consumers.classifiers.base import Classifier, Prediction
+from tribunal.consumers.classifiers.registry import ClassifierSpec
+from tribunal.schemas.messages import Item
+from tribunal.schemas.tasks import TaskRegistry
 
 __all__ = [
     "CALIBRATION",

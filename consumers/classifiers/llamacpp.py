@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from consumers.classifiers.base import Classifier, Prediction, Stopwatch
-from consumers.classifiers.label_scoring import (
+from tribunal.consumers.classifiers.base import Classifier, Prediction, Stopwatch
+from tribunal.consumers.classifiers.label_scoring import (
     LabelTrie,
     build_trie,
     common_prefix_len,
@@ -49,10 +49,10 @@ from consumers.classifiers.label_scoring import (
     greedy_label,
     label_distribution,
 )
-from consumers.classifiers.registry import ClassifierSpec
-from schemas.messages import Item
-from schemas.tasks import Task, TaskRegistry
-from tribunal.errors import ClassifierError, ConfigError
+from tribunal.consumers.classifiers.registry import ClassifierSpec
+from tribunal.core.errors import ClassifierError, ConfigError
+from tribunal.schemas.messages import Item
+from tribunal.schemas.tasks import Task, TaskRegistry
 
 __all__ = [
     "GEMMA_FILENAME",

@@ -54,7 +54,7 @@ def find_model_dir() -> Path | None:
 def load_encoder(model_dir: Path | None = None) -> MiniLMEncoder:
     """The process-wide encoder for `model_dir` (default: the installed package's); loaded once
     because the weights are 90 MB. `ConfigError` says what to install when none is found."""
-    from tribunal.errors import ConfigError
+    from tribunal.core.errors import ConfigError
 
     found = model_dir or find_model_dir()
     if found is None or not (found / "model.safetensors").is_file():

@@ -36,12 +36,12 @@ from typing import Any, Literal
 
 import httpx
 
-from consumers.classifiers.base import Classifier, Prediction, Stopwatch
-from consumers.classifiers.label_scoring import softmax
-from consumers.classifiers.registry import ClassifierSpec
-from schemas.messages import Item
-from schemas.tasks import TaskRegistry
-from tribunal.errors import ClassifierError, ConfigError, InvalidOutputError, PoisonError
+from tribunal.consumers.classifiers.base import Classifier, Prediction, Stopwatch
+from tribunal.consumers.classifiers.label_scoring import softmax
+from tribunal.consumers.classifiers.registry import ClassifierSpec
+from tribunal.core.errors import ClassifierError, ConfigError, InvalidOutputError, PoisonError
+from tribunal.schemas.messages import Item
+from tribunal.schemas.tasks import TaskRegistry
 
 __all__ = [
     "OpenAIClassifier",

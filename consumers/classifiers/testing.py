@@ -13,11 +13,11 @@ import asyncio
 import hashlib
 from collections.abc import Sequence
 
-from consumers.classifiers.base import Classifier, Prediction
-from consumers.classifiers.registry import ClassifierSpec
-from schemas.messages import Item
-from schemas.tasks import TaskRegistry
-from tribunal.errors import ClassifierError, ConfigError
+from tribunal.consumers.classifiers.base import Classifier, Prediction
+from tribunal.consumers.classifiers.registry import ClassifierSpec
+from tribunal.core.errors import ClassifierError, ConfigError
+from tribunal.schemas.messages import Item
+from tribunal.schemas.tasks import TaskRegistry
 
 __all__ = ["ScriptedClassifier", "constant", "hashed", "scripted"]
 

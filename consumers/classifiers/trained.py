@@ -26,12 +26,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from consumers.classifiers.base import Classifier, Prediction, Stopwatch
-from consumers.classifiers.heads import Head, file_sha256, load_head, read_header, train_head
-from consumers.classifiers.registry import ClassifierSpec
-from schemas.messages import Item
-from schemas.tasks import TaskRegistry
-from tribunal.errors import ConfigError
+from tribunal.consumers.classifiers.base import Classifier, Prediction, Stopwatch
+from tribunal.consumers.classifiers.heads import Head, file_sha256, load_head, read_header, train_head
+from tribunal.consumers.classifiers.registry import ClassifierSpec
+from tribunal.core.errors import ConfigError
+from tribunal.schemas.messages import Item
+from tribunal.schemas.tasks import TaskRegistry
 
 __all__ = ["DEFAULT_MODELS_DIR", "HeadClassifier", "embedding", "resolve_head", "tfidf"]
 
@@ -144,7 +144,7 @@ def tfidf(spec: ClassifierSpec, tasks: TaskRegistry) -> Classifier:
 
 def embedding(spec: ClassifierSpec, tasks: TaskRegistry) -> Classifier:
     """all-MiniLM-L6-v2 embeddings (numpy) -> logistic regression."""
-    from consumers.classifiers.minilm import load_encoder
+    from tribunal.consumers.classifiers.minilm import load_encoder
 
     head = _load(spec, tasks)
     encoder = load_encoder(_model_dir(spec))

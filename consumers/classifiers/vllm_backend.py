@@ -25,11 +25,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from consumers.classifiers.base import Classifier, Prediction, Stopwatch
-from consumers.classifiers.registry import ClassifierSpec
-from schemas.messages import Item
-from schemas.tasks import TaskRegistry
-from tribunal.errors import ClassifierError, ConfigError, FatalError, InvalidOutputError
+from tribunal.consumers.classifiers.base import Classifier, Prediction, Stopwatch
+from tribunal.consumers.classifiers.registry import ClassifierSpec
+from tribunal.core.errors import ClassifierError, ConfigError, FatalError, InvalidOutputError
+from tribunal.schemas.messages import Item
+from tribunal.schemas.tasks import TaskRegistry
 
 __all__ = [
     "ENGINE_OPTIONS",

@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import BaseModel
 
-from schemas.codec import decode
-from tribunal.settings import Settings, load_settings, settings_env
-from tribunal.topics import create_topics
+from tribunal.core.settings import Settings, load_settings, settings_env
+from tribunal.core.topics import create_topics
+from tribunal.schemas.codec import decode
 
 M = TypeVar("M", bound=BaseModel)
 # A tier run as a task: `main(stop)` returns once `stop` is set and its last batch committed.

@@ -7,9 +7,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from consumers import aggregator, judge, worker
 from tests.integration.kit import TierMain
-from tribunal.settings import JudgeSettings, Settings, WorkerSettings
+from tribunal.consumers import aggregator, judge, worker
+from tribunal.core.settings import JudgeSettings, Settings, WorkerSettings
 
 # (w1, w2, w3, judge) answers -> (final label, decided_by, escalation reason or None) under
 # Criterion 1 (tests that rely on these outcomes set aggregator.policy=criterion1 explicitly).

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tribunal.broker import LocalBroker
-from tribunal.settings import BrokerSettings
+from tribunal.core.broker import LocalBroker
+from tribunal.core.settings import BrokerSettings
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,10 +6,10 @@ import base64
 
 from aiokafka import AIOKafkaProducer
 
-from schemas.codec import encode, key
-from schemas.messages import DeadLetter, Item, Vote
 from tests.integration.kit import isolated_settings, make_topics, read_topic, running
 from tests.integration.pipeline_kit import worker_main
+from tribunal.schemas.codec import encode, key
+from tribunal.schemas.messages import DeadLetter, Item, Vote
 
 
 async def test_garbage_wrong_schema_and_overlong_text_go_to_dlq(kafka_bootstrap: str) -> None:
@@ -46,3 +46,35 @@ async def test_garbage_wrong_schema_and_overlong_text_go_to_dlq(kafka_bootstrap:
     assert "text" in letters[1].error_message
     assert "501 characters" in letters[2].error_message
     assert all(d.key_b64 == base64.b64encode(key("same-partition")).decode() for d in letters)
+
+
+async def test_items_poison_to_a_model_are_voted_abstain_and_dead_lettered(kafka_bootstrap: str) -> None:
+    """Errors steer: a label outside the set (poison) and a batch that keeps failing (retries spent)
+    both end as an abstain vote plus one dead letter with the reason and the item's bytes."""
+    settings = isolated_settings(kafka_bootstrap, runtime={"retries": 1, "retry_backoff_ms": 0})
+    await make_topics(settings)
+    topic = settings.topics.items_topic
+    scripts = {"ok-1": "positive", "bad-label": "meh", "ok-2": "negative", "bad-batch": "!fail"}
+    items = [Item(id=i, text=f"text of {i}", task="sentiment", metadata={"w1": s}) for i, s in scripts.items()]
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        for item in items:
+            await producer.send_and_wait(topic, encode(item), key=key(item.id), partition=0)
+    finally:
+        await producer.stop()
+
+    async with running(worker_main(settings, "w1")):
+        votes = await read_topic(settings, settings.topics.votes_topic, Vote, until=lambda rs: len(rs) >= 4)
+        letters = await read_topic(settings, settings.topics.dlq(topic), DeadLetter, until=lambda rs: len(rs) >= 2)
+
+    labels = {v.item_id: v.label for v in votes}
+    assert labels == {"ok-1": "positive", "bad-label": None, "ok-2": "negative", "bad-batch": None}
+    by_item = {base64.b64decode(letter.key_b64 or ""): letter for letter in letters}
+    assert set(by_item) == {b"bad-label", b"bad-batch"}
+    assert {letter.error_kind for letter in letters} == {"model_poison"}
+    assert "outside the label set" in by_item[b"bad-label"].error_message
+    assert "w1" in by_item[b"bad-batch"].error_message
+    original = {item.id: encode(item) for item in items}
+    for item_id, letter in by_item.items():
+        assert base64.b64decode(letter.value_b64) == original[item_id.decode()]

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from consumers.classifiers import build_classifier
-from schemas.tasks import load_tasks
 from tests.integration.kit import REPO
-from tribunal.demo import load_input
-from tribunal.settings import load_settings
+from tribunal.consumers.classifiers import build_classifier
+from tribunal.core.settings import load_settings
+from tribunal.lab.demo import load_input
+from tribunal.schemas.tasks import load_tasks
 
 DEMO_DATA = REPO / "data" / "demo" / "sentiment.jsonl"
 HASH_TIERS = ["--worker", "hash:1", "--worker", "hash:2", "--worker", "hash:3", "--judge", "hash:judge"]

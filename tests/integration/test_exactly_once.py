@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from producers.ingest import ingest
-from schemas.messages import Verdict
 from tests.integration.kit import isolated_settings, make_topics, read_topic, running, start_tier
 from tests.integration.pipeline_kit import CLEAN_PATTERNS, WORKERS, Expected, worker_main, write_scripted_items
-from tribunal.settings import Settings
+from tribunal.core.settings import Settings
+from tribunal.producers.ingest import ingest
+from tribunal.schemas.messages import Verdict
 
 
 async def _label_count_reaches(settings: Settings, count: int) -> None:

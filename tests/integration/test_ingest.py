@@ -9,8 +9,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from schemas.messages import Item
 from tests.integration.kit import REPO, child_env, isolated_settings, make_topics, read_topic
+from tribunal.schemas.messages import Item
 
 
 def _write_mixed_file(path: Path, valid: int, malformed: int) -> set[int]:
@@ -63,7 +63,7 @@ async def test_ingest_publishes_valid_lines_and_reports_malformed(kafka_bootstra
 
 async def test_ingest_csv_derives_stable_ids(kafka_bootstrap: str, tmp_path: Path) -> None:
     """CSV rows without an id get a content-derived id, identical across runs; extra columns become metadata."""
-    from producers.ingest import ingest
+    from tribunal.producers.ingest import ingest
 
     settings = isolated_settings(kafka_bootstrap)
     await make_topics(settings)

@@ -7,11 +7,6 @@ import contextlib
 from collections import Counter
 from pathlib import Path
 
-from consumers.aggregator import audited
-from consumers.judge import group_id as judge_group
-from consumers.judge_gate import KafkaBacklogProbe
-from producers.ingest import ingest
-from schemas.messages import JudgeRequest, Verdict
 from tests.integration.kit import isolated_settings, make_topics, read_topic, running
 from tests.integration.pipeline_kit import (
     PATTERNS,
@@ -21,7 +16,12 @@ from tests.integration.pipeline_kit import (
     worker_main,
     write_scripted_items,
 )
-from tribunal.settings import RuntimeSettings
+from tribunal.consumers.aggregator import audited
+from tribunal.consumers.judge import group_id as judge_group
+from tribunal.consumers.judge_gate import KafkaBacklogProbe
+from tribunal.core.settings import RuntimeSettings
+from tribunal.producers.ingest import ingest
+from tribunal.schemas.messages import JudgeRequest, Verdict
 
 
 async def test_audit_sample_reaches_judge_and_never_changes_labels(kafka_bootstrap: str, tmp_path: Path) -> None:

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from consumers.classifiers.base import check_predictions
-from consumers.classifiers.llamacpp import DEFAULT_CACHE_DIR, ensure_gemma
-from consumers.classifiers.registry import build_classifier
-from schemas.messages import Item
-from schemas.tasks import load_tasks
+from tribunal.consumers.classifiers.base import check_predictions
+from tribunal.consumers.classifiers.llamacpp import DEFAULT_CACHE_DIR, ensure_gemma
+from tribunal.consumers.classifiers.registry import build_classifier
+from tribunal.schemas.messages import Item
+from tribunal.schemas.tasks import load_tasks
 
 pytestmark = pytest.mark.slow
 

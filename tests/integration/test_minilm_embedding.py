@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("tokenizers", reason="embedding needs the `tokenizers` package")
 pytest.importorskip("safetensors", reason="embedding needs the `safetensors` package")
 
-from consumers.classifiers.minilm import MiniLMEncoder, find_model_dir
+from tribunal.consumers.classifiers.minilm import MiniLMEncoder, find_model_dir
 
 MODEL_DIR = find_model_dir()
 pytestmark = [
@@ -66,9 +66,9 @@ def test_matches_sentence_transformers_when_installed(encoder: MiniLMEncoder) ->
 async def test_embedding_head_trains_and_labels(tmp_path: Path) -> None:
     """An embedding head trained on a few sentences labels held-out paraphrases correctly."""
     pytest.importorskip("sklearn")
-    from consumers.classifiers.registry import build_classifier
-    from schemas.messages import Item
-    from schemas.tasks import load_tasks
+    from tribunal.consumers.classifiers.registry import build_classifier
+    from tribunal.schemas.messages import Item
+    from tribunal.schemas.tasks import load_tasks
 
     rows = [(t, "positive") for t in ["great film", "loved it", "wonderful and moving", "a joy"]]
     rows += [(t, "negative") for t in ["awful film", "hated it", "dull and boring", "a waste of time"]]

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from consumers.classifiers.registry import build_classifier
-from consumers.evaluate import Run, evaluate, load_items
-from schemas.tasks import load_tasks
+from tribunal.consumers.classifiers.registry import build_classifier
+from tribunal.lab.evaluate import Run, evaluate, load_items
+from tribunal.schemas.tasks import load_tasks
 
 DATASETS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 pytestmark = [

@@ -16,11 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from consumers.classifiers.base import check_predictions
-from consumers.classifiers.llamacpp import DEFAULT_CACHE_DIR, ensure_gemma
-from consumers.classifiers.registry import build_classifier
-from schemas.messages import Item
-from schemas.tasks import load_tasks
+from tribunal.consumers.classifiers.base import check_predictions
+from tribunal.consumers.classifiers.llamacpp import DEFAULT_CACHE_DIR, ensure_gemma
+from tribunal.consumers.classifiers.registry import build_classifier
+from tribunal.schemas.messages import Item
+from tribunal.schemas.tasks import load_tasks
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +68,15 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
     # llama_cpp.server's own CLI, run with CPU weight repacking off (it segfaults on AMX CPUs).
-    command = [sys.executable, "-m", "consumers.classifiers.llamacpp", "--model", str(model), "--host", "127.0.0.1"]
+    command = [
+        sys.executable,
+        "-m",
+        "tribunal.consumers.classifiers.llamacpp",
+        "--model",
+        str(model),
+        "--host",
+        "127.0.0.1",
+    ]
     command += ["--port", str(port), "--n_ctx", "1024", "--n_threads", "2"]
     with log.open("wb") as sink:
         server = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)

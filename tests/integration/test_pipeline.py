@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from producers.ingest import ingest
-from schemas.messages import JudgeRequest, Verdict
 from tests.integration.kit import isolated_settings, make_topics, read_topic, running
 from tests.integration.pipeline_kit import (
     WORKERS,
@@ -15,6 +13,8 @@ from tests.integration.pipeline_kit import (
     worker_main,
     write_scripted_items,
 )
+from tribunal.producers.ingest import ingest
+from tribunal.schemas.messages import JudgeRequest, Verdict
 
 
 async def test_happy_path_labels_match_policy_and_judge_sees_only_disagreements(

@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from producers.ingest import ingest
-from schemas.messages import DecidedBy, Item, JudgeRequest, Verdict
 from tests.integration.kit import REPO, isolated_settings, make_topics, read_topic, running
 from tests.integration.pipeline_kit import CLEAN_PATTERNS, WORKERS, aggregator_main, judge_main, worker_main
-from tribunal.settings import Settings
+from tribunal.core.settings import Settings
+from tribunal.producers.ingest import ingest
+from tribunal.schemas.messages import DecidedBy, Item, JudgeRequest, Verdict
 
 # w2 is never confident enough for Criterion 2 at 0.8, so only w1 and w3 can form its quorum.
 CONFIDENCE = {"w1": 0.95, "w2": 0.6, "w3": 0.85}

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from consumers.classifiers.registry import build_classifier
-from schemas.messages import Item
-from schemas.tasks import load_tasks
+from tribunal.consumers.classifiers.registry import build_classifier
+from tribunal.schemas.messages import Item
+from tribunal.schemas.tasks import load_tasks
 
 pytestmark = pytest.mark.slow
 

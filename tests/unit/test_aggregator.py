@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from aiokafka import TopicPartition
 
-from consumers.aggregator import AggregatorProcessor, PartitionState
-from schemas.codec import decode
-from schemas.messages import AggregatorEntry, Item, JudgeRequest, Verdict, Vote
-from tribunal.runtime import Output, Record
-from tribunal.settings import Settings, load_settings
+from tribunal.consumers.aggregator import AggregatorProcessor, PartitionState
+from tribunal.core.runtime import Output, Record
+from tribunal.core.settings import Settings, load_settings
+from tribunal.schemas.codec import decode
+from tribunal.schemas.messages import AggregatorEntry, Item, JudgeRequest, Verdict, Vote
 
 T0 = 1_000_000.0
 

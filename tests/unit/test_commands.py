@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from consumers.commands import register
+from tribunal.cli.models import register
 
 
 @pytest.fixture
@@ -117,8 +117,8 @@ def test_train_refuses_an_unknown_kind(app: typer.Typer, data: Path, tmp_path: P
 
 def test_bundled_defaults_name_registered_kinds() -> None:
     """Every task in the bundled tasks file has three default workers and a judge with known kinds."""
-    from consumers.classifiers.registry import parse_spec
-    from schemas.tasks import load_tasks
+    from tribunal.consumers.classifiers.registry import parse_spec
+    from tribunal.schemas.tasks import load_tasks
 
     for task in load_tasks():
         assert len(task.workers) == 3 and task.judge is not None

@@ -18,11 +18,11 @@ from prometheus_client.metrics import MetricWrapperBase
 from pydantic import BaseModel
 from typer.core import TyperGroup
 
-from consumers.classifiers.registry import parse_spec
-from consumers.classifiers.vllm_backend import engine_kwargs
-from tribunal import metrics
 from tribunal.cli import app
-from tribunal.settings import Settings, load_settings
+from tribunal.consumers.classifiers.registry import parse_spec
+from tribunal.consumers.classifiers.vllm_backend import engine_kwargs
+from tribunal.core import metrics
+from tribunal.core.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -206,7 +206,7 @@ def test_cli_check_rejects_unknown_commands_and_options() -> None:
 
 @pytest.mark.parametrize("name", TRIBUNAL_SERVICES)
 def test_env_names_are_settings(services: dict[str, dict[str, Any]], name: str) -> None:
-    """Every TRIBUNAL_* variable of the service names a real field of tribunal.settings.Settings."""
+    """Every TRIBUNAL_* variable of the service names a real field of tribunal.core.settings.Settings."""
     known = _setting_env_names()
     unknown = [key for key in _env(services[name]) if key.upper().startswith("TRIBUNAL_") and key.upper() not in known]
     assert not unknown, f"{name}: not settings: {unknown}"

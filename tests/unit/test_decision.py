@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumers.decision import (
+from tribunal.consumers.decision import (
     Accept,
     Ballot,
     Criterion1,
@@ -24,8 +24,8 @@ from consumers.decision import (
     build_policy,
     plurality,
 )
-from consumers.reliability import Reliability
-from schemas.messages import EscalationReason
+from tribunal.consumers.reliability import Reliability
+from tribunal.schemas.messages import EscalationReason
 
 DEADLINE = 2000.0
 BEFORE = DEADLINE - 1.0

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from schemas.tasks import load_tasks
-from tribunal.demo import DemoOptions, choose_quorum, choose_tiers, load_input, make_plan
-from tribunal.measure import child_env, pass_settings
-from tribunal.settings import load_settings
-from tribunal.supervisor import child_specs
+from tribunal.core.settings import load_settings
+from tribunal.core.supervisor import child_specs
+from tribunal.lab.demo import DemoOptions, choose_quorum, choose_tiers, load_input, make_plan
+from tribunal.lab.measure import child_env, pass_settings
+from tribunal.schemas.tasks import load_tasks
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from consumers.classifiers.base import Prediction
-from consumers.classifiers.registry import build_classifier
-from consumers.evaluate import (
+from tribunal.consumers.classifiers.base import Prediction
+from tribunal.consumers.classifiers.registry import build_classifier
+from tribunal.core.errors import ConfigError, InvalidOutputError
+from tribunal.lab.evaluate import (
     Run,
     accuracy,
     agreement,
@@ -20,9 +21,8 @@ from consumers.evaluate import (
     majority_stats,
     percentile,
 )
-from schemas.messages import Item
-from schemas.tasks import load_tasks
-from tribunal.errors import ConfigError, InvalidOutputError
+from tribunal.schemas.messages import Item
+from tribunal.schemas.tasks import load_tasks
 
 TASKS = load_tasks()
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 
-from producers.ingest import Rejected, parse_lines, stable_id
-from schemas import DecodeContext, Item, load_tasks
+from tribunal.producers.ingest import Rejected, parse_lines, stable_id
+from tribunal.schemas import DecodeContext, Item, load_tasks
 
 CONTEXT = DecodeContext(tasks=load_tasks(), max_text_chars=100)
 

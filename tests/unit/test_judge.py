@@ -7,13 +7,13 @@ from collections.abc import Sequence
 
 import orjson
 
-from consumers.classifiers.base import Prediction
-from consumers.judge import JudgeProcessor, wilson_interval
-from consumers.verdicts import fallback_verdict
-from schemas import Item, JudgeRequest, Vote, decode, encode, load_tasks
-from schemas.messages import DeadLetter, EscalationReason, Verdict
-from tribunal.runtime import Record
-from tribunal.settings import load_settings
+from tribunal.consumers.classifiers.base import Prediction
+from tribunal.consumers.judge import JudgeProcessor, wilson_interval
+from tribunal.consumers.verdicts import fallback_verdict
+from tribunal.core.runtime import Record
+from tribunal.core.settings import load_settings
+from tribunal.schemas import Item, JudgeRequest, Vote, decode, encode, load_tasks
+from tribunal.schemas.messages import DeadLetter, EscalationReason, Verdict
 
 TASKS = load_tasks()
 SETTINGS = load_settings(topics={"prefix": "j-"}, runtime={"retries": 0, "retry_backoff_ms": 0})

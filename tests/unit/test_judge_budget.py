@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from aiokafka import TopicPartition
 
-from consumers.aggregator import AggregatorProcessor, PartitionState
-from consumers.budget import TokenBucket
-from consumers.judge_gate import JudgeGate
-from schemas import Item, Verdict, Vote, decode
-from tribunal.runtime import Record
-from tribunal.settings import Settings, load_settings
+from tribunal.consumers.aggregator import AggregatorProcessor, PartitionState
+from tribunal.consumers.budget import TokenBucket
+from tribunal.consumers.judge_gate import JudgeGate
+from tribunal.core.runtime import Record
+from tribunal.core.settings import Settings, load_settings
+from tribunal.schemas import Item, Verdict, Vote, decode
 
 T0 = 5_000.0
 
@@ -51,7 +51,7 @@ class Probe:
 async def test_gate_refuses_while_backlog_is_full_and_probes_at_most_once_a_second() -> None:
     """At max backlog nothing more is admitted until a probe shows the judge caught up."""
     probe = Probe(backlog=3)
-    gate = JudgeGate(load_settings(aggregator={"judge_max_backlog": 3}), probe)
+    gate = JudgeGate(load_settings(aggregator={"judge_max_backlog": 3}).aggregator, probe)
     await gate.refresh(T0)
     assert not gate.admit(T0)
     probe.backlog = 2

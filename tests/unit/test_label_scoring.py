@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from consumers.classifiers.label_scoring import (
+from tribunal.consumers.classifiers.label_scoring import (
     LogitsFn,
     build_trie,
     common_prefix_len,

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from consumers.classifiers.base import check_predictions
-from consumers.classifiers.lexicon import (
+from tribunal.consumers.classifiers.base import check_predictions
+from tribunal.consumers.classifiers.lexicon import (
     BINARY,
     CALIBRATION,
     SCORERS,
@@ -15,9 +15,9 @@ from consumers.classifiers.lexicon import (
     fit_calibration,
     probabilities,
 )
-from consumers.classifiers.registry import build_classifier
-from schemas.messages import Item
-from schemas.tasks import load_tasks
+from tribunal.consumers.classifiers.registry import build_classifier
+from tribunal.schemas.messages import Item
+from tribunal.schemas.tasks import load_tasks
 
 TASKS = load_tasks()
 NASTY_TEXTS = [

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from consumers.classifiers.llamacpp import LlamaCppClassifier, reusable_prefix, task_trie
-from consumers.classifiers.registry import build_classifier
-from schemas.tasks import Task, load_tasks
-from tribunal.errors import ConfigError
+from tribunal.consumers.classifiers.llamacpp import LlamaCppClassifier, reusable_prefix, task_trie
+from tribunal.consumers.classifiers.registry import build_classifier
+from tribunal.core.errors import ConfigError
+from tribunal.schemas.tasks import Task, load_tasks
 
 # A word-level tokenizer table for tests: text -> token ids, as a model's tokenizer would give.
 VOCAB = {" yes": [1], " yes please": [1, 2], " no": [3], "\n\n": [9, 9], " pos": [4], " neg": [5]}

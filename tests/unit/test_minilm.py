@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("scipy")
 
-from consumers.classifiers.minilm import MiniLMEncoder, _gelu, _layer_norm
+from tribunal.consumers.classifiers.minilm import MiniLMEncoder, _gelu, _layer_norm
 
 
 @pytest.mark.parametrize("x", [-6.0, -1.0, -0.1, 0.0, 0.3, 1.0, 4.0])

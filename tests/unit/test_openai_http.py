@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from consumers.classifiers.openai_http import (
+from tribunal.consumers.classifiers.openai_http import (
     OpenAIClassifier,
     backoff_delay,
     build_request,
@@ -18,10 +18,10 @@ from consumers.classifiers.openai_http import (
     resolve_mode,
     retryable_status,
 )
-from consumers.classifiers.registry import build_classifier
-from schemas.messages import Item
-from schemas.tasks import load_tasks
-from tribunal.errors import ClassifierError, ConfigError, InvalidOutputError
+from tribunal.consumers.classifiers.registry import build_classifier
+from tribunal.core.errors import ClassifierError, ConfigError, InvalidOutputError
+from tribunal.schemas.messages import Item
+from tribunal.schemas.tasks import load_tasks
 
 LABELS = ("negative", "positive")
 

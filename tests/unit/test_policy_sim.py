@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from consumers.decision import Ballot, Criterion1, Criterion2, WeightedVote
-from consumers.reliability import Reliability
-from tribunal.errors import ConfigError
-from tribunal.policy_bench import load_recording, save_recording
-from tribunal.policy_sim import Candidate, Recorded, Recording, default_candidates, simulate, speedup
+from tribunal.consumers.decision import Ballot, Criterion1, Criterion2, WeightedVote
+from tribunal.consumers.reliability import Reliability
+from tribunal.core.errors import ConfigError
+from tribunal.lab.policy_bench import load_recording, save_recording
+from tribunal.lab.policy_sim import Candidate, Recorded, Recording, default_candidates, simulate, speedup
 
 WORKERS = ("w1", "w2", "w3")
 LABELS = ("a", "b", "c")

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumers.decision import Accept, Ballot, Escalate, WeightedVote
-from consumers.reliability import FORMAT, Reliability
-from schemas.messages import EscalationReason
+from tribunal.consumers.decision import Accept, Ballot, Escalate, WeightedVote
+from tribunal.consumers.reliability import FORMAT, Reliability
+from tribunal.schemas.messages import EscalationReason
 
 LABELS = ("neg", "neu", "pos")
 

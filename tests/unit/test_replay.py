@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from consumers.decision import Accept, Ballot, Criterion1, Criterion2, Escalate, Policy, WeightedVote
-from consumers.reliability import Reliability
-from producers.redecide import NO_LABEL, RecordedLog, ReplayOutcome, decide_final, group_votes, redecide
-from producers.replay import parse_thresholds, parse_time, run_settings
-from schemas.messages import DecidedBy, EscalationReason, Item, Verdict, Vote
-from tribunal.errors import ConfigError
-from tribunal.settings import load_settings
+from tribunal.consumers.decision import Accept, Ballot, Criterion1, Criterion2, Escalate, Policy, WeightedVote
+from tribunal.consumers.reliability import Reliability
+from tribunal.core.errors import ConfigError
+from tribunal.core.settings import load_settings
+from tribunal.producers.redecide import NO_LABEL, RecordedLog, ReplayOutcome, decide_final, group_votes, redecide
+from tribunal.producers.replay import parse_thresholds, parse_time, run_settings
+from tribunal.schemas.messages import DecidedBy, EscalationReason, Item, Verdict, Vote
 
 WORKERS = ("w1", "w2", "w3")
 NOW = 1_800_000_000.0

@@ -6,9 +6,8 @@ import re
 
 import pytest
 
-from schemas.messages import DecidedBy, Verdict, Vote
-from tribunal import svg
-from tribunal.report import (
+from tribunal.lab import svg
+from tribunal.lab.report import (
     Measurement,
     Round,
     build_report,
@@ -21,7 +20,8 @@ from tribunal.report import (
     wall_seconds,
     worker_answers,
 )
-from tribunal.report_view import render_html
+from tribunal.lab.report_view import render_html
+from tribunal.schemas.messages import DecidedBy, Verdict, Vote
 
 P, N = "positive", "negative"
 WORKERS = {"w1": "hash:1", "w2": "hash:2", "w3": "hash:3"}

@@ -6,10 +6,20 @@ from collections.abc import Sequence
 
 import pytest
 
-from consumers.classifiers.base import Prediction
-from consumers.resilience import ResilientClassifier
-from schemas import Item, load_tasks
-from tribunal.errors import ClassifierError, ConfigError
+from tribunal.consumers.classifiers.base import Prediction
+from tribunal.consumers.resilience import ResilientClassifier
+from tribunal.core.errors import (
+    BrokerUnavailableError,
+    ClassifierError,
+    ConfigError,
+    FatalError,
+    InvalidOutputError,
+    PoisonError,
+    RetryableError,
+    disposition,
+)
+from tribunal.schemas import Item, load_tasks
+from tribunal.schemas.codec import DecodeError
 
 TASKS = load_tasks()
 
@@ -79,3 +89,35 @@ async def test_fatal_errors_propagate() -> None:
 
     with pytest.raises(ConfigError):
         await ResilientClassifier(Broken(), TASKS, retries=2, backoff_s=0).classify(_items("a"))
+
+
+async def test_poison_is_not_retried_with_backoff() -> None:
+    """An answer outside the label set is poison: one call, no backoff, a failed abstention."""
+    flaky = Flaky(label="meh")
+    resilient = ResilientClassifier(flaky, TASKS, retries=5, backoff_s=3600)  # a backoff would hang the test
+    predictions = await resilient.classify(_items("a"))
+    assert flaky.calls == 1
+    assert predictions[0].label is None and predictions[0].failed
+
+
+async def test_failures_mark_only_the_isolated_items_failed() -> None:
+    predictions = await ResilientClassifier(Flaky(), TASKS, retries=0, backoff_s=0).classify(_items("a", "poison"))
+    assert [p.failed for p in predictions] == [False, True]
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (InvalidOutputError("label 'meh' outside the set"), "poison"),
+        (PoisonError("bad input"), "poison"),
+        (DecodeError("Item", "not JSON"), "poison"),
+        (ClassifierError("HTTP 503"), "retry"),
+        (RetryableError("timeout"), "retry"),
+        (RuntimeError("engine hiccup"), "retry"),
+        (ConfigError("model file missing"), "fatal"),
+        (BrokerUnavailableError("no broker"), "fatal"),
+        (FatalError("fenced"), "fatal"),
+    ],
+)
+def test_errors_steer_by_their_flags(error: Exception, expected: str) -> None:
+    assert disposition(error) == expected

@@ -9,9 +9,9 @@ from typing import Any
 from aiokafka import ConsumerRecord, TopicPartition
 from pydantic import BaseModel
 
-from schemas import DeadLetter, Item, decode, encode
-from tribunal.runtime import Output, Processor, Record, StreamRunner
-from tribunal.settings import load_settings
+from tribunal.core.runtime import Output, Processor, Record, StreamRunner
+from tribunal.core.settings import load_settings
+from tribunal.schemas import DeadLetter, Item, decode, encode
 
 SETTINGS = load_settings(topics={"prefix": "r-"})
 

@@ -6,8 +6,8 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from schemas import DecodeContext, DecodeError, Item, JudgeRequest, Verdict, Vote, decode, encode, load_tasks
-from schemas.messages import DeadLetter, DecidedBy, EscalationReason
+from tribunal.schemas import DecodeContext, DecodeError, Item, JudgeRequest, Verdict, Vote, decode, encode, load_tasks
+from tribunal.schemas.messages import DeadLetter, DecidedBy, EscalationReason
 
 TASKS = load_tasks()
 STRICT = DecodeContext(tasks=TASKS, max_text_chars=50, max_message_bytes=2_000)

@@ -10,8 +10,8 @@ import pytest
 import typer
 from pydantic import ValidationError
 
-from tribunal.kafka import connection_options
-from tribunal.settings import KafkaSettings, load_settings
+from tribunal.core.kafka import connection_options
+from tribunal.core.settings import KafkaSettings, load_settings
 
 
 def test_defaults_work_on_a_laptop() -> None:
@@ -68,7 +68,8 @@ def test_omitted_cli_options_do_not_override_the_config_file(tmp_path: Path) -> 
     """`tribunal judge` without --classifier keeps the classifier the config file names."""
     from typer.testing import CliRunner
 
-    from tribunal.cli import main_options, settings_from
+    from tribunal.cli import main_options
+    from tribunal.cli.common import settings_from
 
     config = tmp_path / "tribunal.toml"
     config.write_text('[judge]\nclassifier = "constant:positive"\n[worker]\nname = "w9"\n')
@@ -88,7 +89,7 @@ def test_omitted_cli_options_do_not_override_the_config_file(tmp_path: Path) -> 
 
 def test_settings_env_reproduces_explicit_settings_in_a_child(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every explicitly set value, secrets and nested lists included, survives the trip through env vars."""
-    from tribunal.settings import WorkerProcess, settings_env
+    from tribunal.core.settings import WorkerProcess, settings_env
 
     original = load_settings(
         kafka={"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN", "sasl_username": "u", "sasl_password": "pw"},

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.tasks import TaskError, load_tasks
+from tribunal.schemas.tasks import TaskError, load_tasks
 
 
 def test_bundled_tasks_have_their_label_sets() -> None:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from consumers.classifiers.base import check_predictions
-from consumers.classifiers.heads import file_sha256, load_head, read_header, train_head
-from consumers.classifiers.registry import build_classifier
-from schemas.messages import Item
-from schemas.tasks import load_tasks
-from tribunal.errors import ConfigError
+from tribunal.consumers.classifiers.base import check_predictions
+from tribunal.consumers.classifiers.heads import file_sha256, load_head, read_header, train_head
+from tribunal.consumers.classifiers.registry import build_classifier
+from tribunal.core.errors import ConfigError
+from tribunal.schemas.messages import Item
+from tribunal.schemas.tasks import load_tasks
 
 pytest.importorskip("sklearn")
 pytest.importorskip("joblib")

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from consumers.classifiers.registry import build_classifier
-from consumers.classifiers.vllm_backend import (
+from tribunal.consumers.classifiers.registry import build_classifier
+from tribunal.consumers.classifiers.vllm_backend import (
     Sample,
     build_prompts,
     engine_kwargs,
@@ -16,9 +16,9 @@ from consumers.classifiers.vllm_backend import (
     sample_from_output,
     sampling_kwargs,
 )
-from schemas.messages import Item
-from schemas.tasks import load_tasks
-from tribunal.errors import ConfigError, InvalidOutputError
+from tribunal.core.errors import ConfigError, InvalidOutputError
+from tribunal.schemas.messages import Item
+from tribunal.schemas.tasks import load_tasks
 
 LABELS = ("negative", "neutral", "positive")
 

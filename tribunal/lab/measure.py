@@ -36,14 +36,14 @@ from typing import IO, Any
 
 from pydantic import BaseModel
 
-from schemas.codec import DecodeError, decode, encode, key
-from schemas.messages import EscalationReason, Item, JudgeRequest, Verdict, Vote, now
-from tribunal import kafka
-from tribunal.errors import FatalError
-from tribunal.report import Measurement, Round
-from tribunal.settings import AggregatorSettings, JudgeSettings, PipelineSettings, Settings, WorkerProcess
-from tribunal.supervisor import ChildSpec, child_specs
-from tribunal.topics import create_topics, topic_specs
+from tribunal.core import kafka
+from tribunal.core.errors import FatalError
+from tribunal.core.settings import AggregatorSettings, JudgeSettings, PipelineSettings, Settings, WorkerProcess
+from tribunal.core.supervisor import ChildSpec, child_specs
+from tribunal.core.topics import create_topics, topic_specs
+from tribunal.lab.report import Measurement, Round
+from tribunal.schemas.codec import DecodeError, decode, encode, key
+from tribunal.schemas.messages import EscalationReason, Item, JudgeRequest, Verdict, Vote, now
 
 __all__ = ["WARMUP_PREFIX", "DemoError", "Plan", "Progress", "measure"]
 

@@ -24,9 +24,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from schemas.codec import DEFAULT_MAX_MESSAGE_BYTES, DecodeContext
-from schemas.messages import DEFAULT_MAX_TEXT_CHARS
-from schemas.tasks import TaskRegistry, load_tasks
+from tribunal.schemas.codec import DEFAULT_MAX_MESSAGE_BYTES, DecodeContext
+from tribunal.schemas.messages import DEFAULT_MAX_TEXT_CHARS
+from tribunal.schemas.tasks import TaskRegistry, load_tasks
 
 __all__ = [
     "AggregatorSettings",
@@ -129,6 +129,19 @@ class TopicSettings(Section):
     @property
     def reliability_topic(self) -> str:
         return self.name(self.reliability)
+
+    # Consumer groups live beside the topics they read: one group per worker name, one
+    # aggregator group, one judge group, all under the same prefix as the run's topics.
+    def worker_group(self, worker: str) -> str:
+        return self.name(f"tribunal-worker-{worker}")
+
+    @property
+    def aggregator_group(self) -> str:
+        return self.name("tribunal-aggregator")
+
+    @property
+    def judge_group(self) -> str:
+        return self.name("tribunal-judge")
 
 
 class RuntimeSettings(Section):

@@ -14,10 +14,10 @@ from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from tribunal import kafka
-from tribunal.errors import ConfigError
-from tribunal.kafka import admin_client
-from tribunal.settings import Settings
+from tribunal.core import kafka
+from tribunal.core.errors import ConfigError
+from tribunal.core.kafka import admin_client
+from tribunal.core.settings import Settings
 
 __all__ = ["TopicSpec", "create_topics", "describe_partition_counts", "partitions_of", "read_to_end", "topic_specs"]
 

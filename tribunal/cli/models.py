@@ -1,8 +1,8 @@
 """`tribunal train` and `tribunal eval`: the model commands, registered on the main app.
 
-`tribunal.cli` calls `register(app)`. Both commands build settings once (honouring the app's
-`--config`), read tasks from `settings.tasks()`, and exit with status 2 and a one-line
-message on a Tribunal error (bad spec, missing data, label set mismatch).
+Both build settings once through `tribunal.cli.common`, read tasks from `settings.tasks()`, and
+exit with status 2 and a one-line message on a Tribunal error (bad spec, missing data, label set
+mismatch).
 """
 
 from __future__ import annotations
@@ -15,25 +15,15 @@ from typing import Annotated, Any
 
 import typer
 
-from consumers.evaluate import GOLD, Report, Run, evaluate, load_items
-from schemas.tasks import Task, TaskRegistry
-from tribunal.errors import TribunalError
-from tribunal.settings import Settings, load_settings
+from tribunal.cli.common import fail, settings_from
+from tribunal.core.errors import TribunalError
+from tribunal.lab.evaluate import GOLD, Report, Run, evaluate, load_items
+from tribunal.schemas.tasks import Task, TaskRegistry
 
 __all__ = ["register"]
 
 TaskOption = Annotated[str, typer.Option("--task", "-t", help="Task name from the tasks file")]
 DataOption = Annotated[Path, typer.Option("--data", "-d", help="Labelled JSONL (id, text, label)", dir_okay=False)]
-
-
-def _settings(ctx: typer.Context) -> Settings:
-    config = ctx.obj.get("config") if isinstance(ctx.obj, dict) else None
-    return load_settings(config)
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(2)
 
 
 def train(
@@ -48,15 +38,15 @@ def train(
     head: Annotated[str, typer.Option("--head", help="linear; nb or knn (tfidf only)")] = "linear",
 ) -> None:
     """Fit a linear head on labelled data and save it (+ a .json header) for `KIND:PATH` specs."""
-    from consumers.classifiers.heads import train_head
+    from tribunal.consumers.classifiers.heads import train_head
 
     try:
-        settings = _settings(ctx)
+        settings = settings_from(ctx)
         suffix = "" if head == "linear" else f"-{head}"
         target = out or settings.home / "models" / f"{task}-{kind}{suffix}.joblib"
         header = train_head(settings.tasks().get(task), kind, data, target, head=head, max_rows=max_rows)
     except (TribunalError, ValueError) as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     typer.echo(
         f"trained {kind} head for {task}: {header['rows']} rows, {len(header['labels'])} labels, "
         f"{header['train_seconds']} s -> {target}  (spec: {kind}:{target}{'?head=' + head if suffix else ''})"
@@ -65,7 +55,7 @@ def train(
 
 def _runs(specs: list[str], judges: list[str], task: Task, defaults: bool, tasks: TaskRegistry) -> list[Run]:
     """The classifiers to evaluate: explicit workers and judges, then (with --defaults) the task's."""
-    from consumers.classifiers.registry import build_classifier
+    from tribunal.consumers.classifiers.registry import build_classifier
 
     chosen: list[tuple[str, Any]] = [(spec, "worker") for spec in specs] + [(spec, "judge") for spec in judges]
     if defaults:
@@ -82,7 +72,7 @@ def _runs(specs: list[str], judges: list[str], task: Task, defaults: bool, tasks
 
 def _short_name(spec: str) -> str:
     """The kind, plus the head for trained heads (`tfidf-nb`): a table column, not an identity."""
-    from consumers.classifiers.registry import parse_spec
+    from tribunal.consumers.classifiers.registry import parse_spec
 
     parsed = parse_spec(spec)
     head = parsed.options.get("head")
@@ -125,12 +115,12 @@ def eval_command(
 ) -> None:
     """Run classifiers over labelled data: accuracy, macro-F1, latency p50/p95, agreement."""
     try:
-        tasks = _settings(ctx).tasks()
+        tasks = settings_from(ctx).tasks()
         items = load_items(data, task, tasks, limit, stride)
         runs = _runs(list(classifier or []), list(judge or []), tasks.get(task), defaults, tasks)
         report = asyncio.run(_evaluate(task, data, items, runs, tasks, batch_size))
     except (TribunalError, ValueError) as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     result = report.as_json()
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")

@@ -26,9 +26,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from consumers.decision import Ballot, plurality
-from consumers.evaluate import accuracy, agreement, agreement_matrix, macro_f1, percentile
-from schemas.messages import DecidedBy, Verdict, Vote
+from tribunal.consumers.decision import ballots, plurality
+from tribunal.lab.evaluate import accuracy, agreement, agreement_matrix, macro_f1, percentile
+from tribunal.schemas.messages import DecidedBy, Verdict, Vote
 
 __all__ = [
     "FINAL",
@@ -131,7 +131,7 @@ def judge_overrule_rate(verdicts: Sequence[Verdict]) -> float | None:
     for verdict in verdicts:
         if verdict.decided_by != DecidedBy.JUDGE:
             continue
-        best = plurality([Ballot(v.worker, v.label, v.confidence) for v in verdict.votes])
+        best = plurality(ballots(verdict.votes))
         if best is None:
             continue
         compared += 1

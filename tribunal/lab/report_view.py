@@ -1,7 +1,7 @@
 """The demo report shown two ways: rich tables on a terminal, and one self-contained HTML page.
 
-Both read the dict of `tribunal.report.build_report` and nothing else. The page's charts are
-inline SVG drawn by `tribunal.svg` (no plotting library, no network): the agreement matrix as a
+Both read the dict of `tribunal.lab.report.build_report` and nothing else. The page's charts are
+inline SVG drawn by `tribunal.lab.svg` (no plotting library, no network): the agreement matrix as a
 heat map, decisions over time, the latency histogram, wall time and accuracy per pass.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from tribunal import svg
+from tribunal.lab import svg
 
 __all__ = ["print_report", "render_html"]
 

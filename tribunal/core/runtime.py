@@ -33,14 +33,24 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel
 
-from schemas.codec import DecodeContext, DecodeError, decode, encode
-from schemas.messages import DeadLetter
-from tribunal import kafka, metrics
-from tribunal.errors import FatalError
-from tribunal.logs import get_logger
-from tribunal.settings import Settings
+from tribunal.core import kafka, metrics
+from tribunal.core.errors import FatalError
+from tribunal.core.logs import get_logger
+from tribunal.core.settings import Settings
+from tribunal.schemas.codec import DecodeContext, DecodeError, decode, encode
+from tribunal.schemas.messages import DeadLetter
 
-__all__ = ["Output", "Processor", "Record", "StreamRunner", "run_until_signalled", "serve"]
+__all__ = [
+    "DeadLetterSource",
+    "Output",
+    "Processor",
+    "Record",
+    "StreamRunner",
+    "dead_letter",
+    "dead_letter_of",
+    "run_until_signalled",
+    "serve",
+]
 
 M = TypeVar("M", bound=BaseModel)
 log = get_logger("tribunal.runtime")
@@ -67,6 +77,47 @@ class Output:
     value: bytes | None
     key: bytes | None = None
     partition: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterSource:
+    """Where a dead letter's record came from, with its original key and bytes."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def dead_letter(dlq_topic: str, tier: str, source: DeadLetterSource, kind: str, message: str) -> Output:
+    """The one way any tier dead-letters a record: logged, counted, original bytes kept."""
+    log.warning(
+        "sent_to_dlq",
+        topic=source.topic,
+        partition=source.partition,
+        offset=source.offset,
+        error_kind=kind,
+        error=message,
+    )
+    metrics.DEAD_LETTERS.labels(tier, source.topic, kind).inc()
+    letter = DeadLetter(
+        source_topic=source.topic,
+        partition=source.partition,
+        offset=source.offset,
+        key_b64=base64.b64encode(source.key).decode() if source.key is not None else None,
+        value_b64=base64.b64encode(source.value or b"").decode(),
+        error_kind=kind,
+        error_message=message[:4000],
+        tier=tier,
+    )
+    return Output(dlq_topic, encode(letter), key=source.key)
+
+
+def dead_letter_of(record: Record[Any], dlq_topic: str, tier: str, kind: str, message: str) -> Output:
+    """`dead_letter` for a decoded record a processor gives up on (poison to its model)."""
+    source = DeadLetterSource(record.topic, record.partition, record.offset, record.key, record.raw)
+    return dead_letter(dlq_topic, tier, source, kind, message)
 
 
 class Processor:
@@ -199,27 +250,8 @@ class StreamRunner:
         return records, dead
 
     def _dead_letter(self, raw: ConsumerRecord, kind: str, message: str) -> Output:
-        tier = self._processor.tier
-        log.warning(
-            "sent_to_dlq",
-            topic=raw.topic,
-            partition=raw.partition,
-            offset=raw.offset,
-            error_kind=kind,
-            error=message,
-        )
-        metrics.DEAD_LETTERS.labels(tier, raw.topic, kind).inc()
-        letter = DeadLetter(
-            source_topic=raw.topic,
-            partition=raw.partition,
-            offset=raw.offset,
-            key_b64=base64.b64encode(raw.key).decode() if raw.key is not None else None,
-            value_b64=base64.b64encode(raw.value or b"").decode(),
-            error_kind=kind,
-            error_message=message[:4000],
-            tier=tier,
-        )
-        return Output(self._settings.topics.dlq(raw.topic), encode(letter), key=raw.key)
+        letter = DeadLetterSource(raw.topic, raw.partition, raw.offset, raw.key, raw.value)
+        return dead_letter(self._settings.topics.dlq(raw.topic), self._processor.tier, letter, kind, message)
 
     async def _commit(
         self, producer: AIOKafkaProducer, outputs: list[Output], offsets: dict[TopicPartition, int]

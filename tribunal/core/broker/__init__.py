@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from tribunal.errors import BrokerUnavailableError, ConfigError
-from tribunal.settings import BrokerSettings
+from tribunal.core.errors import BrokerUnavailableError, ConfigError
+from tribunal.core.settings import BrokerSettings
 
 __all__ = ["LocalBroker"]
 
@@ -191,7 +191,7 @@ class LocalBroker:
 
 
 def _resource(name: str) -> str:
-    return resources.files("tribunal.broker").joinpath(name).read_text(encoding="utf-8")
+    return resources.files("tribunal.core.broker").joinpath(name).read_text(encoding="utf-8")
 
 
 def _alive(pid: int) -> bool:

@@ -12,28 +12,47 @@
 
 `schemas.codec.DecodeError` and `schemas.tasks.TaskError` are ValueErrors raised by pure code
 without this package; the runtime treats them as poison.
+
+Code steers by `disposition(exc)`, never by message text: each class says what it is with the
+`poison`/`retriable` flags (as aiokafka's errors carry `retriable`). An exception that is not
+Tribunal's own (a third-party engine failing) counts as retryable: the batch is retried with
+backoff, and once the retries are spent the item that still fails is isolated as poison.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from tribunal.schemas.codec import DecodeError
+from tribunal.schemas.tasks import TaskError
+
+Disposition = Literal["poison", "retry", "fatal"]
 
 __all__ = [
     "BrokerUnavailableError",
     "ClassifierError",
     "ConfigError",
+    "Disposition",
     "FatalError",
     "InvalidOutputError",
     "PoisonError",
     "RetryableError",
     "TribunalError",
+    "disposition",
 ]
 
 
 class TribunalError(Exception):
     """Base of Tribunal's own errors. The message says what was wrong and what to do."""
 
+    poison: ClassVar[bool] = False
+    retriable: ClassVar[bool] = False
+
 
 class PoisonError(TribunalError):
     """This input can never be processed; route it to the dead-letter topic."""
+
+    poison = True
 
 
 class InvalidOutputError(PoisonError):
@@ -42,6 +61,8 @@ class InvalidOutputError(PoisonError):
 
 class RetryableError(TribunalError):
     """A transient failure; the same call may succeed later."""
+
+    retriable = True
 
 
 class ClassifierError(RetryableError):
@@ -58,3 +79,12 @@ class ConfigError(FatalError):
 
 class BrokerUnavailableError(FatalError):
     """No Kafka broker answered at the configured address."""
+
+
+def disposition(exc: BaseException) -> Disposition:
+    """What to do about `exc`: dead-letter the input, back off and retry, or exit."""
+    if isinstance(exc, TribunalError):
+        return "poison" if exc.poison else "retry" if exc.retriable else "fatal"
+    if isinstance(exc, DecodeError | TaskError):
+        return "poison"
+    return "retry"

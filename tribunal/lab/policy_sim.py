@@ -23,14 +23,22 @@ from the judge's label of every item it sends to the judge (escalations and audi
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from consumers.decision import Accept, Ballot, Criterion1, Criterion2, Policy, WeightedVote, plurality
-from consumers.evaluate import accuracy, macro_f1, percentile
-from consumers.reliability import Reliability
-from producers.redecide import decide_final
+from tribunal.consumers.decision import (
+    Accept,
+    Ballot,
+    Criterion1,
+    Criterion2,
+    Policy,
+    WeightedVote,
+    audited,
+    plurality,
+)
+from tribunal.consumers.reliability import Reliability
+from tribunal.lab.evaluate import accuracy, macro_f1, percentile
+from tribunal.producers.redecide import decide_final
 
 __all__ = [
     "Candidate",
@@ -100,13 +108,6 @@ class Score:
 
     def as_dict(self) -> dict[str, float | str]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-def audited(item_id: str, rate: float) -> bool:
-    """The aggregator's audit draw: deterministic by id, so every candidate audits the same items."""
-    if rate <= 0.0:
-        return False
-    return int.from_bytes(hashlib.blake2b(item_id.encode(), digest_size=8).digest(), "big") / 2**64 < rate
 
 
 def default_candidates(recording: Recording, quorum: int = 2) -> list[Candidate]:

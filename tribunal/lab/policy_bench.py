@@ -3,7 +3,7 @@
 Runs the task's default workers and judge (`schemas/tasks.toml`) ONCE over the data, each
 classifier alone and batched (`consumers.evaluate.evaluate`), recording every worker's vote
 with its confidence and per-item latency and the judge's label for every item. Then simulates
-each policy on that recording (`tribunal.policy_sim`): no Kafka, figures printed, never
+each policy on that recording (`tribunal.lab.policy_sim`): no Kafka, figures printed, never
 asserted. `--cache FILE` keeps the recording (JSON) so the simulation can be re-run for free.
 """
 
@@ -11,21 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import platform
-import sys
 from pathlib import Path
-from typing import Annotated
 
-import typer
+from tribunal.consumers.decision import Ballot
+from tribunal.core.errors import ConfigError
+from tribunal.lab.evaluate import Report, Run, evaluate, load_items
+from tribunal.lab.policy_sim import Recorded, Recording, Score, default_candidates, reference_scores, simulate
+from tribunal.schemas.tasks import TaskRegistry
 
-from consumers.decision import Ballot
-from consumers.evaluate import Report, Run, evaluate, load_items
-from schemas.tasks import TaskRegistry
-from tribunal.errors import ConfigError, TribunalError
-from tribunal.policy_sim import Recorded, Recording, Score, default_candidates, reference_scores, simulate
-
-__all__ = ["bench_policies", "load_recording", "record", "register", "save_recording"]
+__all__ = [
+    "bench_policies",
+    "latencies",
+    "load_or_record",
+    "load_recording",
+    "plot",
+    "record",
+    "save_recording",
+    "table",
+]
 
 FORMAT = "tribunal-policy-recording/1"
 
@@ -35,7 +38,7 @@ async def record(
 ) -> Recording:
     """Run the task's default workers and judge over `data` (every `stride`-th row, at most `limit`)
     once; raise ConfigError if the task has no default workers and judge."""
-    from consumers.classifiers import build_classifier
+    from tribunal.consumers.classifiers import build_classifier
 
     spec = tasks.get(task)
     if len(spec.workers) < 2 or not spec.judge:
@@ -141,7 +144,7 @@ def plot(scores: list[Score], title: str, out: Path) -> None:
     plt.close(fig)
 
 
-def _table(scores: list[Score]) -> str:
+def table(scores: list[Score]) -> str:
     """A Markdown table of the scores (the format docs/policies.md uses)."""
     lines = [
         "| policy | judge rate | accuracy | macro-F1 | fast-path acc. | speedup |",
@@ -156,7 +159,7 @@ def _table(scores: list[Score]) -> str:
     return "\n".join(lines)
 
 
-def _latencies(recording: Recording) -> dict[str, float]:
+def latencies(recording: Recording) -> dict[str, float]:
     n = max(len(recording.items), 1)
     return {
         "judge_ms_per_item": sum(r.judge_latency_ms for r in recording.items) / n,
@@ -164,7 +167,7 @@ def _latencies(recording: Recording) -> dict[str, float]:
     }
 
 
-def _load_or_record(tasks: TaskRegistry, task: str, data: Path, sample: tuple[int | None, int], batch: int,
+def load_or_record(tasks: TaskRegistry, task: str, data: Path, sample: tuple[int | None, int], batch: int,
                     cache: Path | None) -> Recording:  # fmt: skip
     if cache is not None and cache.exists():
         return load_recording(cache)
@@ -172,43 +175,3 @@ def _load_or_record(tasks: TaskRegistry, task: str, data: Path, sample: tuple[in
     if cache is not None:
         save_recording(recording, cache)
     return recording
-
-
-def register(bench_app: typer.Typer) -> None:
-    """Add `bench policies` to the CLI's bench group."""
-
-    @bench_app.command("policies")
-    def policies(
-        ctx: typer.Context,
-        task: Annotated[str, typer.Option("--task", "-t", help="Task name from the tasks file")],
-        data: Annotated[Path, typer.Option("--data", "-d", help="Labelled JSONL (id, text, label)", dir_okay=False)],
-        limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="First N items only")] = None,
-        stride: Annotated[int, typer.Option("--stride", min=1, help="Every K-th row (spread-out sample)")] = 1,
-        batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Items per classify() call")] = 32,
-        png: Annotated[Path | None, typer.Option("--png", help="Write the accuracy/judge-rate plot here")] = None,
-        cache: Annotated[Path | None, typer.Option("--cache", help="Recording file: reused if present")] = None,
-        json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
-    ) -> None:
-        """Judge rate, accuracy, macro-F1 and estimated speedup of each policy on recorded votes."""
-        from tribunal.cli import emit, settings_from
-
-        try:
-            recording = _load_or_record(settings_from(ctx).tasks(), task, data, (limit, stride), batch_size, cache)
-        except TribunalError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
-        scores = bench_policies(recording)
-        title = f"{task} on {data.parent.name}/{data.name} ({len(recording.items)} items)"
-        if png is not None:
-            plot(scores, title, png)
-        meta = {"task": task, "data": str(data), "items": len(recording.items), **_latencies(recording)}
-        specs = settings_from(ctx).tasks().get(task)
-        workers = dict(zip(recording.workers, specs.workers, strict=False))
-        meta |= {"workers": workers, "judge": specs.judge}
-        meta |= {"machine": f"{platform.machine()} {os.cpu_count()} cores, Python {sys.version.split()[0]}"}
-        if json_out:
-            emit({**meta, "policies": [s.as_dict() for s in scores]})
-            return
-        typer.echo(f"{title}; " + ", ".join(f"{k}={v:.3f}" for k, v in _latencies(recording).items()))
-        typer.echo("workers: " + ", ".join(f"{w}={s}" for w, s in workers.items()) + f"; judge={specs.judge}")
-        typer.echo(_table(scores))

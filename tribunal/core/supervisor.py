@@ -16,8 +16,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tribunal.logs import configure_logging, get_logger
-from tribunal.settings import Settings
+from tribunal.core.logs import configure_logging, get_logger
+from tribunal.core.settings import Settings
 
 __all__ = ["ChildSpec", "child_specs", "supervise"]
 

@@ -1,8 +1,8 @@
 """Offline evaluation of classifiers on a labelled JSONL file: the numbers behind the defaults.
 
-Pure metrics (no I/O): `accuracy`, `macro_f1`, `agreement`, `agreement_matrix`, `percentile`,
-`majority_stats`. `evaluate` runs classifiers over items batch by batch and returns a `Report`
-whose `as_json()` is the one object `tribunal eval --json` prints.
+Metrics come from `tribunal.core.stats` (re-exported here); `majority_stats` is this module's.
+`evaluate` runs classifiers over items batch by batch and returns a `Report` whose `as_json()`
+is the one object `tribunal eval --json` prints.
 
 Abstentions (label None) count as wrong answers and never agree with anything, so a model
 cannot look better by abstaining.
@@ -11,17 +11,17 @@ cannot look better by abstaining.
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from consumers.classifiers.base import Classifier, Prediction, check_predictions
-from schemas.messages import Item
-from schemas.tasks import TaskRegistry
-from tribunal.errors import ConfigError
+from tribunal.consumers.classifiers.base import Classifier, Prediction, check_predictions
+from tribunal.core.errors import ConfigError
+from tribunal.core.stats import accuracy, agreement, agreement_matrix, macro_f1, percentile
+from tribunal.schemas.messages import Item
+from tribunal.schemas.tasks import TaskRegistry
 
 __all__ = [
     "GOLD",
@@ -40,53 +40,6 @@ __all__ = [
 Role = Literal["worker", "judge"]
 Labels = Sequence[str | None]
 GOLD = "gold"
-
-
-def accuracy(gold: Sequence[str], predicted: Labels) -> float:
-    """Share of items whose prediction equals gold; 0.0 for no items."""
-    if len(gold) != len(predicted):
-        raise ValueError(f"{len(gold)} gold labels but {len(predicted)} predictions")
-    return sum(g == p for g, p in zip(gold, predicted, strict=True)) / len(gold) if gold else 0.0
-
-
-def macro_f1(gold: Sequence[str], predicted: Labels) -> float:
-    """Unweighted mean of per-label F1 over the labels seen in gold or predictions (as
-    scikit-learn's `f1_score(average="macro")`); a label never predicted correctly scores 0."""
-    if len(gold) != len(predicted):
-        raise ValueError(f"{len(gold)} gold labels but {len(predicted)} predictions")
-    labels = set(gold) | {p for p in predicted if p is not None}
-    if not labels:
-        return 0.0
-    hits = Counter(g for g, p in zip(gold, predicted, strict=True) if g == p)
-    gold_count = Counter(gold)
-    predicted_count = Counter(p for p in predicted if p is not None)
-    scores = [2 * hits[x] / (gold_count[x] + predicted_count[x]) for x in labels]
-    return sum(scores) / len(scores)
-
-
-def agreement(a: Labels, b: Labels) -> float:
-    """Share of items on which both answered the same label (an abstention agrees with nothing)."""
-    if len(a) != len(b):
-        raise ValueError(f"cannot compare {len(a)} labels with {len(b)}")
-    return sum(x is not None and x == y for x, y in zip(a, b, strict=True)) / len(a) if a else 0.0
-
-
-def agreement_matrix(answers: Mapping[str, Labels]) -> dict[str, dict[str, float]]:
-    """Pairwise `agreement` between every two named answer lists (symmetric; the diagonal is
-    each list's share of non-abstentions)."""
-    return {a: {b: agreement(answers[a], answers[b]) for b in answers} for a in answers}
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100) with linear interpolation, like numpy's default; 0.0 if empty."""
-    if not 0.0 <= q <= 100.0:
-        raise ValueError(f"percentile {q} is outside [0, 100]")
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100.0
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def majority_stats(workers: Sequence[Labels], gold: Sequence[str], quorum: int = 2) -> dict[str, float]:

@@ -16,29 +16,20 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
-import typer
 from aiokafka import AIOKafkaConsumer
 
-from schemas.codec import encode, key
-from schemas.messages import Item
-from tribunal import kafka
-from tribunal.settings import Settings, settings_env
-from tribunal.topics import create_topics
+from tribunal.core import kafka
+from tribunal.core.settings import Settings, settings_env
+from tribunal.core.stats import percentiles
+from tribunal.core.topics import create_topics
+from tribunal.schemas.codec import encode, key
+from tribunal.schemas.messages import Item
 
-__all__ = ["percentiles", "register"]
-
-
-def percentiles(values: Sequence[float], points: Sequence[int] = (50, 95, 99)) -> dict[str, float]:
-    """Nearest-rank percentiles, rounded to 0.1; zeros for an empty sample."""
-    ordered = sorted(values)
-    if not ordered:
-        return {f"p{p}": 0.0 for p in points}
-    return {f"p{p}": round(ordered[min(len(ordered) - 1, max(0, -(-p * len(ordered) // 100) - 1))], 1) for p in points}
+__all__ = ["bench_ingest", "bench_pipeline"]
 
 
 def _env(settings: Settings, workers: list[str], instance: str) -> dict[str, str]:
@@ -215,7 +206,7 @@ async def bench_pipeline(settings: Settings, count: int, workers: int, rate: flo
 
 async def bench_ingest(settings: Settings, count: int, directory: Path) -> dict[str, Any]:
     """Publish `count` short JSONL items through `tribunal ingest`'s code path; items/s."""
-    from producers.ingest import ingest
+    from tribunal.producers.ingest import ingest
 
     run = f"bench-ingest-{uuid.uuid4().hex[:8]}-"
     settings = settings.model_copy(update={"topics": settings.topics.model_copy(update={"prefix": run})})
@@ -232,44 +223,3 @@ async def bench_ingest(settings: Settings, count: int, directory: Path) -> dict[
         "seconds": round(report.seconds, 3),
         "items_per_s": round(report.published / report.seconds, 1),
     }
-
-
-def register(bench_app: typer.Typer) -> None:
-    """Add `bench pipeline` and `bench ingest` to the CLI's bench group."""
-
-    @bench_app.command("ingest")
-    def ingest_command(
-        ctx: typer.Context,
-        items: Annotated[int, typer.Option(help="Short items to publish")] = 200_000,
-        json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
-    ) -> None:
-        """Throughput of `tribunal ingest` (parse, validate, publish) into the broker."""
-        import tempfile
-
-        from tribunal.cli import emit, settings_from
-
-        with tempfile.TemporaryDirectory() as directory:
-            result = asyncio.run(bench_ingest(settings_from(ctx), items, Path(directory)))
-        if json_out:
-            emit(result)
-        else:
-            typer.echo(f"published {result['published']} items in {result['seconds']}s: {result['items_per_s']}/s")
-
-    @bench_app.command("pipeline")
-    def pipeline(
-        ctx: typer.Context,
-        items: Annotated[int, typer.Option(help="Items in the saturation phase")] = 20_000,
-        workers: Annotated[int, typer.Option(help="Worker processes (instant classifiers)")] = 3,
-        rate: Annotated[float, typer.Option(help="Items/s of the fixed-rate latency phase")] = 1_000.0,
-        rate_items: Annotated[int, typer.Option(help="Items of the fixed-rate phase (0 skips it)")] = 5_000,
-        json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
-    ) -> None:
-        """End-to-end throughput and latency of all tiers, beside the raw broker round trip."""
-        from tribunal.cli import emit, settings_from
-
-        result = asyncio.run(bench_pipeline(settings_from(ctx), items, workers, rate, rate_items))
-        if json_out:
-            emit(result)
-            return
-        for name, value in result.items():
-            typer.echo(f"{name:>28}: {value}")

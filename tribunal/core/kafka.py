@@ -12,7 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.helpers import create_ssl_context
 
-from tribunal.settings import KafkaSettings, RuntimeSettings
+from tribunal.core.settings import KafkaSettings, RuntimeSettings
 
 __all__ = [
     "admin_client",

@@ -3,8 +3,8 @@ judge alone, in one command.
 
 Both commands share `run_demo`: resolve the plan (the task's default workers and judge, or the
 ones given), make sure a broker answers (the local one is started or reused when the settings
-point at it), run `tribunal.measure.measure` and turn its observations into the report of
-`tribunal.report`. `demo` shows it on the terminal and optionally writes `--report` (JSON) and
+point at it), run `tribunal.lab.measure.measure` and turn its observations into the report of
+`tribunal.lab.report`. `demo` shows it on the terminal and optionally writes `--report` (JSON) and
 `--html`; `bench cascade` prints one JSON object. `tribunal.cli` calls `register(app, bench_app)`.
 """
 
@@ -15,19 +15,18 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import orjson
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from producers.ingest import Rejected, parse_lines
-from schemas.messages import Item
-from schemas.tasks import Task
-from tribunal.measure import WARMUP_PREFIX, Plan, measure
-from tribunal.report import build_report
-from tribunal.settings import Settings
+from tribunal.core.settings import Settings
+from tribunal.lab.measure import WARMUP_PREFIX, Plan, measure
+from tribunal.lab.report import build_report
+from tribunal.producers.ingest import Rejected, parse_lines
+from tribunal.schemas.messages import Item
+from tribunal.schemas.tasks import Task
 
 __all__ = [
     "DEFAULT_DATA_DIR",
@@ -36,38 +35,14 @@ __all__ = [
     "choose_tiers",
     "load_input",
     "make_plan",
-    "register",
     "run_demo",
 ]
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "demo"
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "demo"
 # Below this, splitting the passes into rounds costs more (batch start-up) than it evens out.
 MIN_ITEMS_FOR_ROUNDS = 90
 # Long enough that a burst queued behind the workers never escalates for lateness (see measure.py).
 DEFAULT_DEADLINE_MS = 120_000
-
-QuorumOption = Annotated[
-    int | None,
-    typer.Option(
-        "--quorum",
-        min=1,
-        help="Agreeing votes that decide [default: the configured quorum, or all workers where that one is "
-        "always reached, e.g. 2 of 3 on a binary task]",
-    ),
-]
-RoundsOption = Annotated[
-    int | None,
-    typer.Option(
-        "--rounds", min=1, help="Alternate cascade and judge-only passes in N rounds [default: 3, or 1 under 90 items]"
-    ),
-]
-TaskOption = Annotated[str, typer.Option("--task", "-t", help="Task name from the tasks file")]
-LimitOption = Annotated[int | None, typer.Option("--limit", "-n", min=1, help="Use the first N items")]
-WorkerOption = Annotated[
-    list[str] | None, typer.Option("--worker", "-w", help="Worker classifier spec (repeat; default: the task's)")
-]
-JudgeOption = Annotated[str | None, typer.Option("--judge", help="Judge classifier spec (default: the task's)")]
-DeadlineOption = Annotated[int, typer.Option("--deadline-ms", min=1, help="Aggregator straggler deadline for this run")]
 
 
 def choose_tiers(
@@ -120,7 +95,7 @@ def choose_quorum(workers: int, labels: int, configured: int, given: int | None)
 
 def _short_name(spec: str) -> str:
     """`KIND` of a spec, plus its `head` option when it has one (tfidf vs tfidf-nb)."""
-    from consumers.classifiers.registry import parse_spec
+    from tribunal.consumers.classifiers.registry import parse_spec
 
     parsed = parse_spec(spec)
     head = parsed.options.get("head")
@@ -129,7 +104,7 @@ def _short_name(spec: str) -> str:
 
 def _ensure_broker(settings: Settings) -> None:
     """Start (or reuse) the local broker when the settings point at it; other clusters are used as they are."""
-    from tribunal.broker import LocalBroker
+    from tribunal.core.broker import LocalBroker
 
     broker = LocalBroker(settings.home, settings.broker)
     if settings.kafka.bootstrap_servers == broker.bootstrap:
@@ -217,83 +192,3 @@ def run_demo(settings: Settings, config: Path | None, options: DemoOptions) -> d
     report["quorum"] = plan.quorum
     report["warm_up"] = "excluded: timing starts once every tier has loaded its model and answered a warm-up item"
     return report
-
-
-def _settings(ctx: typer.Context) -> tuple[Settings, Path | None]:
-    from tribunal.cli import settings_from
-
-    config = ctx.obj.get("config") if isinstance(ctx.obj, dict) else None
-    return settings_from(ctx), config
-
-
-def demo(
-    ctx: typer.Context,
-    data: Annotated[
-        Path | None, typer.Option("--input", "-i", help="JSONL or CSV, labelled or not", dir_okay=False)
-    ] = None,
-    task: TaskOption = "sentiment",
-    limit: LimitOption = None,
-    report_path: Annotated[Path | None, typer.Option("--report", help="Write the report as JSON here")] = None,
-    html_path: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML report here")] = None,
-    worker: WorkerOption = None,
-    judge: JudgeOption = None,
-    deadline_ms: DeadlineOption = DEFAULT_DEADLINE_MS,
-    quorum: QuorumOption = None,
-    rounds: RoundsOption = None,
-    keep_topics: Annotated[bool, typer.Option("--keep-topics", help="Keep the run's topics for inspection")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of tables")] = False,
-) -> None:
-    """Run every tier as its own process on a sample, then the judge alone on the same items; report both."""
-    from tribunal.report_view import print_report, render_html
-
-    settings, config = _settings(ctx)
-    source = data or DEFAULT_DATA_DIR / f"{task}.jsonl"
-    if not source.is_file():
-        raise typer.BadParameter(f"no input file {source}; pass --input FILE")
-    options = DemoOptions(source, task, limit, worker, judge, deadline_ms, quorum, keep_topics, rounds)
-    report = run_demo(settings, config, options)
-    if report_path is not None:
-        report_path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
-    if html_path is not None:
-        html_path.write_text(render_html(report), encoding="utf-8")
-    if json_out:
-        typer.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
-    else:
-        print_report(report, Console())
-
-
-BENCH_FIELDS = (
-    "task", "source", "items", "workers", "judge", "accuracy_cascade", "macro_f1_cascade", "accuracy_judge_only",
-    "macro_f1_judge_only", "judge_rate", "decided_by", "judge_overrule_rate", "wall_s_cascade", "wall_s_judge_only",
-    "compute_s_cascade", "compute_s_judge_only", "speedup", "expected_speedup", "throughput_items_per_s", "latency_ms",
-)  # fmt: skip
-
-
-def bench_cascade(
-    ctx: typer.Context,
-    data: Annotated[
-        Path, typer.Option("--data", "-d", help="JSONL or CSV, labelled or not", dir_okay=False, exists=True)
-    ],
-    task: TaskOption = "sentiment",
-    limit: LimitOption = None,
-    worker: WorkerOption = None,
-    judge: JudgeOption = None,
-    deadline_ms: DeadlineOption = DEFAULT_DEADLINE_MS,
-    quorum: QuorumOption = None,
-    rounds: RoundsOption = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the JSON object on one line")] = False,
-) -> None:
-    """Cascade vs judge-only on a real broker: accuracy, judge rate, wall times, speedup as one JSON object."""
-    settings, config = _settings(ctx)
-    report = run_demo(
-        settings, config, DemoOptions(data, task, limit, worker, judge, deadline_ms, quorum, rounds=rounds)
-    )
-    summary = {name: report[name] for name in BENCH_FIELDS if name in report}
-    summary["per_worker"] = {n: {k: v for k, v in w.items() if k != "spec"} for n, w in report["per_worker"].items()}
-    typer.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2 if not json_out else 0).decode())
-
-
-def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add `demo` to the main app and `cascade` to the `bench` group."""
-    app.command("demo")(demo)
-    bench_app.command("cascade")(bench_cascade)

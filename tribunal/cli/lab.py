@@ -1,0 +1,200 @@
+"""`tribunal demo` and `tribunal bench cascade|pipeline|ingest|policies`: the lab's commands.
+
+The measuring itself lives in `tribunal.lab`; these functions only parse options, build settings
+once and print.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+
+from tribunal.cli.common import config_path, emit, settings_from
+from tribunal.core.errors import TribunalError
+from tribunal.core.settings import Settings
+from tribunal.lab.bench import bench_ingest, bench_pipeline
+from tribunal.lab.demo import DEFAULT_DATA_DIR, DEFAULT_DEADLINE_MS, DemoOptions, run_demo
+from tribunal.lab.policy_bench import bench_policies, latencies, load_or_record, plot, table
+from tribunal.lab.report_view import print_report, render_html
+
+__all__ = ["register"]
+
+QuorumOption = Annotated[
+    int | None,
+    typer.Option(
+        "--quorum",
+        min=1,
+        help="Agreeing votes that decide [default: the configured quorum, or all workers where that one is "
+        "always reached, e.g. 2 of 3 on a binary task]",
+    ),
+]
+RoundsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--rounds", min=1, help="Alternate cascade and judge-only passes in N rounds [default: 3, or 1 under 90 items]"
+    ),
+]
+TaskOption = Annotated[str, typer.Option("--task", "-t", help="Task name from the tasks file")]
+LimitOption = Annotated[int | None, typer.Option("--limit", "-n", min=1, help="Use the first N items")]
+WorkerOption = Annotated[
+    list[str] | None, typer.Option("--worker", "-w", help="Worker classifier spec (repeat; default: the task's)")
+]
+JudgeOption = Annotated[str | None, typer.Option("--judge", help="Judge classifier spec (default: the task's)")]
+DeadlineOption = Annotated[int, typer.Option("--deadline-ms", min=1, help="Aggregator straggler deadline for this run")]
+
+
+def _settings(ctx: typer.Context) -> tuple[Settings, Path | None]:
+    return settings_from(ctx), config_path(ctx)
+
+
+def demo(
+    ctx: typer.Context,
+    data: Annotated[
+        Path | None, typer.Option("--input", "-i", help="JSONL or CSV, labelled or not", dir_okay=False)
+    ] = None,
+    task: TaskOption = "sentiment",
+    limit: LimitOption = None,
+    report_path: Annotated[Path | None, typer.Option("--report", help="Write the report as JSON here")] = None,
+    html_path: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML report here")] = None,
+    worker: WorkerOption = None,
+    judge: JudgeOption = None,
+    deadline_ms: DeadlineOption = DEFAULT_DEADLINE_MS,
+    quorum: QuorumOption = None,
+    rounds: RoundsOption = None,
+    keep_topics: Annotated[bool, typer.Option("--keep-topics", help="Keep the run's topics for inspection")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of tables")] = False,
+) -> None:
+    """Run every tier as its own process on a sample, then the judge alone on the same items; report both."""
+    settings, config = _settings(ctx)
+    source = data or DEFAULT_DATA_DIR / f"{task}.jsonl"
+    if not source.is_file():
+        raise typer.BadParameter(f"no input file {source}; pass --input FILE")
+    options = DemoOptions(source, task, limit, worker, judge, deadline_ms, quorum, keep_topics, rounds)
+    report = run_demo(settings, config, options)
+    if report_path is not None:
+        report_path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    if html_path is not None:
+        html_path.write_text(render_html(report), encoding="utf-8")
+    if json_out:
+        typer.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print_report(report, Console())
+
+
+BENCH_FIELDS = (
+    "task", "source", "items", "workers", "judge", "accuracy_cascade", "macro_f1_cascade", "accuracy_judge_only",
+    "macro_f1_judge_only", "judge_rate", "decided_by", "judge_overrule_rate", "wall_s_cascade", "wall_s_judge_only",
+    "compute_s_cascade", "compute_s_judge_only", "speedup", "expected_speedup", "throughput_items_per_s", "latency_ms",
+)  # fmt: skip
+
+
+def bench_cascade(
+    ctx: typer.Context,
+    data: Annotated[
+        Path, typer.Option("--data", "-d", help="JSONL or CSV, labelled or not", dir_okay=False, exists=True)
+    ],
+    task: TaskOption = "sentiment",
+    limit: LimitOption = None,
+    worker: WorkerOption = None,
+    judge: JudgeOption = None,
+    deadline_ms: DeadlineOption = DEFAULT_DEADLINE_MS,
+    quorum: QuorumOption = None,
+    rounds: RoundsOption = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the JSON object on one line")] = False,
+) -> None:
+    """Cascade vs judge-only on a real broker: accuracy, judge rate, wall times, speedup as one JSON object."""
+    settings, config = _settings(ctx)
+    report = run_demo(
+        settings, config, DemoOptions(data, task, limit, worker, judge, deadline_ms, quorum, rounds=rounds)
+    )
+    summary = {name: report[name] for name in BENCH_FIELDS if name in report}
+    summary["per_worker"] = {n: {k: v for k, v in w.items() if k != "spec"} for n, w in report["per_worker"].items()}
+    typer.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2 if not json_out else 0).decode())
+
+
+def _register_bench(bench_app: typer.Typer) -> None:
+    """`bench pipeline`, `bench ingest`, `bench policies`."""
+
+    @bench_app.command("ingest")
+    def ingest_command(
+        ctx: typer.Context,
+        items: Annotated[int, typer.Option(help="Short items to publish")] = 200_000,
+        json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    ) -> None:
+        """Throughput of `tribunal ingest` (parse, validate, publish) into the broker."""
+
+        with tempfile.TemporaryDirectory() as directory:
+            result = asyncio.run(bench_ingest(settings_from(ctx), items, Path(directory)))
+        if json_out:
+            emit(result)
+        else:
+            typer.echo(f"published {result['published']} items in {result['seconds']}s: {result['items_per_s']}/s")
+
+    @bench_app.command("pipeline")
+    def pipeline(
+        ctx: typer.Context,
+        items: Annotated[int, typer.Option(help="Items in the saturation phase")] = 20_000,
+        workers: Annotated[int, typer.Option(help="Worker processes (instant classifiers)")] = 3,
+        rate: Annotated[float, typer.Option(help="Items/s of the fixed-rate latency phase")] = 1_000.0,
+        rate_items: Annotated[int, typer.Option(help="Items of the fixed-rate phase (0 skips it)")] = 5_000,
+        json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    ) -> None:
+        """End-to-end throughput and latency of all tiers, beside the raw broker round trip."""
+        result = asyncio.run(bench_pipeline(settings_from(ctx), items, workers, rate, rate_items))
+        if json_out:
+            emit(result)
+            return
+        for name, value in result.items():
+            typer.echo(f"{name:>28}: {value}")
+
+    @bench_app.command("policies")
+    def policies(
+        ctx: typer.Context,
+        task: Annotated[str, typer.Option("--task", "-t", help="Task name from the tasks file")],
+        data: Annotated[Path, typer.Option("--data", "-d", help="Labelled JSONL (id, text, label)", dir_okay=False)],
+        limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="First N items only")] = None,
+        stride: Annotated[int, typer.Option("--stride", min=1, help="Every K-th row (spread-out sample)")] = 1,
+        batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Items per classify() call")] = 32,
+        png: Annotated[Path | None, typer.Option("--png", help="Write the accuracy/judge-rate plot here")] = None,
+        cache: Annotated[Path | None, typer.Option("--cache", help="Recording file: reused if present")] = None,
+        json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    ) -> None:
+        """Judge rate, accuracy, macro-F1 and estimated speedup of each policy on recorded votes."""
+        try:
+            recording = load_or_record(settings_from(ctx).tasks(), task, data, (limit, stride), batch_size, cache)
+        except TribunalError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        scores = bench_policies(recording)
+        title = f"{task} on {data.parent.name}/{data.name} ({len(recording.items)} items)"
+        if png is not None:
+            plot(scores, title, png)
+        meta = {"task": task, "data": str(data), "items": len(recording.items), **latencies(recording)}
+        specs = settings_from(ctx).tasks().get(task)
+        workers = dict(zip(recording.workers, specs.workers, strict=False))
+        meta |= {"workers": workers, "judge": specs.judge}
+        meta |= {"machine": f"{platform.machine()} {os.cpu_count()} cores, Python {sys.version.split()[0]}"}
+        if json_out:
+            emit({**meta, "policies": [s.as_dict() for s in scores]})
+            return
+        typer.echo(f"{title}; " + ", ".join(f"{k}={v:.3f}" for k, v in latencies(recording).items()))
+        typer.echo("workers: " + ", ".join(f"{w}={s}" for w, s in workers.items()) + f"; judge={specs.judge}")
+        typer.echo(table(scores))
+
+
+def register(app: typer.Typer) -> None:
+    """`demo` on the main app; the `bench` group with its four commands."""
+    app.command("demo")(demo)
+    bench_app = typer.Typer(help="Benchmarks that print measured figures.", no_args_is_help=True)
+    bench_app.command("cascade")(bench_cascade)
+    _register_bench(bench_app)
+    app.add_typer(bench_app, name="bench")
