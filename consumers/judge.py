@@ -7,6 +7,10 @@ plurality, marked `decided_by=fallback` so it is visibly unverified, and the req
 to `judge.dlq` with its original bytes. Audit requests (reason=audit) concern items the workers
 already labelled: their verdicts go to `audits`, never to `labels`, and measure the fast path's
 precision. Every judge label (audits included) also teaches the learned worker reliability.
+
+A model server that is down (`ServerUnavailableError` from its client, after the client's own
+retries or while its circuit breaker is open) is not a per-item failure: the judge exits without
+committing, and the batch is judged after the restart. Escalations wait in the topic meanwhile.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from tribunal.consumers.decision import ballots, plurality
 from tribunal.consumers.reliability_feed import ReliabilityBook
 from tribunal.consumers.resilience import ResilientClassifier
 from tribunal.consumers.verdicts import fallback_verdict, verdict_for
+from tribunal.core.errors import FatalError, ServerUnavailableError
 from tribunal.core.logs import configure_logging, get_logger
 from tribunal.core.metrics import AUDITS, DECISIONS, FAST_PATH_PRECISION
 from tribunal.core.runtime import Output, Processor, Record, dead_letter_of, serve
@@ -68,7 +73,13 @@ class JudgeProcessor(Processor):
 
     async def process(self, records: Sequence[Record[Any]], now: float) -> list[Output]:
         requests: list[JudgeRequest] = [r.value for r in records]
-        predictions = await self._resilient.classify([r.item for r in requests])
+        try:
+            predictions = await self._resilient.classify([r.item for r in requests])
+        except ServerUnavailableError as exc:
+            # Not the items' fault: no fallback labels, no dead letters. Exit without committing;
+            # after the restart the batch is judged again from the last commit, and meanwhile
+            # escalations wait in the topic (the lag and restart alerts fire).
+            raise FatalError(f"judge model server unavailable: {exc}") from exc
         outputs: list[Output] = []
         for record, prediction in zip(records, predictions, strict=True):
             outputs.extend(self._outputs(record, prediction))

@@ -8,15 +8,23 @@ one try each, recursively, until the failing items stand alone; such an item get
 abstention (`label=None`, `failed=True` and the reason), which the worker both votes (so nothing
 downstream waits for it) and dead-letters. Isolation costs about 2*log2(batch) extra calls per
 poison item, never a backoff per item.
+
+An outage (`ServerUnavailableError`: a client backend such as openai_http raises it after its own
+retries, or at once while its circuit breaker is open) is neither retried here, which would stack
+a second retry layer on the client's, nor split, which would send ~2n sub-batches per failed
+batch of n to a server that is down: it propagates, and the tier decides (workers abstain, the
+judge exits without committing).
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tribunal.consumers.classifiers.base import Classifier, Prediction, check_predictions
+from tribunal.consumers.classifiers.server_policy import retry_delay
 from tribunal.core.errors import disposition
 from tribunal.core.logs import get_logger
 from tribunal.schemas.messages import Item
@@ -25,6 +33,7 @@ from tribunal.schemas.tasks import TaskRegistry
 __all__ = ["ResilientClassifier"]
 
 log = get_logger("tribunal.resilience")
+BACKOFF_CAP_S = 5.0
 
 
 @dataclass
@@ -35,7 +44,8 @@ class ResilientClassifier:
     backoff_s: float = 0.2
 
     async def classify(self, items: Sequence[Item]) -> list[Prediction]:
-        """One prediction per item, in order; failed items abstain. Raises only fatal errors."""
+        """One prediction per item, in order; failed items abstain. Raises only fatal errors and
+        outages (`ServerUnavailableError`)."""
         if not items:
             return []
         error = await self._attempt(items, attempts=self.retries + 1)
@@ -60,7 +70,8 @@ class ResilientClassifier:
         last_error = ""
         for attempt in range(attempts):
             if attempt:
-                await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
+                # Full jitter: replicas that failed together do not retry together.
+                await asyncio.sleep(retry_delay(attempt - 1, None, self.backoff_s, BACKOFF_CAP_S, random.random))
             try:
                 predictions = await self.classifier.classify(items)
                 check_predictions(items, predictions, self.tasks, self.classifier.model_id)
@@ -68,7 +79,7 @@ class ResilientClassifier:
             # isolating the item that triggers it is this module's whole contract.
             except Exception as exc:
                 kind = disposition(exc)
-                if kind == "fatal":
+                if kind in ("fatal", "outage"):
                     raise
                 last_error = f"{type(exc).__name__}: {exc}"
                 if kind == "poison":

@@ -17,7 +17,8 @@ from pydantic import BaseModel
 from tribunal.consumers.classifiers import Classifier, build_classifier
 from tribunal.consumers.classifiers.base import Prediction
 from tribunal.consumers.resilience import ResilientClassifier
-from tribunal.core.logs import configure_logging
+from tribunal.core.errors import ServerUnavailableError
+from tribunal.core.logs import configure_logging, get_logger
 from tribunal.core.runtime import Output, Processor, Record, dead_letter_of, serve
 from tribunal.core.settings import Settings
 from tribunal.schemas.codec import encode, key
@@ -25,6 +26,8 @@ from tribunal.schemas.messages import Item, Vote
 from tribunal.schemas.tasks import TaskRegistry
 
 __all__ = ["WorkerProcessor", "group_id", "run", "serve_worker"]
+
+log = get_logger("tribunal.worker")
 
 
 def group_id(settings: Settings) -> str:
@@ -50,7 +53,14 @@ class WorkerProcessor(Processor):
 
     async def process(self, records: Sequence[Record[Any]], now: float) -> list[Output]:
         items: list[Item] = [r.value for r in records]
-        predictions = await self._resilient.classify(items)
+        try:
+            predictions = await self._resilient.classify(items)
+        except ServerUnavailableError as exc:
+            # A vote is cheap to miss: abstain and let the aggregator's quorum or deadline decide,
+            # rather than stall every item behind a model server that is down. Not `failed`: the
+            # items are fine, so nothing is dead-lettered.
+            log.warning("worker_abstained_batch", worker=self._name, items=len(items), error=str(exc))
+            predictions = [Prediction(None, 0.0, reason=f"model server unavailable: {exc}"[:1000]) for _ in items]
         topics = self._settings.topics
         outputs = []
         for record, prediction in zip(records, predictions, strict=True):

@@ -1,7 +1,8 @@
 """OpenAI-compatible HTTP backend: any server speaking `/v1/completions` (vLLM, llama.cpp, ...).
 
 Spec: `openai:BASE_URL[?model=NAME&mode=auto&api=completions&concurrency=8&timeout_s=30&retries=3&
-backoff_s=0.5&logprobs=K&fallback_confidence=0.5&api_key_env=OPENAI_API_KEY]`.
+backoff_s=0.5&breaker_failures=5&breaker_cooldown_s=10&logprobs=K&fallback_confidence=0.5&
+api_key_env=OPENAI_API_KEY]`.
 
 The answer is constrained to the task's labels by the server's own mechanism (`mode`):
 
@@ -19,10 +20,24 @@ for them, 20 for the logprobs mode). Without log-probs it is `fallback_confidenc
 the model committed to a label but said nothing about how sure it was, and 0.5 keeps such a vote
 from looking certain to the aggregator.
 
-Failures: 429, 5xx, timeouts and connection errors are retried with exponential backoff, then
-raise `ClassifierError`; 401/403/404 raise `ConfigError`; other 4xx (e.g. a text longer than the
-server's context) raise `PoisonError`; an answer outside the label set raises `InvalidOutputError`.
+As a client of a shared server (consumers/classifiers/server_policy.py):
+- One request per item, at most `concurrency` in flight, fewer while the server signals overload
+  (AIMD): with continuous batching, what is in flight is the batch the server gets.
+- This is the ONE retry layer for this backend: 429, 5xx, timeouts and connection errors are
+  retried up to `retries` times, after the server's `Retry-After` when it sends one, else after
+  jittered exponential backoff. A circuit breaker counts consecutive failures across requests;
+  once open, requests fail fast until its cooldown ends and one trial request goes through.
+- Outcomes per item: a label; an abstention (`label=None`, the reason) when the server refuses
+  that item (other 4xx, e.g. a text beyond the context) or answers outside the label set; or,
+  for the whole batch, `ServerUnavailableError` once retries are spent or the breaker is open
+  (callers must not split and retry the batch: the server, not an item, is the problem), and
+  `ConfigError` on 401/403/404.
 The API key is read from the env var named by `api_key_env` and only ever sent as a header.
+
+Why not the official `openai` SDK: its 3.x releases bring their own HTTP stack (httpx2, anyio,
+jiter) beside the httpx this project uses, and what they would replace (the retry loop) must be
+visible to the breaker and the limiter anyway; the request bodies are server extensions
+(`structured_outputs`, `grammar`) that would pass through `extra_body` untouched.
 """
 
 from __future__ import annotations
@@ -31,21 +46,29 @@ import asyncio
 import json
 import math
 import os
+import random
+import time
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
 
 from tribunal.consumers.classifiers.base import Classifier, Prediction, Stopwatch
-from tribunal.consumers.classifiers.label_scoring import softmax
 from tribunal.consumers.classifiers.registry import ClassifierSpec
-from tribunal.core.errors import ClassifierError, ConfigError, InvalidOutputError, PoisonError
+from tribunal.consumers.classifiers.server_policy import (
+    AdaptiveLimit,
+    AdaptiveLimiter,
+    CircuitBreaker,
+    parse_retry_after,
+    retry_delay,
+)
+from tribunal.core.errors import ConfigError, FatalError, InvalidOutputError, PoisonError, ServerUnavailableError
 from tribunal.schemas.messages import Item
 from tribunal.schemas.tasks import TaskRegistry
 
 __all__ = [
     "OpenAIClassifier",
-    "backoff_delay",
     "build_request",
     "first_model_id",
     "gbnf_grammar",
@@ -53,12 +76,25 @@ __all__ = [
     "parse_response",
     "resolve_mode",
     "retryable_status",
+    "softmax",
 ]
 
 Mode = Literal["vllm", "llamacpp", "logprobs"]
+TribunalErrorType = ConfigError | PoisonError
 Api = Literal["completions", "chat"]
 MODES: tuple[str, ...] = ("auto", "vllm", "llamacpp", "logprobs")
 DEFAULT_LOGPROBS: dict[str, int] = {"vllm": 1, "llamacpp": 0, "logprobs": 20}
+# A Retry-After longer than this is not waited out inside a batch: the call fails instead.
+MAX_RETRY_AFTER_S = 60.0
+BACKOFF_CAP_S = 10.0
+
+
+def softmax(scores: Mapping[str, float]) -> dict[str, float]:
+    """Normalised probabilities of log-scores (plain Python: this backend needs no numpy)."""
+    top = max(scores.values())
+    weights = {k: math.exp(v - top) for k, v in scores.items()}
+    total = sum(weights.values())
+    return {k: w / total for k, w in weights.items()}
 
 
 # ---- pure request building ---------------------------------------------------------------
@@ -186,7 +222,7 @@ def parse_response(
     return Prediction(answer, confidence)
 
 
-# ---- pure retry policy -------------------------------------------------------------------
+# ---- pure status policy ------------------------------------------------------------------
 
 
 def retryable_status(status: int) -> bool:
@@ -194,28 +230,24 @@ def retryable_status(status: int) -> bool:
     return status == 429 or status >= 500
 
 
-def backoff_delay(attempt: int, base_s: float, cap_s: float = 10.0) -> float:
-    """Seconds to wait before retry number `attempt` (0-based): base * 2**attempt, capped."""
-    return float(min(cap_s, base_s * (2**attempt)))
+def overload_status(status: int) -> bool:
+    """The server says it has too much to do: fewer requests in flight."""
+    return status in (429, 503)
 
 
-def _raise_for_status(response: httpx.Response, url: str) -> None:
-    status = response.status_code
-    if status < 400:
-        return
-    detail = f"{url} answered HTTP {status}: {response.text[:300]}"
-    if retryable_status(status):
-        raise ClassifierError(detail)
-    if status in (401, 403, 404):
-        raise ConfigError(detail)
-    raise PoisonError(detail)
+def _refusal(response: httpx.Response, url: str) -> TribunalErrorType:
+    """The error a non-retryable 4xx means: the configuration (401/403/404) or this item."""
+    detail = f"{url} answered HTTP {response.status_code}: {response.text[:300]}"
+    if response.status_code in (401, 403, 404):
+        return ConfigError(detail)
+    return PoisonError(detail)
 
 
 # ---- the classifier ----------------------------------------------------------------------
 
 
 class OpenAIClassifier:
-    """Sends one request per item, at most `concurrency` at a time, over one pooled client."""
+    """One request per item over one pooled client, behind an adaptive limit and a breaker."""
 
     def __init__(
         self,
@@ -233,6 +265,7 @@ class OpenAIClassifier:
         logprobs: int | None,
         fallback_confidence: float,
         api_key_env: str,
+        breaker: CircuitBreaker | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.model_id = model_id
@@ -250,18 +283,42 @@ class OpenAIClassifier:
         self._api_key_env = api_key_env
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
-        self._semaphore = asyncio.Semaphore(concurrency)
+        self.breaker = breaker or CircuitBreaker()
+        self.limiter = AdaptiveLimiter(AdaptiveLimit(maximum=concurrency))
 
     def __repr__(self) -> str:
         return f"OpenAIClassifier({self.model_id!r})"  # never the key, never the headers
 
     async def classify(self, items: Sequence[Item]) -> list[Prediction]:
-        """One prediction per item, in order; the batch fails as a whole on the first error."""
+        """One prediction per item, in order; an item the server refuses abstains. Raises
+        `ServerUnavailableError` (the server is down: retrying the batch or splitting it would
+        not help) or `ConfigError`."""
         watch = Stopwatch()
         mode = await self._resolved_mode()
-        predictions = await asyncio.gather(*(self._one(mode, item) for item in items))
+        outcomes = await asyncio.gather(*(self._one(mode, item) for item in items), return_exceptions=True)
         per_item = watch.per_item_ms(len(items))
-        return [Prediction(p.label, p.confidence, p.probabilities, per_item, p.reason) for p in predictions]
+        predictions = []
+        for outcome in outcomes:
+            if isinstance(outcome, FatalError | ServerUnavailableError):
+                raise outcome
+            if isinstance(outcome, PoisonError):
+                # Poison to this server (refused, or answered outside the label set): a failed
+                # abstention, which the worker votes and dead-letters and the judge falls back on.
+                predictions.append(Prediction(None, 0.0, latency_ms=per_item, reason=str(outcome)[:1000], failed=True))
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                predictions.append(
+                    Prediction(
+                        outcome.label,
+                        outcome.confidence,
+                        outcome.probabilities,
+                        per_item,
+                        outcome.reason,
+                        outcome.failed,
+                    )
+                )
+        return predictions
 
     async def close(self) -> None:
         """Close the pooled connections."""
@@ -285,24 +342,50 @@ class OpenAIClassifier:
         return self._mode  # type: ignore[return-value]  # validated in the factory
 
     async def _request(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
-        """The JSON answer to one request, retrying transient failures with backoff."""
+        """The JSON answer to one request; the retry layer of this backend (module docstring)."""
         url = self._base_url + path
+        last = "no attempt"
         for attempt in range(self._retries + 1):
+            if not self.breaker.allow(time.monotonic()):
+                raise ServerUnavailableError(
+                    f"{self.model_id}: circuit open after {self.breaker.failures} consecutive failures "
+                    f"({last}); next try in {self.breaker.retry_in(time.monotonic()):.1f}s"
+                )
+            response, last, wait = await self._attempt(method, url, body, attempt)
+            if response is not None:
+                return _json(response, url)
+            if wait is None or attempt == self._retries:
+                break
+            await asyncio.sleep(wait)
+        raise ServerUnavailableError(f"{self.model_id}: {url} failed after {self._retries + 1} tries: {last}")
+
+    async def _attempt(
+        self, method: str, url: str, body: dict[str, Any] | None, attempt: int
+    ) -> tuple[httpx.Response | None, str, float | None]:
+        """(response, _, _) on an answer; else (None, what failed, seconds to wait or None to
+        give up). Feeds the breaker and the limiter; raises what must not be retried."""
+        async with self.limiter:
             try:
-                async with self._semaphore:
-                    response = await self._http().request(method, url, json=body)
-                _raise_for_status(response, url)
-                payload = response.json()
-                if not isinstance(payload, dict):
-                    raise InvalidOutputError(f"{url} answered {str(payload)[:200]}, not an object")
-                return payload
-            except (httpx.TimeoutException, httpx.TransportError, ClassifierError) as exc:
-                if attempt == self._retries:
-                    raise ClassifierError(f"{self.model_id}: {url} failed {attempt + 1} times: {exc!r}") from exc
-                await asyncio.sleep(backoff_delay(attempt, self._backoff_s))
-            except json.JSONDecodeError as exc:
-                raise InvalidOutputError(f"{url} answered non-JSON: {exc}") from exc
-        raise AssertionError("unreachable: the loop returns or raises")
+                response = await self._http().request(method, url, json=body)
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                self.breaker.failure(time.monotonic())
+                self.limiter.limit.overloaded()
+                return None, repr(exc), retry_delay(attempt, None, self._backoff_s, BACKOFF_CAP_S, random.random)
+        status = response.status_code
+        if not retryable_status(status):
+            self.breaker.success()  # the server is up, whatever it thinks of this request
+            self.limiter.limit.succeeded()
+            if status >= 400:
+                raise _refusal(response, url)
+            return response, "", None
+        self.breaker.failure(time.monotonic())
+        if overload_status(status):
+            self.limiter.limit.overloaded()
+        after = parse_retry_after(response.headers.get("retry-after"), datetime.now(UTC))
+        failure = f"HTTP {status}: {response.text[:200]}"
+        if after is not None and after > MAX_RETRY_AFTER_S:
+            return None, f"{failure} (Retry-After {after:.0f}s)", None
+        return None, failure, retry_delay(attempt, after, self._backoff_s, BACKOFF_CAP_S, random.random)
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -315,6 +398,16 @@ class OpenAIClassifier:
                 transport=self._transport,
             )
         return self._client
+
+
+def _json(response: httpx.Response, url: str) -> dict[str, Any]:
+    try:
+        payload = response.json()
+    except json.JSONDecodeError as exc:
+        raise InvalidOutputError(f"{url} answered non-JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise InvalidOutputError(f"{url} answered {str(payload)[:200]}, not an object")
+    return payload
 
 
 def openai(spec: ClassifierSpec, tasks: TaskRegistry) -> Classifier:
@@ -341,4 +434,8 @@ def openai(spec: ClassifierSpec, tasks: TaskRegistry) -> Classifier:
         logprobs=int(logprobs) if logprobs is not None else None,
         fallback_confidence=spec.float_option("fallback_confidence", 0.5),
         api_key_env=spec.option("api_key_env", "OPENAI_API_KEY"),
+        breaker=CircuitBreaker(
+            threshold=spec.int_option("breaker_failures", 5),
+            cooldown_s=spec.float_option("breaker_cooldown_s", 10.0),
+        ),
     )

@@ -1,30 +1,35 @@
 """The deployment files, checked without Docker: docker-compose.yml against the real CLI and
 settings, deploy/prometheus.yml against the compose services, the Grafana dashboard against the
-metrics that tribunal/metrics.py defines."""
+metrics that tribunal/core/metrics.py defines."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
-import yaml
-from prometheus_client.metrics import MetricWrapperBase
 from pydantic import BaseModel
-from typer.core import TyperGroup
 
-from tribunal.cli import app
+from tests.unit.deploy_kit import (
+    ALERTS_FILE,
+    EXTERNAL_METRICS,
+    ROOT,
+    check_cli,
+    exported_families,
+    exported_series,
+    known_metric,
+    load_yaml,
+    promql_metrics,
+)
 from tribunal.consumers.classifiers.registry import parse_spec
-from tribunal.consumers.classifiers.vllm_backend import engine_kwargs
-from tribunal.core import metrics
 from tribunal.core.settings import Settings, load_settings
 
-ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 PROMETHEUS_FILE = ROOT / "deploy" / "prometheus.yml"
 DASHBOARD_FILE = ROOT / "deploy" / "grafana" / "tribunal-dashboard.json"
@@ -33,11 +38,17 @@ DOCKERFILE = ROOT / "Dockerfile"
 WORKERS = ("w1", "w2", "w3")
 TIERS = (*WORKERS, "aggregator", "judge")  # long-running, scraped by Prometheus
 TRIBUNAL_SERVICES = ("topics", *TIERS)
-# Referenced by the dashboard before tribunal/metrics.py defines it (the lead wires it).
-NOT_YET_EXPORTED: frozenset[str] = frozenset()
+ALERTS = (
+    "TribunalConsumerLagGrowing",
+    "TribunalDeadLetterRate",
+    "TribunalAuditPrecisionBelowTarget",
+    "TribunalJudgeBacklogAtBudget",
+    "TribunalTierRestarting",
+)
+# Python packages of the `models` extra: the core image (aggregator, judge client) has none.
+MODEL_PACKAGES = ("numpy", "sklearn", "scipy", "llama_cpp", "vaderSentiment", "textblob", "afinn", "joblib", "vllm")
 
 _VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?::?-(?P<default>[^}]*))?\}")
-_METRIC = re.compile(r"\btribunal_\w+")
 
 
 def _interpolate(value: Any) -> Any:
@@ -51,15 +62,9 @@ def _interpolate(value: Any) -> Any:
     return value
 
 
-def _load_yaml(path: Path) -> dict[str, Any]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    assert isinstance(data, dict), f"{path} is not a YAML mapping"
-    return data
-
-
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    data: dict[str, Any] = _interpolate(_load_yaml(COMPOSE_FILE))
+    data: dict[str, Any] = _interpolate(load_yaml(COMPOSE_FILE))
     return data
 
 
@@ -93,20 +98,6 @@ def _option(args: list[str], name: str) -> str:
     return args[args.index(name) + 1]
 
 
-def _check_cli(args: list[str]) -> None:
-    """Resolve `tribunal ARGS` through the Typer app; a TyperException flags an unknown option."""
-    command = typer.main.get_command(app)
-    path = ["tribunal"]
-    rest = list(args)
-    while isinstance(command, TyperGroup):
-        assert rest, f"`{' '.join(path)}` needs a subcommand"
-        name = rest.pop(0)
-        sub = command.get_command(typer.Context(command), name)
-        assert sub is not None, f"`{' '.join(path)}` has no subcommand {name!r}"
-        command, path = sub, [*path, name]
-    command.make_context(" ".join(path), rest)
-
-
 def _setting_env_names() -> set[str]:
     """Every env name Settings reads: TRIBUNAL_<FIELD>, TRIBUNAL_<SECTION>, TRIBUNAL_<SECTION>__<FIELD>."""
     names: set[str] = set()
@@ -116,22 +107,6 @@ def _setting_env_names() -> set[str]:
         if isinstance(section, type) and issubclass(section, BaseModel):
             names |= {f"TRIBUNAL_{field}__{sub}".upper() for sub in section.model_fields}
     return names
-
-
-def _exported_families() -> dict[str, str]:
-    """Metric family name -> type (counter, gauge, histogram) of every metric in tribunal/metrics.py."""
-    families: dict[str, str] = {}
-    for name in metrics.__all__:
-        collector = getattr(metrics, name)
-        if isinstance(collector, MetricWrapperBase):
-            families |= {family.name: family.type for family in collector.describe()}
-    return families
-
-
-def _exported_series() -> set[str]:
-    """Series names that tribunal/metrics.py exposes, with the suffixes Prometheus adds."""
-    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
-    return {name + suffix for name, kind in _exported_families().items() for suffix in suffixes[kind]}
 
 
 def _panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -149,8 +124,9 @@ def _expressions(dashboard: dict[str, Any]) -> list[str]:
 
 # --- compose -----------------------------------------------------------------------------------
 def test_compose_has_every_service(services: dict[str, dict[str, Any]], compose: dict[str, Any]) -> None:
-    """The compose file defines Kafka, topic creation, each tier, Prometheus and the shared env anchor."""
-    assert {"kafka", *TRIBUNAL_SERVICES, "prometheus"} <= set(services)
+    """The compose file defines Kafka, topic creation, each tier, the model server, kafka-exporter,
+    Prometheus, Grafana and the shared env anchor."""
+    assert {"kafka", *TRIBUNAL_SERVICES, "vllm", "kafka-exporter", "prometheus", "grafana"} <= set(services)
     assert "x-tribunal-env" in compose
 
 
@@ -193,15 +169,15 @@ def test_tiers_start_after_topics_exist(services: dict[str, dict[str, Any]], nam
 @pytest.mark.parametrize("name", TRIBUNAL_SERVICES)
 def test_command_is_a_real_cli_invocation(services: dict[str, dict[str, Any]], name: str) -> None:
     """The service's command parses as `tribunal ...` with the Typer app's commands and options."""
-    _check_cli(_command(services[name]))
+    check_cli(_command(services[name]))
 
 
 def test_cli_check_rejects_unknown_commands_and_options() -> None:
     """The CLI check itself fails on a made-up subcommand or option."""
     with pytest.raises(AssertionError):
-        _check_cli(["workers"])
+        check_cli(["workers"])
     with pytest.raises(typer.TyperException, match="--metrics-port"):
-        _check_cli(["worker", "--metrics-port", "9100"])
+        check_cli(["worker", "--metrics-port", "9100"])
 
 
 @pytest.mark.parametrize("name", TRIBUNAL_SERVICES)
@@ -252,15 +228,28 @@ def test_aggregator_expects_exactly_the_worker_services(services: dict[str, dict
     assert tuple(workers) == WORKERS
 
 
-def test_judge_runs_vllm_on_a_reserved_gpu(services: dict[str, dict[str, Any]]) -> None:
-    """The judge's classifier is a valid vllm spec and the service reserves one NVIDIA GPU."""
+def test_vllm_serve_runs_on_a_reserved_gpu(services: dict[str, dict[str, Any]]) -> None:
+    """The judge's model is `vllm serve` in its own service, reserving one NVIDIA GPU."""
+    vllm = services["vllm"]
+    assert vllm["image"].startswith("vllm/vllm-openai:")
+    args = [str(a) for a in vllm["command"]]
+    assert any(a.startswith("--served-model-name=") for a in args)
+    devices = vllm["deploy"]["resources"]["reservations"]["devices"]
+    assert any(d["driver"] == "nvidia" and "gpu" in d["capabilities"] and d.get("count") == 1 for d in devices)
+
+
+def test_judge_is_a_client_of_vllm(services: dict[str, dict[str, Any]]) -> None:
+    """The judge asks the vllm service for structured choices and waits for it to be healthy;
+    it reserves no GPU and loads no weights itself."""
     judge = services["judge"]
     spec = parse_spec(_option(_command(judge), "--classifier"))
-    assert spec.kind == "vllm"
-    assert spec.arg
-    engine_kwargs(spec.options)
-    devices = judge["deploy"]["resources"]["reservations"]["devices"]
-    assert any(d["driver"] == "nvidia" and "gpu" in d["capabilities"] and d.get("count") == 1 for d in devices)
+    served = next(a for a in services["vllm"]["command"] if str(a).startswith("--served-model-name="))
+    port = next(a for a in services["vllm"]["command"] if str(a).startswith("--port="))
+    assert spec.kind == "openai"
+    assert spec.arg == f"http://vllm:{port.split('=', 1)[1]}/v1"
+    assert spec.options["mode"] == "vllm" and spec.options["model"] == served.split("=", 1)[1]
+    assert judge["depends_on"]["vllm"]["condition"] == "service_healthy"
+    assert "deploy" not in judge and "volumes" not in judge
 
 
 def test_build_targets_exist_in_the_dockerfile(services: dict[str, dict[str, Any]]) -> None:
@@ -288,7 +277,7 @@ def _scrape_targets(config: dict[str, Any]) -> set[tuple[str, int]]:
 
 def test_prometheus_scrapes_every_tier_on_its_metrics_port(services: dict[str, dict[str, Any]]) -> None:
     """Each tier is a scrape target at TRIBUNAL_METRICS_PORT, and every target host is a service."""
-    targets = _scrape_targets(_load_yaml(PROMETHEUS_FILE))
+    targets = _scrape_targets(load_yaml(PROMETHEUS_FILE))
     for name in TIERS:
         port = int(_env(services[name])["TRIBUNAL_METRICS_PORT"])
         assert (name, port) in targets, f"{name}:{port} is not scraped"
@@ -312,23 +301,33 @@ def test_dashboard_is_importable(dashboard: dict[str, Any]) -> None:
         assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
 
 
-def test_every_panel_queries_a_tribunal_metric(dashboard: dict[str, Any]) -> None:
-    """Each data panel has at least one PromQL target over a tribunal_* metric."""
+def test_every_panel_queries_a_metric(dashboard: dict[str, Any]) -> None:
+    """Each data panel has PromQL targets, and each target selects at least one metric."""
     for panel in _panels(dashboard):
         exprs = [target.get("expr", "") for target in panel.get("targets", [])]
-        assert any(_METRIC.search(expr) for expr in exprs), panel["title"]
+        assert exprs, panel["title"]
+        assert all(promql_metrics(expr) for expr in exprs), panel["title"]
 
 
 def test_dashboard_metrics_exist(dashboard: dict[str, Any]) -> None:
-    """Every tribunal_* series the dashboard queries is exported by tribunal/metrics.py (or pending wiring)."""
-    used = {m for expr in _expressions(dashboard) for m in _METRIC.findall(expr)}
-    assert used - _exported_series() <= NOT_YET_EXPORTED
+    """Every panel query parses as PromQL and every metric it selects exists: exported by this
+    process (tribunal/core/metrics.py, prometheus_client's collectors) or listed with its source."""
+    for panel in _panels(dashboard):
+        for target in panel.get("targets", []):
+            unknown = {m for m in promql_metrics(target["expr"]) if not known_metric(m)}
+            assert not unknown, f"{panel['title']}: {unknown}"
+
+
+def test_metric_check_rejects_a_renamed_metric() -> None:
+    """The metric check fails on a name nobody exports (the old unsuffixed ratio, say)."""
+    assert not known_metric("tribunal_fast_path_precision")
+    assert promql_metrics("max by (task) (tribunal_fast_path_precision)") == {"tribunal_fast_path_precision"}
 
 
 def test_dashboard_covers_every_metric(dashboard: dict[str, Any]) -> None:
-    """Each metric tribunal/metrics.py defines appears in at least one panel."""
+    """Each metric tribunal/core/metrics.py defines appears in at least one panel."""
     used = " ".join(_expressions(dashboard))
-    missing = {family for family in _exported_families() if family not in used}
+    missing = {family for family in exported_families() if family not in used}
     assert not missing
 
 
@@ -336,5 +335,140 @@ def test_dashboard_has_judge_rate_and_quantiles(dashboard: dict[str, Any]) -> No
     """The judge rate divides escalations by decisions; batch and stage histograms use histogram_quantile."""
     exprs = _expressions(dashboard)
     assert any('outcome="escalate"' in e and "/" in e and "tribunal_decisions_total" in e for e in exprs)
-    for histogram in ("tribunal_batch_size_bucket", "tribunal_stage_seconds_bucket"):
+    for histogram in ("tribunal_batch_records_bucket", "tribunal_stage_seconds_bucket"):
         assert any("histogram_quantile" in e and histogram in e for e in exprs), histogram
+
+
+# --- images ------------------------------------------------------------------------------------
+def _stages() -> dict[str, str]:
+    """Dockerfile stage name -> its text (FROM line to the next FROM)."""
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    parts = re.split(r"^(?=FROM\s)", text, flags=re.MULTILINE)
+    found = {}
+    for part in parts:
+        match = re.match(r"FROM\s+\S+\s+AS\s+(\S+)", part, flags=re.IGNORECASE)
+        if match:
+            found[match.group(1)] = part
+    return found
+
+
+def test_tiers_without_models_use_the_slim_image(services: dict[str, dict[str, Any]]) -> None:
+    """Aggregator, judge (a client) and topics build `core`, whose venv installs no extra;
+    workers build `models` with the models extra."""
+    stages = _stages()
+    for name in ("topics", "aggregator", "judge"):
+        assert services[name]["build"]["target"] == "core", name
+    for name in WORKERS:
+        assert services[name]["build"]["target"] == "models", name
+    assert "COPY --from=build-core" in stages["core"]
+    assert (
+        re.search(r"pip install \.(\s|$)", stages["build-core"])
+        and "[" not in stages["build-core"].split("pip install")[1]
+    )
+    assert ".[models]" in stages["build-models"]
+
+
+def test_core_modules_import_no_model_package() -> None:
+    """The aggregator, the judge with its HTTP backend and the CLI import none of the models
+    extra's packages, so the slim image really runs them (checked in a fresh interpreter)."""
+    modules = [
+        "tribunal.consumers.aggregator",
+        "tribunal.consumers.judge",
+        "tribunal.consumers.classifiers.openai_http",
+        "tribunal.cli",
+    ]
+    code = f"import sys; import {', '.join(modules)}; print(sorted(m for m in {MODEL_PACKAGES!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert result.stdout.strip() == "[]"
+
+
+def test_llama_cpp_is_built_for_any_cpu() -> None:
+    """llama.cpp compiles with GGML_NATIVE=OFF: a -march=native build dies with SIGILL elsewhere."""
+    assert re.search(r"CMAKE_ARGS=.*-DGGML_NATIVE=OFF", _stages()["build-models"])
+
+
+def test_writable_volume_paths_belong_to_the_runtime_user(services: dict[str, dict[str, Any]]) -> None:
+    """Every named volume a Tribunal image mounts sits under a directory the Dockerfile creates
+    and chowns to uid 10001, so Docker seeds the volume writable for that user."""
+    base = _stages()["base"]
+    assert "--uid 10001 tribunal" in base and "chown -R tribunal:tribunal /home/tribunal" in base
+    created = set(re.findall(r"mkdir -p ([^\\&\n]+)", base)[0].split())
+    for name in TRIBUNAL_SERVICES:
+        for volume in services[name].get("volumes", []):
+            target = volume.split(":")[1]
+            assert any(target == path or target.startswith(path + "/") for path in created), (name, target)
+
+
+def test_ingest_example_reads_a_shipped_sample(compose: dict[str, Any]) -> None:
+    """The ingest example in the compose header names a file that exists and that the images copy."""
+    header = COMPOSE_FILE.read_text(encoding="utf-8").split("x-tribunal-env")[0]
+    match = re.search(r"topics ingest (/app/(\S+))", header)
+    assert match, "the compose header shows how to ingest the sample"
+    assert (ROOT / match.group(2)).is_file()
+    stages = _stages()
+    for stage in ("core", "models"):
+        assert "COPY data/demo ./data/demo" in stages[stage], stage
+
+
+# --- health ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", TIERS)
+def test_every_tier_has_a_healthcheck_on_readyz(services: dict[str, dict[str, Any]], name: str) -> None:
+    """Each tier's healthcheck asks /readyz on the port TRIBUNAL_HEALTH_PORT sets."""
+    check = " ".join(services[name]["healthcheck"]["test"])
+    port = _env(services[name])["TRIBUNAL_HEALTH_PORT"]
+    assert f"127.0.0.1:{port}/readyz" in check
+
+
+@pytest.mark.parametrize("name", ["kafka", "vllm", "kafka-exporter", "prometheus", "grafana"])
+def test_every_long_running_service_has_a_healthcheck(services: dict[str, dict[str, Any]], name: str) -> None:
+    """Not only the tiers: Kafka, the model server, the exporter and the monitoring stack too."""
+    assert services[name]["healthcheck"]["test"]
+
+
+# --- kafka-exporter and alerts -------------------------------------------------------------------
+def test_kafka_exporter_reads_the_broker_and_is_scraped(services: dict[str, dict[str, Any]]) -> None:
+    """Broker-side lag survives a dead tier: kafka-exporter reads Kafka and Prometheus scrapes it."""
+    exporter = services["kafka-exporter"]
+    assert "--kafka.server=kafka:9092" in exporter["command"]
+    assert ("kafka-exporter", 9308) in _scrape_targets(load_yaml(PROMETHEUS_FILE))
+
+
+def test_prometheus_loads_the_alert_rules(services: dict[str, dict[str, Any]]) -> None:
+    """deploy/prometheus.yml names a rule file that compose mounts from the chart's alerts.yml."""
+    config = load_yaml(PROMETHEUS_FILE)
+    mounted = {v.split(":")[1]: v.split(":")[0] for v in services["prometheus"]["volumes"] if v.startswith("./")}
+    for rule_file in config["rule_files"]:
+        assert (ROOT / mounted[rule_file]).resolve() == ALERTS_FILE
+
+
+def test_alert_rules_cover_the_operators_questions() -> None:
+    """Lag growing, DLQ rate, audit precision below target, judge at budget, a tier restarting."""
+    rules = [r for group in load_yaml(ALERTS_FILE)["groups"] for r in group["rules"]]
+    assert sorted(r["alert"] for r in rules) == sorted(ALERTS)
+    for rule in rules:
+        assert rule["labels"]["severity"] in {"warning", "critical"}
+        assert rule["annotations"]["summary"]
+
+
+def test_alert_expressions_parse_and_name_existing_metrics() -> None:
+    """Each alert is valid PromQL over metrics that exist (ours, or listed external ones)."""
+    for group in load_yaml(ALERTS_FILE)["groups"]:
+        for rule in group["rules"]:
+            used = promql_metrics(rule["expr"])
+            assert used, rule["alert"]
+            assert all(known_metric(m) for m in used), (rule["alert"], used)
+    assert "kafka_consumergroup_lag" in EXTERNAL_METRICS
+
+
+def test_metric_names_follow_prometheus_conventions() -> None:
+    """Counters end in _total (the client adds it), histograms of time in _seconds, values in
+    [0, 1] in _ratio, and a build-info metric carries the version."""
+    families = exported_families()
+    assert families["tribunal_build"] == "info"
+    for name, kind in families.items():
+        if kind == "histogram":
+            assert name.endswith(("_seconds", "_records")), name
+        if kind == "gauge":
+            assert name.endswith(("_ratio", "_records", "_items")), name
+    assert {"tribunal_fast_path_precision_ratio", "tribunal_worker_accuracy_ratio"} <= set(families)
+    assert "tribunal_build_info" in exported_series()

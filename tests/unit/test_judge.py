@@ -6,10 +6,13 @@ import base64
 from collections.abc import Sequence
 
 import orjson
+import pytest
 
 from tribunal.consumers.classifiers.base import Prediction
 from tribunal.consumers.judge import JudgeProcessor, wilson_interval
 from tribunal.consumers.verdicts import fallback_verdict
+from tribunal.consumers.worker import WorkerProcessor
+from tribunal.core.errors import FatalError, ServerUnavailableError
 from tribunal.core.runtime import Record
 from tribunal.core.settings import load_settings
 from tribunal.schemas import Item, JudgeRequest, Vote, decode, encode, load_tasks
@@ -110,3 +113,29 @@ def test_wilson_interval_brackets_the_proportion() -> None:
     wide = wilson_interval(9, 10)
     assert wide[1] - wide[0] > high - low
     assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+class Unavailable(Scripted):
+    """A model server that is down: its client already retried, or its breaker is open."""
+
+    async def classify(self, items: Sequence[Item]) -> list[Prediction]:
+        raise ServerUnavailableError("circuit open after 5 consecutive failures")
+
+
+async def test_an_unavailable_model_server_stops_the_judge_without_fallbacks() -> None:
+    """No fallback labels and no dead letters for an outage: the judge exits (FatalError) and
+    the batch is judged again after the restart, from the last commit."""
+    with pytest.raises(FatalError, match="model server unavailable"):
+        await JudgeProcessor(SETTINGS, Unavailable(), TASKS).process(
+            [_record("fine", EscalationReason.DISAGREEMENT)], 0
+        )
+
+
+async def test_an_unavailable_model_server_makes_a_worker_abstain() -> None:
+    """A worker abstains for the batch instead: the aggregator's quorum or deadline decides."""
+    settings = load_settings(topics={"prefix": "j-"}, worker={"name": "w9"})
+    item = Item(id="i", text="fine", task="sentiment")
+    record = Record("j-items", 0, 3, b"i", item, 0, encode(item))
+    [output] = await WorkerProcessor(settings, Unavailable(), TASKS).process([record], 0)
+    vote = decode(output.value, Vote)
+    assert vote.label is None and "model server unavailable" in (vote.reason or "")

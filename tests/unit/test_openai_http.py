@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import socket
+import time
 from typing import Any
 
 import httpx
@@ -10,7 +12,6 @@ import pytest
 
 from tribunal.consumers.classifiers.openai_http import (
     OpenAIClassifier,
-    backoff_delay,
     build_request,
     first_model_id,
     gbnf_grammar,
@@ -19,7 +20,8 @@ from tribunal.consumers.classifiers.openai_http import (
     retryable_status,
 )
 from tribunal.consumers.classifiers.registry import build_classifier
-from tribunal.core.errors import ClassifierError, ConfigError, InvalidOutputError
+from tribunal.consumers.classifiers.server_policy import CircuitBreaker
+from tribunal.core.errors import ConfigError, InvalidOutputError, ServerUnavailableError
 from tribunal.schemas.messages import Item
 from tribunal.schemas.tasks import load_tasks
 
@@ -144,11 +146,6 @@ def test_retryable_status(status: int, retry: bool) -> None:
     assert retryable_status(status) is retry
 
 
-def test_backoff_doubles_and_is_capped() -> None:
-    """Backoff grows exponentially from the base and never exceeds the cap."""
-    assert [backoff_delay(a, 0.5, cap_s=3.0) for a in range(4)] == [0.5, 1.0, 2.0, 3.0]
-
-
 def test_factory_rejects_bad_specs() -> None:
     """A missing URL or unknown mode is a configuration error."""
     tasks = load_tasks()
@@ -158,8 +155,31 @@ def test_factory_rejects_bad_specs() -> None:
         build_classifier("openai:http://127.0.0.1:1/v1?mode=guided", tasks)
 
 
-async def test_retries_server_errors_then_raises_classifier_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    """5xx answers are retried `retries` times, then the batch fails retryably; the key never leaks."""
+def client(
+    handler: Any, *, retries: int = 2, breaker: CircuitBreaker | None = None, key_env: str = "X"
+) -> OpenAIClassifier:
+    """A classifier whose HTTP goes to `handler` (httpx's MockTransport), no real waiting."""
+    return OpenAIClassifier(
+        "openai-test",
+        load_tasks(),
+        "http://server.test/v1",
+        model="m",
+        mode="llamacpp",
+        api="completions",
+        concurrency=4,
+        timeout_s=1.0,
+        retries=retries,
+        backoff_s=0.0,
+        logprobs=None,
+        fallback_confidence=0.5,
+        api_key_env=key_env,
+        breaker=breaker,
+        transport=httpx.MockTransport(handler),
+    )
+
+
+async def test_server_errors_are_retried_then_the_server_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """5xx answers are retried `retries` times, then ServerUnavailableError; the key never leaks."""
     monkeypatch.setenv("TRIBUNAL_TEST_KEY", "sk-secret-123")
     seen: list[str] = []
 
@@ -167,48 +187,92 @@ async def test_retries_server_errors_then_raises_classifier_error(monkeypatch: p
         seen.append(request.headers["authorization"])
         return httpx.Response(503, text="overloaded")
 
-    classifier = OpenAIClassifier(
-        "openai-test",
-        load_tasks(),
-        "http://server.test/v1",
-        model="m",
-        mode="llamacpp",
-        api="completions",
-        concurrency=2,
-        timeout_s=1.0,
-        retries=2,
-        backoff_s=0.0,
-        logprobs=None,
-        fallback_confidence=0.5,
-        api_key_env="TRIBUNAL_TEST_KEY",
-        transport=httpx.MockTransport(handler),
-    )
-    with pytest.raises(ClassifierError) as failure:
+    classifier = client(handler, key_env="TRIBUNAL_TEST_KEY")
+    with pytest.raises(ServerUnavailableError) as failure:
         await classifier.classify([Item(id="1", text="great")])
     await classifier.close()
     assert seen == ["Bearer sk-secret-123"] * 3
     assert "sk-secret" not in str(failure.value) and "sk-secret" not in repr(classifier)
 
 
-async def test_a_foreign_label_from_the_server_is_invalid_output() -> None:
-    """Even a 200 answer naming a label outside the set becomes InvalidOutputError, not a vote."""
-    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=completion(" meh")))
-    classifier = OpenAIClassifier(
-        "openai-test",
-        load_tasks(),
-        "http://server.test/v1",
-        model="m",
-        mode="llamacpp",
-        api="completions",
-        concurrency=2,
-        timeout_s=1.0,
-        retries=0,
-        backoff_s=0.0,
-        logprobs=None,
-        fallback_confidence=0.5,
-        api_key_env="TRIBUNAL_UNSET_KEY",
-        transport=transport,
+async def test_retry_after_is_waited_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 429 with Retry-After: 2 makes the client sleep at least 2 s before the retry."""
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr("tribunal.consumers.classifiers.openai_http.asyncio.sleep", fake_sleep)
+    answers = iter(
+        [httpx.Response(429, headers={"Retry-After": "2"}), httpx.Response(200, json=completion(" positive"))]
     )
-    with pytest.raises(InvalidOutputError, match="meh"):
+    classifier = client(lambda request: next(answers))
+    predictions = await classifier.classify([Item(id="1", text="great")])
+    await classifier.close()
+    assert predictions[0].label == "positive"
+    assert len(slept) == 1 and slept[0] >= 2.0
+
+
+async def test_an_open_breaker_stops_calling_a_down_server() -> None:
+    """Once the breaker opens, the rest of a large batch fails fast: far fewer calls than items x tries."""
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(502, text="bad gateway")
+
+    classifier = client(handler, retries=3, breaker=CircuitBreaker(threshold=3, cooldown_s=60))
+    items = [Item(id=str(n), text="fine") for n in range(64)]
+    with pytest.raises(ServerUnavailableError, match="circuit open"):
+        await classifier.classify(items)
+    await classifier.close()
+    assert calls <= 3 + 4  # the threshold, plus what was already in flight (the initial limit)
+
+
+async def test_an_item_the_server_refuses_abstains_alone() -> None:
+    """A 400 for one item (say, beyond the context) abstains that item; the others get labels."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if b"too long" in request.content:
+            return httpx.Response(400, text="context length exceeded")
+        return httpx.Response(200, json=completion(" positive"))
+
+    classifier = client(handler)
+    predictions = await classifier.classify(
+        [Item(id="1", text="ok"), Item(id="2", text="too long"), Item(id="3", text="ok")]
+    )
+    await classifier.close()
+    assert [p.label for p in predictions] == ["positive", None, "positive"]
+    assert "context length" in (predictions[1].reason or "")
+
+
+async def test_wrong_credentials_are_a_configuration_error() -> None:
+    """401 is not retried and not an abstention: the process must stop and say so."""
+    classifier = client(lambda request: httpx.Response(401, text="bad key"))
+    with pytest.raises(ConfigError, match="401"):
         await classifier.classify([Item(id="1", text="fine")])
     await classifier.close()
+
+
+async def test_a_foreign_label_from_the_server_abstains() -> None:
+    """Even a 200 answer naming a label outside the set never becomes a vote: the item abstains."""
+    classifier = client(lambda request: httpx.Response(200, json=completion(" meh")), retries=0)
+    predictions = await classifier.classify([Item(id="1", text="fine")])
+    await classifier.close()
+    assert predictions[0].label is None and "meh" in (predictions[0].reason or "")
+
+
+async def test_a_port_nobody_listens_on_opens_the_breaker() -> None:
+    """Real refused TCP connections (no mock): after `breaker_failures` the batch fails fast with
+    ServerUnavailableError instead of retrying every item against a dead address."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    spec = f"openai:http://127.0.0.1:{port}/v1?model=m&mode=llamacpp&retries=3&backoff_s=0.01&breaker_failures=2"
+    classifier = build_classifier(spec, load_tasks())
+    assert isinstance(classifier, OpenAIClassifier)
+    with pytest.raises(ServerUnavailableError):
+        await classifier.classify([Item(id=str(n), text="fine") for n in range(32)])
+    await classifier.close()
+    assert classifier.breaker.state(time.monotonic()) == "open"

@@ -16,6 +16,7 @@ from tribunal.core.errors import (
     InvalidOutputError,
     PoisonError,
     RetryableError,
+    ServerUnavailableError,
     disposition,
 )
 from tribunal.schemas import Item, load_tasks
@@ -117,7 +118,23 @@ async def test_failures_mark_only_the_isolated_items_failed() -> None:
         (ConfigError("model file missing"), "fatal"),
         (BrokerUnavailableError("no broker"), "fatal"),
         (FatalError("fenced"), "fatal"),
+        (ServerUnavailableError("circuit open"), "outage"),
     ],
 )
 def test_errors_steer_by_their_flags(error: Exception, expected: str) -> None:
     assert disposition(error) == expected
+
+
+async def test_an_unavailable_server_is_neither_retried_nor_split() -> None:
+    """ServerUnavailableError (the client already retried, or its breaker is open) propagates
+    after one call: no second retry layer, no 2n sub-batches against a server that is down."""
+
+    class Down(Flaky):
+        async def classify(self, items: Sequence[Item]) -> list[Prediction]:
+            self.calls += 1
+            raise ServerUnavailableError("circuit open")
+
+    down = Down()
+    with pytest.raises(ServerUnavailableError):
+        await ResilientClassifier(down, TASKS, retries=3, backoff_s=0).classify(_items(*"abcdefgh"))
+    assert down.calls == 1

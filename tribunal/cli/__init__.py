@@ -13,6 +13,7 @@ import typer
 from tribunal.cli import broker, ingest, lab, models, replay, tiers, topics
 from tribunal.cli.common import ConfigOption
 from tribunal.core.errors import TribunalError
+from tribunal.core.logs import get_logger, is_configured
 
 __all__ = ["app", "main"]
 
@@ -32,5 +33,8 @@ def main() -> None:
     try:
         app()
     except TribunalError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        if is_configured():  # a tier: its last log line says what to fix, as JSON in JSON mode
+            get_logger("tribunal.cli").error("fatal_error", error=str(exc), error_type=type(exc).__name__)
+        else:
+            typer.echo(f"error: {exc}", err=True)
         sys.exit(2)

@@ -5,7 +5,10 @@
      │    └── InvalidOutputError   a model answered outside the task's label set
      ├── RetryableError     transient (timeouts, 429/5xx, recoverable engine errors): back off,
      │                      retry, and treat as poison once the retries are spent
-     │    └── ClassifierError      a classifier failed on a batch
+     │    ├── ClassifierError      a classifier failed on a batch
+     │    └── ServerUnavailableError  a model server is down (its client already retried, or
+     │                                its circuit breaker is open): never split the batch;
+     │                                workers abstain, the judge exits without committing
      └── FatalError         cannot go on (bad config, dead engine, fenced producer): log, do not
           ├── ConfigError   commit, exit non-zero so the supervisor restarts the process
           └── BrokerUnavailableError
@@ -26,7 +29,7 @@ from typing import ClassVar, Literal
 from tribunal.schemas.codec import DecodeError
 from tribunal.schemas.tasks import TaskError
 
-Disposition = Literal["poison", "retry", "fatal"]
+Disposition = Literal["poison", "retry", "outage", "fatal"]
 
 __all__ = [
     "BrokerUnavailableError",
@@ -37,6 +40,7 @@ __all__ = [
     "InvalidOutputError",
     "PoisonError",
     "RetryableError",
+    "ServerUnavailableError",
     "TribunalError",
     "disposition",
 ]
@@ -47,6 +51,9 @@ class TribunalError(Exception):
 
     poison: ClassVar[bool] = False
     retriable: ClassVar[bool] = False
+    # The dependency (a model server), not the input, is failing, and its client already
+    # retried: retrying again or splitting the batch would only hammer it.
+    outage: ClassVar[bool] = False
 
 
 class PoisonError(TribunalError):
@@ -69,6 +76,12 @@ class ClassifierError(RetryableError):
     """A classifier could not label a batch (timeout, server error, engine hiccup)."""
 
 
+class ServerUnavailableError(RetryableError):
+    """A model server cannot be used now; the client's own retries are spent."""
+
+    outage = True
+
+
 class FatalError(TribunalError):
     """The process cannot continue; exit non-zero without committing."""
 
@@ -82,8 +95,11 @@ class BrokerUnavailableError(FatalError):
 
 
 def disposition(exc: BaseException) -> Disposition:
-    """What to do about `exc`: dead-letter the input, back off and retry, or exit."""
+    """What to do about `exc`: dead-letter the input, back off and retry, let the caller handle
+    an outage of a server (workers abstain, the judge exits), or exit."""
     if isinstance(exc, TribunalError):
+        if exc.outage:
+            return "outage"
         return "poison" if exc.poison else "retry" if exc.retriable else "fatal"
     if isinstance(exc, DecodeError | TaskError):
         return "poison"

@@ -1,16 +1,24 @@
 """Prometheus metrics shared by every tier; `serve_metrics(port)` exposes `/metrics`.
 
-Names are `tribunal_*`; labels stay low-cardinality (tier, topic, worker, kind, reason), never
-item ids.
+Names are `tribunal_*` and follow Prometheus conventions: the unit as a plural suffix
+(`_seconds`, `_records`, `_items`), `_total` on counters, `_ratio` on values in [0, 1], and
+`tribunal_build_info` (always 1) carries the version as labels. Labels stay low-cardinality
+(tier, topic, worker, kind, reason), never item ids.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+import contextlib
+import platform
+from collections.abc import Iterable
+from importlib.metadata import PackageNotFoundError, version
+
+from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
 
 __all__ = [
     "AUDITS",
     "BATCH_SIZE",
+    "BUILD_INFO",
     "CONSUMER_LAG",
     "DEAD_LETTERS",
     "DECISIONS",
@@ -22,6 +30,7 @@ __all__ = [
     "RECORDS_OUT",
     "STAGE_SECONDS",
     "WORKER_ACCURACY",
+    "forget_lag",
     "serve_metrics",
 ]
 
@@ -29,7 +38,7 @@ RECORDS_IN = Counter("tribunal_records_in_total", "Records consumed", ["tier", "
 RECORDS_OUT = Counter("tribunal_records_out_total", "Records produced", ["tier", "topic"])
 DEAD_LETTERS = Counter("tribunal_dead_letters_total", "Records sent to a dead-letter topic", ["tier", "topic", "kind"])
 BATCH_SIZE = Histogram(
-    "tribunal_batch_size",
+    "tribunal_batch_records",
     "Records per processed batch",
     ["tier"],
     buckets=(1, 4, 16, 64, 256, 1024, 4096),
@@ -44,21 +53,40 @@ DECISIONS = Counter("tribunal_decisions_total", "Aggregator outcomes", ["outcome
 LATE_VOTES = Counter("tribunal_late_votes_total", "Votes for items already decided (ignored)", ["worker"])
 PENDING_ITEMS = Gauge("tribunal_pending_items", "Items waiting for votes in this aggregator")
 CONSUMER_LAG = Gauge(
-    "tribunal_consumer_lag",
+    "tribunal_consumer_lag_records",
     "Records between a partition's high watermark and our position",
     ["tier", "group", "topic", "partition"],
 )
-WORKER_ACCURACY = Gauge("tribunal_worker_accuracy", "Learned P(worker agrees with the judge)", ["task", "worker"])
+WORKER_ACCURACY = Gauge("tribunal_worker_accuracy_ratio", "Learned P(worker agrees with the judge)", ["task", "worker"])
 AUDITS = Counter("tribunal_audits_total", "Shadow audits of worker-decided items, by outcome", ["task", "outcome"])
 FAST_PATH_PRECISION = Gauge(
-    "tribunal_fast_path_precision",
+    "tribunal_fast_path_precision_ratio",
     "Share of audited worker labels the judge confirmed, with a 95% Wilson interval",
     ["task", "bound"],
 )
-JUDGE_BACKLOG = Gauge("tribunal_judge_backlog", "Escalations not yet judged, as the aggregator last measured")
+JUDGE_BACKLOG = Gauge("tribunal_judge_backlog_records", "Escalations not yet judged, as the aggregator last measured")
+BUILD_INFO = Info("tribunal_build", "Version of the running Tribunal (the value is always 1)")
+
+
+def _version() -> str:
+    try:
+        return version("tribunal")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+BUILD_INFO.info({"version": _version(), "python_version": platform.python_version()})
 
 
 def serve_metrics(port: int | None) -> None:
     """Start the `/metrics` HTTP endpoint on `port` (0 picks a free port); None disables it."""
     if port is not None:
         start_http_server(port, addr="0.0.0.0")
+
+
+def forget_lag(tier: str, group: str, partitions: Iterable[tuple[str, int]]) -> None:
+    """Drop the lag series of partitions this process no longer owns: a stale value would keep
+    reporting the lag of the moment it lost them (its new owner reports the live one)."""
+    for topic, partition in partitions:
+        with contextlib.suppress(KeyError):
+            CONSUMER_LAG.remove(tier, group, topic, str(partition))

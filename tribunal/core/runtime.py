@@ -35,6 +35,7 @@ from pydantic import BaseModel
 
 from tribunal.core import kafka, metrics
 from tribunal.core.errors import FatalError
+from tribunal.core.health import Health, serve_health
 from tribunal.core.logs import get_logger
 from tribunal.core.settings import Settings
 from tribunal.schemas.codec import DecodeContext, DecodeError, decode, encode
@@ -174,6 +175,8 @@ class StreamRunner:
         self.transactional_id = f"{group_id}-{settings.runtime.instance_id}"
         self.committed_batches = 0
         self._lag_exported_at = float("-inf")
+        # Past max_poll_interval the broker has evicted us anyway: a loop that slow is not live.
+        self.health = Health(stale_after_s=settings.runtime.max_poll_interval_ms / 1000.0)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process until `stop` is set; commit everything handled; close the clients."""
@@ -186,6 +189,7 @@ class StreamRunner:
             listener=_Listener(self),
         )
         producer = kafka.transactional_producer(self._settings.kafka, runtime, self.transactional_id)
+        self.health.beat()
         await producer.start()
         try:
             await consumer.start()
@@ -194,6 +198,7 @@ class StreamRunner:
             finally:
                 await consumer.stop()
         finally:
+            self.health.stop()
             await producer.stop()
             await self._processor.close()
 
@@ -202,6 +207,7 @@ class StreamRunner:
         batch_size = self._processor.batch_size or runtime.batch_size
         log.info("runner_started", group_id=self._group_id, topics=sorted(self._models), batch_size=batch_size)
         while not stop.is_set():
+            self.health.beat()
             self._apply_backpressure(consumer)
             batch = await _fetch(consumer, batch_size, runtime.batch_wait_ms)
             async with self._lock:
@@ -294,16 +300,19 @@ class StreamRunner:
         self._paused = wanted
 
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.health.revoking()
         async with self._lock:  # wait for the in-flight transaction: its offsets are ours to commit
             self._owned -= revoked
             self._paused -= revoked
             await self._processor.revoked(revoked)
+        metrics.forget_lag(self._processor.tier, self._group_id, ((tp.topic, tp.partition) for tp in revoked))
         log.info("partitions_revoked", partitions=_names(revoked))
 
     async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         async with self._lock:
             await self._processor.assigned(assigned)
             self._owned |= assigned
+        self.health.assigned(len(self._owned))
         log.info("partitions_assigned", partitions=_names(assigned))
 
 
@@ -365,10 +374,15 @@ async def serve(
     decode_context: DecodeContext,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Expose metrics and run `processor` until `stop` is set, or until SIGINT/SIGTERM."""
+    """Expose metrics and health; run `processor` until `stop` is set, or until SIGINT/SIGTERM."""
     metrics.serve_metrics(settings.metrics_port)
     runner = StreamRunner(settings, processor, group_id=group_id, decode_context=decode_context)
-    if stop is not None:
-        await runner.run(stop)
-    else:
-        await run_until_signalled(runner.run)
+    health_server = serve_health(runner.health, settings.health_port)
+    try:
+        if stop is not None:
+            await runner.run(stop)
+        else:
+            await run_until_signalled(runner.run)
+    finally:
+        if health_server is not None:
+            health_server.close()

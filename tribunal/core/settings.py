@@ -253,6 +253,8 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    # `/livez` and `/readyz` for Kubernetes probes and Docker healthchecks (tribunal/core/health.py).
+    health_port: int | None = Field(default=None, ge=0, le=65535)
 
     @classmethod
     def settings_customise_sources(
