@@ -148,6 +148,14 @@ def test_every_values_file_renders_each_tier(rendered: Rendered, settings: Setti
     assert commands == sorted(["aggregator", "judge", *["worker"] * len(settings.aggregator.workers)])
 
 
+@pytest.mark.parametrize("values", sorted(VALUES))
+def test_helm_lint_passes_strictly(helm: str, values: str) -> None:
+    """`helm lint --strict` (warnings are failures) accepts the chart with each values file."""
+    command = [helm, "lint", str(CHART), "--strict", "--kube-version", KUBE_VERSION, "-f", str(VALUES[values])]
+    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_builtin_objects_match_the_kubernetes_schemas(rendered: Rendered) -> None:
     """Every object of a built-in API validates (strict: no unknown field) against Kubernetes 1.33."""
     builtin = [o for o in rendered.objects if o["apiVersion"].split("/")[0] not in CUSTOM_GROUPS]
