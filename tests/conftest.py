@@ -2,19 +2,29 @@
 
 1. `KAFKA_BOOTSTRAP_SERVERS` if set (any real cluster);
 2. a testcontainers Kafka (KRaft) if a Docker engine answers;
-3. the project's own local broker (`tribunal kafka up`), started once and stopped at the end
-   if this session started it.
+3. a broker of this session's own: the project's local broker (jars from `tribunal kafka fetch`)
+   on free ports with its data in a fresh temporary folder, stopped and removed at the end. It
+   never touches 9092 or the broker `make demo` / `tribunal kafka up` run, so a broker left
+   running by another checkout cannot make the tests fail, and the tests cannot disturb it.
 
-A test that needs a broker and cannot get one fails in CI (CI=true) and skips elsewhere.
+A test that needs a broker and cannot get one fails in CI (CI=true) and skips elsewhere, with
+one sentence saying what is missing.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tribunal.core.broker import LocalBroker
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
@@ -63,20 +73,38 @@ def kafka_bootstrap() -> Iterator[str]:
         yield address
         container.stop()  # type: ignore[attr-defined]
         return
-    from tribunal.core.broker import LocalBroker
     from tribunal.core.errors import TribunalError
-    from tribunal.core.settings import load_settings
 
-    # The same broker `make kafka-up` runs (TRIBUNAL_BROKER__PORT etc. apply), reused if it is up.
-    broker = LocalBroker(REPO / ".tribunal", load_settings().broker)
-    already_running = broker.pid() is not None
+    home = Path(tempfile.mkdtemp(prefix="tribunal-test-broker-"))
     try:
+        broker = _own_broker(home)
         address = broker.up()
     except TribunalError as exc:
+        shutil.rmtree(home, ignore_errors=True)
         message = f"no Kafka broker for integration tests: {exc}"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    yield address
-    if not already_running:
+    try:
+        yield address
+    finally:
         broker.down()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _own_broker(home: Path) -> LocalBroker:
+    """A local broker living in `home` on two free ports, with the jars this checkout fetched
+    (`.tribunal/kafka/libs-<version>`, fetched now if absent) linked in, not fetched again."""
+    from tribunal.core.broker import LocalBroker
+    from tribunal.core.settings import BrokerSettings
+
+    jars = LocalBroker(REPO / ".tribunal", BrokerSettings()).fetch()
+    (home / "kafka").mkdir(parents=True)
+    (home / "kafka" / jars.name).symlink_to(jars.resolve())
+    return LocalBroker(home, BrokerSettings(port=_free_port(), controller_port=_free_port()))

@@ -1,9 +1,9 @@
 """Trained linear heads: fit, save and load the models behind the `tfidf` and `embedding` kinds.
 
-A head file is a joblib pickle `FILE` plus a JSON header `FILE.json` written next to it. The
-header names the task, the label set (in the task's order), the kind, the sha256 of the
-training data and the library versions. `load_head` reads and checks the header BEFORE it
-unpickles anything, so a file for another label set is refused without running its pickle.
+Training uses scikit-learn; the fitted model is then exported as plain arrays to one `.npz`
+head file (headfile.py: no pickle, so loading a head never runs code from it). Its JSON header
+names the task, the label set (in the model's order), the kind, the sha256 of the training data
+and the library versions; `load_head` checks it before reading any array.
 
     tfidf      word 1-2-grams + char_wb 2-5-grams (TF-IDF, sublinear tf) -> LogisticRegression
     tfidf/nb   (head="nb") word 1-2-grams (TF-IDF) -> Complement Naive Bayes: a different model
@@ -17,19 +17,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tribunal.consumers.classifiers.headfile import FORMAT, HeadModel, load_model, quantize, read_header, save_head, text_array
 from tribunal.core.errors import ConfigError
 from tribunal.schemas.tasks import Task
 
-__all__ = ["FORMAT", "HEADS", "KINDS", "Head", "file_sha256", "load_head", "read_labelled", "train_head"]
+__all__ = ["FORMAT", "HEADS", "KINDS", "Head", "file_sha256", "load_head", "read_header", "read_labelled", "train_head"]
 
-FORMAT = 1
 KINDS = ("tfidf", "embedding")
 HEADS = ("linear", "nb", "knn")
 # Inverse regularisation strength: a fixed, untuned choice (weak regularisation suits these
@@ -42,7 +41,7 @@ class Head:
     """A loaded head: `predict_proba(texts)` gives one row per text over `classes`."""
 
     header: dict[str, Any]
-    model: Any  # sklearn Pipeline / LogisticRegression; untyped library
+    model: HeadModel
 
     @property
     def classes(self) -> list[str]:
@@ -172,46 +171,84 @@ def train_head(
         "sklearn": sklearn.__version__,
         **extra,
     }
-    _save(out, header, model)
+    fields, arrays = _export(kind, head, model, texts)
+    header.update(fields)
+    save_head(out, header, arrays)
     return header
 
 
-def _save(out: Path, header: dict[str, Any], model: Any) -> None:
-    import joblib
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Write to temp names then rename, so a concurrent reader never sees half a file.
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    joblib.dump({"header": header, "model": model}, tmp, compress=3)
-    tmp_json = tmp.with_suffix(".json")
-    tmp_json.write_text(json.dumps(header, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, out)
-    os.replace(tmp_json, header_path(out))
+def _tfidf_spec(vectorizer: Any) -> dict[str, Any]:
+    """The parameters inference needs to tokenise exactly as `vectorizer` did."""
+    defaults = {"lowercase": True, "norm": "l2", "use_idf": True, "strip_accents": None, "binary": False}
+    params = vectorizer.get_params()
+    changed = {name: params[name] for name, value in defaults.items() if params[name] != value}
+    if changed or params["token_pattern"] != r"(?u)\b\w\w+\b" or params["preprocessor"] or params["tokenizer"]:
+        raise ConfigError(f"cannot export a TF-IDF vectorizer with non-default parameters {changed}")
+    return {"analyzer": params["analyzer"], "ngram_range": list(params["ngram_range"]), "sublinear_tf": params["sublinear_tf"]}
 
 
-def header_path(path: Path) -> Path:
-    return path.with_name(path.name + ".json")
+def _vocab_arrays(i: int, vectorizer: Any) -> dict[str, Any]:
+    import numpy as np
+
+    terms = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.__getitem__)
+    return {f"f{i}.vocab": text_array(terms), f"f{i}.idf": vectorizer.idf_.astype(np.float32)}
 
 
-def read_header(path: Path) -> dict[str, Any]:
-    """The JSON header of a head file; `ConfigError` if it is missing or unreadable."""
-    try:
-        header: dict[str, Any] = json.loads(header_path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"head {path} has no readable header {header_path(path)}: {exc}") from None
-    return header
+def _export(kind: str, head: str, model: Any, texts: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(header fields, arrays) of a fitted scikit-learn model, for `headfile.save_head`."""
+    import numpy as np
+
+    if kind == "embedding":
+        classifier, vectorizers = model, []
+    else:
+        steps = [step for _, step in model.steps]
+        first, classifier = steps[0], steps[-1]
+        vectorizers = [t for _, t in first.transformer_list] if hasattr(first, "transformer_list") else [first]
+    arrays: dict[str, Any] = {}
+    for i, vectorizer in enumerate(vectorizers):
+        arrays.update(_vocab_arrays(i, vectorizer))
+    fields: dict[str, Any] = {"features": {"tfidf": [_tfidf_spec(v) for v in vectorizers]}}
+    if head == "linear":
+        fields["classifier"] = {"type": "linear"}
+        arrays.update(quantize("coef", classifier.coef_))
+        arrays["intercept"] = classifier.intercept_.astype(np.float64)
+    elif head == "nb":
+        fields["classifier"] = {"type": "complement_nb"}
+        arrays.update(quantize("log_prob", classifier.feature_log_prob_))
+    else:
+        fields["classifier"] = {"type": "knn", "k": int(classifier.n_neighbors)}
+        arrays.update(_knn_arrays(vectorizers[0], classifier, texts))
+    return fields, arrays
+
+
+def _knn_arrays(vectorizer: Any, classifier: Any, texts: list[str]) -> dict[str, Any]:
+    """The training rows as n-gram counts in the smallest integer types that hold them (the
+    tf-idf vectors are recomputed at load): a kNN head is its training set."""
+    import numpy as np
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    if classifier.metric != "cosine" or classifier.weights != "distance":
+        raise ConfigError("only cosine, distance-weighted kNN heads can be exported")
+    counter = CountVectorizer(
+        analyzer=vectorizer.analyzer, ngram_range=vectorizer.ngram_range, vocabulary=vectorizer.vocabulary_
+    )
+    counts = counter.transform(texts).tocsr()
+    counts.sort_indices()
+    return {
+        "knn.data": counts.data.astype(np.min_scalar_type(int(counts.data.max(initial=0)))),
+        "knn.indices": counts.indices.astype(np.min_scalar_type(max(counts.shape[1] - 1, 0))),
+        "knn.indptr": counts.indptr.astype(np.int64),
+        "knn.shape": np.asarray(counts.shape, dtype=np.int64),
+        "knn.labels": np.asarray(classifier._y, dtype=np.int32),
+    }
 
 
 def load_head(path: Path, task: Task, kind: str) -> Head:
-    """Load a head for `task`; refuse (ConfigError) another kind, format or label set."""
-    import joblib
-
+    """Load a head for `task`; refuse (ConfigError) another kind, format or label set. The header
+    is checked before any array is read."""
     header = read_header(path)
     if header.get("format") != FORMAT or header.get("kind") != kind:
         raise ConfigError(f"{path} is a {header.get('kind')!r} head (format {header.get('format')}), not {kind!r}")
     if set(header.get("labels", ())) != set(task.labels):
         raise ConfigError(f"{path} was trained for labels {header.get('labels')}, not task {task.name!r}'s label set")
-    payload = joblib.load(path)
-    if payload["header"] != header:
-        raise ConfigError(f"{path} does not match its header {header_path(path)}; retrain it")
-    return Head(header=header, model=payload["model"])
+    return Head(header=header, model=load_model(path, header))

@@ -2,9 +2,10 @@
 
 Spec strings:
 
-    tfidf:PATH                              load the head saved at PATH
+    tfidf:PATH                              load the head saved at PATH (a `tribunal train` .npz)
+    tfidf:bundled:sentiment-tfidf           a head shipped inside the package (consumers/classifiers/bundled/)
     embedding:PATH
-    tfidf?task=intent&train=DATA            train on first use, cache at .tribunal/models/intent-tfidf.joblib
+    tfidf?task=intent&train=DATA            train on first use, cache at .tribunal/models/intent-tfidf.npz
     embedding:PATH?task=T&train=DATA&max_rows=N&model=DIR
     tfidf?task=intent&train=DATA&head=nb    Complement Naive Bayes instead of logistic regression
 
@@ -33,9 +34,13 @@ from tribunal.core.errors import ConfigError
 from tribunal.schemas.messages import Item
 from tribunal.schemas.tasks import TaskRegistry
 
-__all__ = ["DEFAULT_MODELS_DIR", "HeadClassifier", "embedding", "resolve_head", "tfidf"]
+__all__ = ["BUNDLED", "BUNDLED_DIR", "DEFAULT_MODELS_DIR", "HeadClassifier", "bundled_path", "embedding", "resolve_head", "tfidf"]
 
 DEFAULT_MODELS_DIR = Path(".tribunal") / "models"
+# Heads shipped with the package (task defaults): resolved next to this module, never from the
+# working directory, so they are found from a source checkout and from an installed wheel alike.
+BUNDLED = "bundled:"
+BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
 
 Featurize = Callable[[list[str]], Any]
 
@@ -76,7 +81,17 @@ class HeadClassifier:
         return Prediction(label, probs[label], probabilities=probs, latency_ms=latency_ms)
 
 
+def bundled_path(name: str) -> Path:
+    """The file of a bundled head `NAME` (`.npz` may be omitted)."""
+    file = name if name.endswith(".npz") else f"{name}.npz"
+    if "/" in file or "\\" in file or file.startswith("."):
+        raise ConfigError(f"bundled head names are plain names, not paths: {name!r}")
+    return BUNDLED_DIR / file
+
+
 def _head_path(spec: ClassifierSpec) -> Path:
+    if spec.arg.startswith(BUNDLED):
+        return bundled_path(spec.arg.removeprefix(BUNDLED))
     if spec.arg:
         return Path(spec.arg)
     task = spec.options.get("task")
@@ -84,7 +99,7 @@ def _head_path(spec: ClassifierSpec) -> Path:
         raise ConfigError(f"{spec}: give a head file ({spec.kind}:PATH) or a task ({spec.kind}?task=T&train=DATA)")
     head = spec.option("head", "linear")
     suffix = "" if head == "linear" else f"-{head}"
-    return DEFAULT_MODELS_DIR / f"{task}-{spec.kind}{suffix}.joblib"
+    return DEFAULT_MODELS_DIR / f"{task}-{spec.kind}{suffix}.npz"
 
 
 def _needs_training(path: Path, data: Path | None) -> bool:
@@ -103,13 +118,18 @@ def resolve_head(spec: ClassifierSpec, tasks: TaskRegistry) -> Path:
     data = Path(train) if train else None
     if not _needs_training(path, data):
         return path
+    if data is None and spec.arg.startswith(BUNDLED):
+        raise ConfigError(
+            f"the bundled head {path.name} is missing from this installation ({path}); "
+            "reinstall Tribunal, or rebuild it as consumers/classifiers/bundled/PROVENANCE.md says"
+        )
     if data is None:
         raise ConfigError(
             f"no head at {path}; run `tribunal train --task T --data FILE --kind {spec.kind} --out {path}` "
             f"or add ?task=T&train=FILE to the spec"
         )
     if not data.is_file():
-        raise ConfigError(f"{spec}: training data {data} does not exist (the shared datasets are not here?)")
+        raise ConfigError(f"{spec}: training data {data} does not exist, and no head is saved at {path}")
     task_name = spec.options.get("task")
     if not task_name:
         raise ConfigError(f"{spec}: training on first use needs ?task=T")

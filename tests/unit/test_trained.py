@@ -15,7 +15,6 @@ from tribunal.schemas.messages import Item
 from tribunal.schemas.tasks import load_tasks
 
 pytest.importorskip("sklearn")
-pytest.importorskip("joblib")
 
 TASKS = load_tasks()
 POSITIVE = ["great film", "loved it", "wonderful acting", "a joy to watch", "brilliant and moving", "superb fun"]
@@ -36,7 +35,7 @@ def sentiment_data(tmp_path: Path) -> Path:
 
 def test_train_writes_header_with_hash(sentiment_data: Path, tmp_path: Path) -> None:
     """The header names task, kind, label set and the training data's sha256."""
-    out = tmp_path / "h.joblib"
+    out = tmp_path / "h.npz"
     header = train_head(TASKS.get("sentiment"), "tfidf", sentiment_data, out)
     assert read_header(out) == header
     assert header["task"] == "sentiment" and header["kind"] == "tfidf"
@@ -46,7 +45,7 @@ def test_train_writes_header_with_hash(sentiment_data: Path, tmp_path: Path) -> 
 
 async def test_head_classifies_inside_the_label_set(sentiment_data: Path, tmp_path: Path) -> None:
     """A loaded tfidf head labels its task's items with probabilities; confidence is the top one."""
-    out = tmp_path / "h.joblib"
+    out = tmp_path / "h.npz"
     train_head(TASKS.get("sentiment"), "tfidf", sentiment_data, out)
     classifier = build_classifier(f"tfidf:{out}", TASKS)
     texts = ["loved the acting", "awful and dull", "", "zzzz qqqq", "😡" * 50, "x" * 5000]
@@ -61,7 +60,7 @@ async def test_head_classifies_inside_the_label_set(sentiment_data: Path, tmp_pa
 
 async def test_items_of_another_task_abstain(sentiment_data: Path, tmp_path: Path) -> None:
     """An item of a task the head was not trained for gets an abstention, never a foreign label."""
-    out = tmp_path / "h.joblib"
+    out = tmp_path / "h.npz"
     train_head(TASKS.get("sentiment"), "tfidf", sentiment_data, out)
     classifier = build_classifier(f"tfidf:{out}", TASKS)
     items = [Item(id="1", text="great", task="sentiment3"), Item(id="2", text="great", task="sentiment")]
@@ -72,8 +71,8 @@ async def test_items_of_another_task_abstain(sentiment_data: Path, tmp_path: Pat
 
 
 def test_label_set_mismatch_is_refused(sentiment_data: Path, tmp_path: Path) -> None:
-    """A head whose label set differs from the task's is refused before unpickling."""
-    out = tmp_path / "h.joblib"
+    """A head whose label set differs from the task's is refused before its arrays are read."""
+    out = tmp_path / "h.npz"
     train_head(TASKS.get("sentiment"), "tfidf", sentiment_data, out)
     with pytest.raises(ConfigError, match="label set"):
         load_head(out, TASKS.get("sentiment3"), "tfidf")
@@ -81,16 +80,15 @@ def test_label_set_mismatch_is_refused(sentiment_data: Path, tmp_path: Path) -> 
         load_head(out, TASKS.get("sentiment"), "embedding")
 
 
-def test_tampered_header_is_refused(sentiment_data: Path, tmp_path: Path) -> None:
-    """A header edited after training no longer matches the pickled copy."""
-    out = tmp_path / "h.joblib"
-    train_head(TASKS.get("sentiment"), "tfidf", sentiment_data, out)
-    header_file = out.with_name(out.name + ".json")
-    header = json.loads(header_file.read_text())
-    header["rows"] = 1
-    header_file.write_text(json.dumps(header))
-    with pytest.raises(ConfigError, match="does not match"):
-        load_head(out, TASKS.get("sentiment"), "tfidf")
+def test_bundled_heads_resolve_inside_the_package_not_the_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tfidf:bundled:NAME` is found next to the package from any working directory; a missing
+    one says it is missing from the installation, and names cannot climb out of the folder."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="missing from this installation"):
+        build_classifier("tfidf:bundled:no-such-head", TASKS)
+    for name in ("../sentiment-tfidf", "/etc/passwd", ".hidden"):
+        with pytest.raises(ConfigError, match="plain names"):
+            build_classifier(f"tfidf:bundled:{name}", TASKS)
 
 
 @pytest.mark.parametrize(
@@ -104,18 +102,18 @@ def test_training_data_must_match_the_task(tmp_path: Path, rows: list[tuple[str,
     """Labels outside the task, or a task label without rows, stop training."""
     data = _data(tmp_path / "d.jsonl", rows)
     with pytest.raises(ConfigError, match=message):
-        train_head(TASKS.get("sentiment"), "tfidf", data, tmp_path / "h.joblib")
+        train_head(TASKS.get("sentiment"), "tfidf", data, tmp_path / "h.npz")
 
 
 def test_missing_head_without_training_data_is_a_config_error(tmp_path: Path) -> None:
     """A spec naming a missing file and no ?train= says how to make one."""
     with pytest.raises(ConfigError, match="tribunal train"):
-        build_classifier(f"tfidf:{tmp_path / 'none.joblib'}", TASKS)
+        build_classifier(f"tfidf:{tmp_path / 'none.npz'}", TASKS)
 
 
 def test_train_on_first_use_then_cache(sentiment_data: Path, tmp_path: Path) -> None:
     """?train= trains once, reuses the file while the data is unchanged, retrains when it changes."""
-    out = tmp_path / "models" / "s.joblib"
+    out = tmp_path / "models" / "s.npz"
     spec = f"tfidf:{out}?task=sentiment&train={sentiment_data}"
     build_classifier(spec, TASKS)
     first = out.stat().st_mtime_ns
@@ -128,15 +126,15 @@ def test_train_on_first_use_then_cache(sentiment_data: Path, tmp_path: Path) -> 
 
 
 def test_default_cache_location(sentiment_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without a path the head is cached at .tribunal/models/<task>-<kind>.joblib."""
+    """Without a path the head is cached at .tribunal/models/<task>-<kind>.npz."""
     monkeypatch.chdir(tmp_path)
     build_classifier(f"tfidf?task=sentiment&train={sentiment_data}", TASKS)
-    assert (tmp_path / ".tribunal" / "models" / "sentiment-tfidf.joblib").is_file()
+    assert (tmp_path / ".tribunal" / "models" / "sentiment-tfidf.npz").is_file()
 
 
 def test_spec_task_must_match_the_head(sentiment_data: Path, tmp_path: Path) -> None:
     """A spec asking for another task than the head's is refused."""
-    out = tmp_path / "h.joblib"
+    out = tmp_path / "h.npz"
     train_head(TASKS.get("sentiment"), "tfidf", sentiment_data, out)
     with pytest.raises(ConfigError, match="spec asks"):
         build_classifier(f"tfidf:{out}?task=sentiment3", TASKS)
@@ -146,7 +144,7 @@ async def test_naive_bayes_head(sentiment_data: Path, tmp_path: Path, monkeypatc
     """head=nb trains Complement NB at its own default path and still answers inside the label set."""
     monkeypatch.chdir(tmp_path)
     classifier = build_classifier(f"tfidf?task=sentiment&train={sentiment_data}&head=nb", TASKS)
-    assert read_header(tmp_path / ".tribunal" / "models" / "sentiment-tfidf-nb.joblib")["head"] == "nb"
+    assert read_header(tmp_path / ".tribunal" / "models" / "sentiment-tfidf-nb.npz")["head"] == "nb"
     items = [Item(id="1", text="loved it", task="sentiment"), Item(id="2", text="hated it", task="sentiment")]
     predictions = await classifier.classify(items)
     check_predictions(items, predictions, TASKS, classifier.model_id)
@@ -156,4 +154,4 @@ async def test_naive_bayes_head(sentiment_data: Path, tmp_path: Path, monkeypatc
 def test_nb_needs_tfidf_features(sentiment_data: Path, tmp_path: Path) -> None:
     """Naive Bayes on (signed) embeddings is refused."""
     with pytest.raises(ConfigError, match="nb and knn need tfidf"):
-        train_head(TASKS.get("sentiment"), "embedding", sentiment_data, tmp_path / "h.joblib", head="nb")
+        train_head(TASKS.get("sentiment"), "embedding", sentiment_data, tmp_path / "h.npz", head="nb")

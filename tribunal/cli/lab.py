@@ -71,14 +71,20 @@ def demo(
     quorum: QuorumOption = None,
     rounds: RoundsOption = None,
     keep_topics: Annotated[bool, typer.Option("--keep-topics", help="Keep the run's topics for inspection")] = False,
+    keep_broker: Annotated[
+        bool, typer.Option("--keep-broker", help="Leave running a local broker this demo had to start")
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of tables")] = False,
 ) -> None:
-    """Run every tier as its own process on a sample, then the judge alone on the same items; report both."""
+    """Run every tier as its own process on a sample, then the judge alone on the same items; report both.
+
+    A local broker the demo had to start is stopped at the end (--keep-broker keeps it); one that
+    was already running, or any other cluster, is left as it was."""
     settings, config = _settings(ctx)
     source = data or DEFAULT_DATA_DIR / f"{task}.jsonl"
     if not source.is_file():
         raise typer.BadParameter(f"no input file {source}; pass --input FILE")
-    options = DemoOptions(source, task, limit, worker, judge, deadline_ms, quorum, keep_topics, rounds)
+    options = DemoOptions(source, task, limit, worker, judge, deadline_ms, quorum, keep_topics, rounds, keep_broker)
     report = run_demo(settings, config, options)
     if report_path is not None:
         report_path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")

@@ -222,7 +222,10 @@ class PipelineSettings(Section):
     )
     aggregators: int = Field(default=1, ge=0)
     judges: int = Field(default=1, ge=0)
+    # A dead child is restarted after restart_backoff_s, doubling per consecutive failure up to
+    # restart_backoff_max_s (a crash loop costs little; a one-off crash recovers fast).
     restart_backoff_s: float = Field(default=1.0, ge=0)
+    restart_backoff_max_s: float = Field(default=60.0, gt=0)
 
 
 class BrokerSettings(Section):

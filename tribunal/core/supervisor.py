@@ -1,9 +1,16 @@
 """`tribunal run`: every tier of a configuration as separate OS processes under one supervisor.
 
 For development and the demo; in production each tier runs alone (`tribunal worker|aggregator|
-judge`) under the platform's own supervisor. A child that dies is restarted after a backoff,
-with the same instance id, so its transactional producer fences its predecessor. SIGINT/SIGTERM
-stop every child gracefully (SIGTERM, then SIGKILL after a grace period).
+judge`) under the platform's own supervisor. A child that dies is restarted with the same
+instance id, so its transactional producer fences its predecessor, after an exponential backoff
+(`pipeline.restart_backoff_s`, doubling per consecutive failure, capped at
+`pipeline.restart_backoff_max_s`; a child that stayed up that long counts as healthy again).
+SIGINT/SIGTERM stop every child gracefully (SIGTERM, then SIGKILL after a grace period).
+
+Metrics: with `metrics_port` set, child i serves `/metrics` on `metrics_port + i` (the order of
+`child_specs`), or on a free port each when `metrics_port` is 0; every child's port is logged at
+start. Separate ports, not one shared registry, because each child is its own process with its
+own counters, as it is in production.
 """
 
 from __future__ import annotations
@@ -12,14 +19,16 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tribunal.core.logs import configure_logging, get_logger
-from tribunal.core.settings import Settings
+from tribunal.core.settings import Settings, settings_env
 
-__all__ = ["ChildSpec", "child_specs", "supervise"]
+__all__ = ["ChildSpec", "assign_metrics_ports", "child_specs", "restart_delay", "supervise"]
 
 log = get_logger("tribunal.supervisor")
 GRACE_S = 15.0
@@ -27,11 +36,12 @@ GRACE_S = 15.0
 
 @dataclass(frozen=True)
 class ChildSpec:
-    """One process to keep running: its command-line arguments and instance id."""
+    """One process to keep running: its command-line arguments, instance id and metrics port."""
 
     label: str
     args: tuple[str, ...]
     instance_id: str
+    metrics_port: int | None = None
 
 
 def child_specs(settings: Settings) -> list[ChildSpec]:
@@ -50,6 +60,30 @@ def child_specs(settings: Settings) -> list[ChildSpec]:
     return children
 
 
+def assign_metrics_ports(children: list[ChildSpec], base: int | None) -> list[ChildSpec]:
+    """Each child its own `/metrics` port: none when `base` is None, `base + index` otherwise, a
+    free port each when `base` is 0. A port beyond 65535 is a `ValueError`."""
+    if base is None:
+        return children
+    if base + len(children) - 1 > 65535:
+        raise ValueError(f"metrics_port {base} + {len(children)} children runs past port 65535")
+    return [replace(c, metrics_port=_free_port() if base == 0 else base + i) for i, c in enumerate(children)]
+
+
+def restart_delay(failures: int, initial_s: float, max_s: float) -> float:
+    """Seconds to wait before restart number `failures` (1, 2, ...): initial_s * 2^(failures-1),
+    capped at max_s, so a crash-looping child costs little while a one-off crash recovers fast."""
+    if failures <= 0 or initial_s <= 0:
+        return 0.0
+    return float(min(max_s, initial_s * 2.0 ** min(failures - 1, 62)))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 async def supervise(settings: Settings, config: Path | None, stop: asyncio.Event | None = None) -> int:
     """Run every child until SIGINT/SIGTERM or `stop`; return 0 after a clean shutdown."""
     configure_logging(settings.log_format, settings.log_level, tier="supervisor")
@@ -57,23 +91,35 @@ async def supervise(settings: Settings, config: Path | None, stop: asyncio.Event
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    keepers = [asyncio.create_task(_keep_running(child, settings, config, stop)) for child in child_specs(settings)]
+    children = assign_metrics_ports(child_specs(settings), settings.metrics_port)
+    for child in children:
+        if child.metrics_port is not None:
+            log.info("child_metrics", child=child.label, url=f"http://127.0.0.1:{child.metrics_port}/metrics")
+    keepers = [asyncio.create_task(_keep_running(child, settings, config, stop)) for child in children]
     await asyncio.gather(*keepers)
     return 0
 
 
-def _child_env(child: ChildSpec, config: Path | None) -> dict[str, str]:
-    env = dict(os.environ, TRIBUNAL_RUNTIME__INSTANCE_ID=child.instance_id)
+def _child_env(child: ChildSpec, settings: Settings, config: Path | None) -> dict[str, str]:
+    """The parent's environment, every setting given explicitly to the supervisor (command-line
+    options included, which a child would not otherwise see), and the child's own identity."""
+    env = dict(os.environ, **settings_env(settings), TRIBUNAL_RUNTIME__INSTANCE_ID=child.instance_id)
+    env.pop("TRIBUNAL_METRICS_PORT", None)  # the base port belongs to no child
+    if child.metrics_port is not None:
+        env["TRIBUNAL_METRICS_PORT"] = str(child.metrics_port)
     if config is not None:
         env["TRIBUNAL_CONFIG"] = str(config.resolve())
     return env
 
 
 async def _keep_running(child: ChildSpec, settings: Settings, config: Path | None, stop: asyncio.Event) -> None:
-    env = _child_env(child, config)
+    env = _child_env(child, settings, config)
+    pipeline = settings.pipeline
+    failures = 0
     while not stop.is_set():
+        started = time.monotonic()
         process = await asyncio.create_subprocess_exec(sys.executable, "-m", "tribunal.cli", *child.args, env=env)
-        log.info("child_started", child=child.label, pid=process.pid)
+        log.info("child_started", child=child.label, pid=process.pid, metrics_port=child.metrics_port)
         waiter = asyncio.create_task(process.wait())
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -81,9 +127,12 @@ async def _keep_running(child: ChildSpec, settings: Settings, config: Path | Non
         if stop.is_set():
             await _terminate(process, waiter)
             return
-        log.warning("child_exited", child=child.label, code=process.returncode)
+        # A child that stayed up as long as the longest backoff was healthy: start counting afresh.
+        failures = 1 if time.monotonic() - started >= pipeline.restart_backoff_max_s else failures + 1
+        delay = restart_delay(failures, pipeline.restart_backoff_s, pipeline.restart_backoff_max_s)
+        log.warning("child_exited", child=child.label, code=process.returncode, failures=failures, restart_in_s=delay)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), settings.pipeline.restart_backoff_s)
+            await asyncio.wait_for(stop.wait(), delay)
 
 
 async def _terminate(process: asyncio.subprocess.Process, waiter: asyncio.Task[int]) -> None:

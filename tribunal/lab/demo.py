@@ -102,13 +102,40 @@ def _short_name(spec: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "-", parsed.kind + (f"-{head}" if head else ""))[:40]
 
 
-def _ensure_broker(settings: Settings) -> None:
-    """Start (or reuse) the local broker when the settings point at it; other clusters are used as they are."""
-    from tribunal.core.broker import LocalBroker
+class _DemoBroker:
+    """The broker of a demo run: the local one started (and later stopped) or reused when the
+    settings point at it; any other cluster is used as it is. One line on stderr says which."""
 
-    broker = LocalBroker(settings.home, settings.broker)
-    if settings.kafka.bootstrap_servers == broker.bootstrap:
-        broker.up()
+    def __init__(self, settings: Settings, keep: bool, err: Console) -> None:
+        from tribunal.core.broker import LocalBroker
+
+        self._broker = LocalBroker(settings.home, settings.broker)
+        self._local = settings.kafka.bootstrap_servers == self._broker.bootstrap
+        self._keep = keep
+        self._err = err
+        self._started = False
+
+    def __enter__(self) -> _DemoBroker:
+        from tribunal.core.broker import Outcome
+
+        if not self._local:
+            return self
+        address, outcome = self._broker.ensure()
+        self._started = outcome is Outcome.STARTED
+        if outcome is Outcome.REUSED:
+            self._err.print(f"using the local broker already running on {address}; it stays up (`tribunal kafka down`)")
+        elif outcome is Outcome.FOREIGN:
+            self._err.print(f"using the Kafka broker that already answers on {address} (not started by this checkout)")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if not self._started:
+            return
+        if self._keep:
+            self._err.print(f"the broker this demo started stays up on {self._broker.bootstrap}: `tribunal kafka down`")
+        else:
+            self._broker.down()
+            self._err.print("stopped the broker this demo started (--keep-broker keeps it up)")
 
 
 class _Bars:
@@ -147,6 +174,7 @@ class DemoOptions:
     quorum: int | None = None
     keep_topics: bool = False
     rounds: int | None = None
+    keep_broker: bool = False
 
 
 def make_plan(settings: Settings, options: DemoOptions) -> tuple[Plan, int]:
@@ -179,9 +207,8 @@ def run_demo(settings: Settings, config: Path | None, options: DemoOptions) -> d
     tiers = ", ".join(f"{name}={spec}" for name, spec in plan.workers.items())
     err.print(f"[bold]{len(plan.items)}[/] items from {plan.source} ({rejected} lines rejected)")
     err.print(f"workers {tiers}; judge {plan.judge}; quorum {plan.quorum} of {len(plan.workers)}", highlight=False)
-    _ensure_broker(settings)
     try:
-        with _Bars(err) as bars:
+        with _DemoBroker(settings, options.keep_broker, err), _Bars(err) as bars:
             measurement = asyncio.run(measure(settings, plan, config, bars))
     except (KeyboardInterrupt, asyncio.CancelledError):
         # measure() stops its tiers and deletes its topics on the way out; say so, no traceback.

@@ -1,18 +1,24 @@
 """A genuine single-node Apache Kafka (KRaft) broker, assembled from Maven Central and run locally.
 
-`fetch` resolves the broker jars with Maven (cached in ~/.m2), `up` formats the storage once and
-starts the JVM in its own session, `down` stops it by PID. Everything lives under
+`fetch` resolves the broker jars with Maven (cached in ~/.m2), `ensure` formats the storage once
+and starts the JVM in its own session, `down` stops it by PID. Everything lives under
 `<home>/kafka/`: jars, data, config, log and PID. Bound to 127.0.0.1 only.
+
+A Kafka that something else started on the configured port (another checkout's demo, a
+developer's own cluster) is used as it is, never stopped; a port held by anything that does not
+answer the Kafka protocol is an error that says what to do.
 """
 
 from __future__ import annotations
 
 import base64
+import enum
 import os
 import shlex
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import time
 import uuid
@@ -23,9 +29,17 @@ from pathlib import Path
 from tribunal.core.errors import BrokerUnavailableError, ConfigError
 from tribunal.core.settings import BrokerSettings
 
-__all__ = ["LocalBroker"]
+__all__ = ["LocalBroker", "Outcome", "speaks_kafka"]
 
 READY_LINE = "Kafka Server started"
+
+
+class Outcome(enum.StrEnum):
+    """How `LocalBroker.ensure` got a broker."""
+
+    STARTED = "started"  # this call started it
+    REUSED = "reused"  # ours, already running
+    FOREIGN = "foreign"  # a Kafka we did not start answers on the port: used, never stopped
 
 
 @dataclass(frozen=True)
@@ -66,7 +80,10 @@ class LocalBroker:
             return self.libs
         mvn = shutil.which("mvn")
         if mvn is None:
-            raise ConfigError("Maven (mvn) is not on PATH; install Maven 3.8+ and Java 17 to run a local broker")
+            raise ConfigError(
+                "Maven (mvn) is not on PATH: install Maven 3.8+ (it fetches the Kafka jars once) and Java 17 "
+                "to run the local broker, or point TRIBUNAL_KAFKA__BOOTSTRAP_SERVERS at a running Kafka"
+            )
         self.root.mkdir(parents=True, exist_ok=True)
         pom = self.root / "pom.xml"
         pom.write_text(_resource("pom.xml"), encoding="utf-8")
@@ -102,22 +119,31 @@ class LocalBroker:
 
     def up(self) -> str:
         """Start the broker, or reuse the one already running; return its bootstrap address."""
+        return self.ensure()[0]
+
+    def ensure(self) -> tuple[str, Outcome]:
+        """(bootstrap address, how): start our broker, reuse ours, or use a foreign Kafka that
+        already answers on the port. Anything else on the port is a `BrokerUnavailableError`."""
         if self.pid() is not None and self.reachable():
-            return self.bootstrap
+            return self.bootstrap, Outcome.REUSED
         if self.pid() is None and self.reachable():
+            if speaks_kafka(self.settings.port):
+                return self.bootstrap, Outcome.FOREIGN
             raise BrokerUnavailableError(
-                f"port {self.settings.port} is taken by another process; stop it or set TRIBUNAL_BROKER__PORT"
+                f"port {self.settings.port} is taken by a process that is not a Kafka broker; stop it, or give "
+                f"this checkout other ports (TRIBUNAL_BROKER__PORT, TRIBUNAL_BROKER__CONTROLLER_PORT and "
+                f"TRIBUNAL_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:<port>)"
             )
         java = shutil.which("java")
         if java is None:
-            raise ConfigError("Java is not on PATH; install Java 17 to run a local broker")
+            raise ConfigError("Java is not on PATH: install Java 17 (a JDK or JRE) to run the local Kafka broker")
         self.fetch()
         properties = self._write_config()
         self._format(java, properties)
         pid = self._start(java, properties)
         self._pid_file.write_text(str(pid), encoding="utf-8")
         self._wait_ready(pid)
-        return self.bootstrap
+        return self.bootstrap, Outcome.STARTED
 
     def down(self) -> bool:
         """Stop our broker by PID (SIGTERM, then SIGKILL after a grace period). True if one ran."""
@@ -215,3 +241,31 @@ def _port_open(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def speaks_kafka(port: int, timeout_s: float = 2.0) -> bool:
+    """Whether 127.0.0.1:`port` answers a Kafka ApiVersions (v0) request with the same
+    correlation id: a broker, whoever started it, not merely an open port."""
+    client_id = b"tribunal-probe"
+    correlation = 0x7B1B
+    body = struct.pack(">hhih", 18, 0, correlation, len(client_id)) + client_id
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+            sock.sendall(struct.pack(">i", len(body)) + body)
+            head = _read_exactly(sock, 8)
+    except OSError:
+        return False
+    if head is None:
+        return False
+    size, answered = struct.unpack(">ii", head)
+    return size >= 4 and answered == correlation
+
+
+def _read_exactly(sock: socket.socket, count: int) -> bytes | None:
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
