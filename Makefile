@@ -12,7 +12,7 @@ HELM_DIR ?= $(HOME)/.cache/tribunal/helm-$(HELM_VERSION)
 HELM := $(HELM_DIR)/helm
 export TRIBUNAL_HELM := $(HELM)
 
-.PHONY: help venv helm kafka-fetch kafka-up kafka-down kafka-status topics lint typecheck unit integration test demo bench clean
+.PHONY: help venv helm kafka-fetch kafka-up kafka-down kafka-status topics lint typecheck unit integration test demo bench clean bundled-heads
 
 help:
 	@echo "make demo   - set everything up, run the pipeline on a sample, print the report (ARGS='--input F --task T')"
@@ -72,3 +72,18 @@ demo: venv
 
 clean: kafka-down
 	rm -rf .tribunal .mypy_cache .ruff_cache .pytest_cache
+
+# Rebuild the heads the task defaults use (consumers/classifiers/bundled/, see PROVENANCE.md there)
+# from the project's shared datasets. Only maintainers need this; users get the committed files.
+DATASETS ?= ../shared/datasets
+BUNDLED := consumers/classifiers/bundled
+TRAIN = $(BIN)/tribunal train
+bundled-heads: venv
+	$(TRAIN) --task sentiment --data $(DATASETS)/sst2/train.jsonl --kind tfidf --out $(BUNDLED)/sentiment-tfidf.npz
+	$(TRAIN) --task sentiment --data $(DATASETS)/sst2/train.jsonl --kind tfidf --head nb --out $(BUNDLED)/sentiment-tfidf-nb.npz
+	$(TRAIN) --task sentiment3 --data $(DATASETS)/tweeteval_sentiment/val.jsonl --kind tfidf --out $(BUNDLED)/sentiment3-tfidf.npz
+	$(TRAIN) --task sentiment3 --data $(DATASETS)/tweeteval_sentiment/val.jsonl --kind embedding --out $(BUNDLED)/sentiment3-embedding.npz
+	$(TRAIN) --task intent --data $(DATASETS)/banking77/train.jsonl --kind tfidf --out $(BUNDLED)/intent-tfidf.npz
+	$(TRAIN) --task intent --data $(DATASETS)/banking77/train.jsonl --kind tfidf --head nb --out $(BUNDLED)/intent-tfidf-nb.npz
+	$(TRAIN) --task intent --data $(DATASETS)/banking77/train.jsonl --kind tfidf --head knn --out $(BUNDLED)/intent-tfidf-knn.npz
+	$(TRAIN) --task intent --data $(DATASETS)/banking77/train.jsonl --kind embedding --out $(BUNDLED)/intent-embedding.npz
