@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,7 @@ class TfidfBlock:
     sublinear_tf: bool
     vocabulary: list[str]
     idf: Array
+    _counter: Any = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Built once: validating a 100k-term vocabulary costs far more than counting a batch.
@@ -114,7 +115,7 @@ class TfidfBlock:
 
     def counts(self, texts: list[str]) -> Any:
         """Raw n-gram counts (CSR, one row per text)."""
-        return getattr(self, "_counter").transform(texts)
+        return self._counter.transform(texts)
 
     def weigh(self, counts: Any) -> Any:
         """Counts -> l2-normalised tf-idf rows, as `TfidfTransformer` computes them."""
@@ -200,8 +201,10 @@ def save_head(out: Path, header: dict[str, Any], arrays: dict[str, Array]) -> No
     """Write `header` and `arrays` to `out` (.npz, compressed) atomically: a temp file renamed."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.npz")
+    members: dict[str, Any] = {"header": text_array(header), **arrays}
+    savez: Any = np.savez_compressed  # its stubs mistake ** members for its own keyword arguments
     with tmp.open("wb") as handle:
-        np.savez_compressed(handle, header=text_array(header), **arrays)
+        savez(handle, **members)
     os.replace(tmp, out)
 
 

@@ -23,7 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tribunal.consumers.classifiers.headfile import FORMAT, HeadModel, load_model, quantize, read_header, save_head, text_array
+from tribunal.consumers.classifiers.headfile import (
+    FORMAT,
+    HeadModel,
+    load_model,
+    quantize,
+    read_header,
+    save_head,
+    text_array,
+)
 from tribunal.core.errors import ConfigError
 from tribunal.schemas.tasks import Task
 
@@ -184,7 +192,11 @@ def _tfidf_spec(vectorizer: Any) -> dict[str, Any]:
     changed = {name: params[name] for name, value in defaults.items() if params[name] != value}
     if changed or params["token_pattern"] != r"(?u)\b\w\w+\b" or params["preprocessor"] or params["tokenizer"]:
         raise ConfigError(f"cannot export a TF-IDF vectorizer with non-default parameters {changed}")
-    return {"analyzer": params["analyzer"], "ngram_range": list(params["ngram_range"]), "sublinear_tf": params["sublinear_tf"]}
+    return {
+        "analyzer": params["analyzer"],
+        "ngram_range": list(params["ngram_range"]),
+        "sublinear_tf": params["sublinear_tf"],
+    }
 
 
 def _vocab_arrays(i: int, vectorizer: Any) -> dict[str, Any]:

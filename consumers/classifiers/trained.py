@@ -34,7 +34,16 @@ from tribunal.core.errors import ConfigError
 from tribunal.schemas.messages import Item
 from tribunal.schemas.tasks import TaskRegistry
 
-__all__ = ["BUNDLED", "BUNDLED_DIR", "DEFAULT_MODELS_DIR", "HeadClassifier", "bundled_path", "embedding", "resolve_head", "tfidf"]
+__all__ = [
+    "BUNDLED",
+    "BUNDLED_DIR",
+    "DEFAULT_MODELS_DIR",
+    "HeadClassifier",
+    "bundled_path",
+    "embedding",
+    "resolve_head",
+    "tfidf",
+]
 
 DEFAULT_MODELS_DIR = Path(".tribunal") / "models"
 # Heads shipped with the package (task defaults): resolved next to this module, never from the

@@ -75,7 +75,7 @@ async def test_embedding_head_trains_and_labels(tmp_path: Path) -> None:
     data = tmp_path / "train.jsonl"
     data.write_text("\n".join(json.dumps({"id": str(i), "text": t, "label": y}) for i, (t, y) in enumerate(rows)))
     tasks = load_tasks()
-    classifier = build_classifier(f"embedding:{tmp_path / 'e.joblib'}?task=sentiment&train={data}", tasks)
+    classifier = build_classifier(f"embedding:{tmp_path / 'e.npz'}?task=sentiment&train={data}", tasks)
     items = [
         Item(id="1", text="I really enjoyed this movie", task="sentiment"),
         Item(id="2", text="terrible, boring movie", task="sentiment"),

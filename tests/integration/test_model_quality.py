@@ -47,5 +47,5 @@ async def test_ternary_lexicon_predicts_neutral_on_tweets() -> None:
 async def test_tfidf_head_on_banking77(tmp_path: Path) -> None:
     """A tfidf head trained on banking77/train scores > 85% on a spread sample of its test split."""
     pytest.importorskip("sklearn")
-    spec = f"tfidf:{tmp_path / 'i.joblib'}?task=intent&train={DATASETS / 'banking77' / 'train.jsonl'}&head=nb"
+    spec = f"tfidf:{tmp_path / 'i.npz'}?task=intent&train={DATASETS / 'banking77' / 'train.jsonl'}&head=nb"
     assert await _accuracy(spec, "intent", DATASETS / "banking77" / "test.jsonl", stride=7) > 0.8

@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tribunal.producers.ingest import ingest
-from tribunal.schemas.messages import Verdict
 from tests.integration.kit import REPO, child_env, isolated_settings, make_topics, read_topic
 from tests.integration.pipeline_kit import write_scripted_items
+from tribunal.producers.ingest import ingest
+from tribunal.schemas.messages import Verdict
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 CHILDREN = {0: "worker", 1: "worker", 2: "worker", 3: "aggregator", 4: "judge"}  # the default pipeline's order

@@ -16,8 +16,8 @@ pytest.importorskip("sklearn")
 
 from tribunal.consumers.classifiers.headfile import load_model, read_header, save_head, text_array  # noqa: E402
 from tribunal.consumers.classifiers.heads import _export, _fit, load_head, train_head  # noqa: E402
-from tribunal.schemas.tasks import load_tasks  # noqa: E402
 from tribunal.core.errors import ConfigError  # noqa: E402
+from tribunal.schemas.tasks import load_tasks  # noqa: E402
 
 TASKS = load_tasks()
 WORDS = {
@@ -128,7 +128,7 @@ def test_an_npz_with_an_object_array_is_refused_without_running_it(tmp_path: Pat
     trap = np.empty(1, dtype=object)
     trap[0] = _Trap(str(witness))
     np.savez(head, header=text_array(header), coef=trap, intercept=np.zeros(1))
-    with pytest.raises(ConfigError, match="inconsistent|cannot read"):
+    with pytest.raises(ConfigError, match=r"inconsistent|cannot read"):
         load_head(head, TASKS.get("sentiment"), "tfidf")
     assert not witness.exists()
 

@@ -258,7 +258,7 @@ def speaks_kafka(port: int, timeout_s: float = 2.0) -> bool:
     if head is None:
         return False
     size, answered = struct.unpack(">ii", head)
-    return size >= 4 and answered == correlation
+    return bool(size >= 4 and answered == correlation)
 
 
 def _read_exactly(sock: socket.socket, count: int) -> bytes | None:
