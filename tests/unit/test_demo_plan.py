@@ -34,8 +34,8 @@ def test_quorum_becomes_unanimity_only_when_the_configured_one_cannot_fail(
 def test_tiers_default_to_the_task_and_are_named_by_kind_and_head() -> None:
     """Given specs win; names carry the kind (and head) so reports say which model each worker is."""
     task = load_tasks().get("sentiment")
-    names, judge = choose_tiers(task, load_settings(), ["vader", "tfidf:m.joblib?head=nb"], "hash:judge")
-    assert names == {"w1-vader": "vader", "w2-tfidf-nb": "tfidf:m.joblib?head=nb"} and judge == "hash:judge"
+    names, judge = choose_tiers(task, load_settings(), ["vader", "tfidf:m.npz?head=nb"], "hash:judge")
+    assert names == {"w1-vader": "vader", "w2-tfidf-nb": "tfidf:m.npz?head=nb"} and judge == "hash:judge"
     default_names, default_judge = choose_tiers(task, load_settings(), None, None)
     assert list(default_names.values()) == list(task.workers or ("hash:1", "hash:2", "hash:3"))
     assert default_judge == (task.judge or "hash:judge")

@@ -9,7 +9,7 @@ import pytest
 
 from tribunal.consumers.classifiers.base import check_predictions
 from tribunal.consumers.classifiers.heads import file_sha256, load_head, read_header, train_head
-from tribunal.consumers.classifiers.registry import build_classifier
+from tribunal.consumers.classifiers.registry import build_classifier, check_spec
 from tribunal.core.errors import ConfigError
 from tribunal.schemas.messages import Item
 from tribunal.schemas.tasks import load_tasks
@@ -155,3 +155,17 @@ def test_nb_needs_tfidf_features(sentiment_data: Path, tmp_path: Path) -> None:
     """Naive Bayes on (signed) embeddings is refused."""
     with pytest.raises(ConfigError, match="nb and knn need tfidf"):
         train_head(TASKS.get("sentiment"), "embedding", sentiment_data, tmp_path / "h.npz", head="nb")
+
+
+def test_check_spec_says_what_is_missing_without_loading_or_training(sentiment_data: Path, tmp_path: Path) -> None:
+    """The demo's pre-flight: a missing head is one ConfigError; a trainable one passes untrained."""
+    with pytest.raises(ConfigError, match="missing from this installation"):
+        check_spec("tfidf:bundled:no-such-head", TASKS)
+    with pytest.raises(ConfigError, match="tribunal train"):
+        check_spec(f"tfidf:{tmp_path / 'none.npz'}", TASKS)
+    with pytest.raises(ConfigError, match="does not exist"):
+        check_spec(f"tfidf:{tmp_path / 'none.npz'}?task=sentiment&train={tmp_path / 'nothing.jsonl'}", TASKS)
+    check_spec(f"tfidf:{tmp_path / 'none.npz'}?task=sentiment&train={sentiment_data}", TASKS)
+    assert not (tmp_path / "none.npz").exists(), "a check never trains"
+    with pytest.raises(ConfigError, match="cannot import"):
+        check_spec("py:no_such_module_anywhere:factory", TASKS)

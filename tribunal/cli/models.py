@@ -32,7 +32,7 @@ def train(
     data: DataOption,
     kind: Annotated[str, typer.Option("--kind", "-k", help="tfidf or embedding")] = "tfidf",
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Head file [HOME/models/TASK-KIND[-HEAD].joblib]")
+        Path | None, typer.Option("--out", "-o", help="Head file [HOME/models/TASK-KIND[-HEAD].npz]")
     ] = None,
     max_rows: Annotated[int | None, typer.Option("--max-rows", min=1, help="Train on the first N rows")] = None,
     head: Annotated[str, typer.Option("--head", help="linear; nb or knn (tfidf only)")] = "linear",
@@ -43,7 +43,7 @@ def train(
     try:
         settings = settings_from(ctx)
         suffix = "" if head == "linear" else f"-{head}"
-        target = out or settings.home / "models" / f"{task}-{kind}{suffix}.joblib"
+        target = out or settings.home / "models" / f"{task}-{kind}{suffix}.npz"
         header = train_head(settings.tasks().get(task), kind, data, target, head=head, max_rows=max_rows)
     except (TribunalError, ValueError) as exc:
         raise fail(exc) from None

@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from tribunal.consumers.classifiers.registry import check_spec
 from tribunal.core.settings import Settings
 from tribunal.lab.measure import WARMUP_PREFIX, Plan, measure
 from tribunal.lab.report import build_report
@@ -184,6 +185,10 @@ def make_plan(settings: Settings, options: DemoOptions) -> tuple[Plan, int]:
     if not items:
         raise typer.BadParameter(f"{options.data} has no usable items ({len(rejected)} lines rejected)")
     names, judge = choose_tiers(task, settings, options.workers, options.judge)
+    # Every tier loads its model in a child process; a missing package or model file is said
+    # here, in one sentence, instead of as a tier's dying log.
+    for spec in (*names.values(), judge):
+        check_spec(spec, settings.tasks())
     quorum = choose_quorum(len(names), len(task.labels), settings.aggregator.quorum, options.quorum)
     plan = Plan(
         task=options.task,
