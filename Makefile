@@ -79,11 +79,11 @@ DATASETS ?= ../shared/datasets
 BUNDLED := consumers/classifiers/bundled
 TRAIN = $(BIN)/tribunal train
 bundled-heads: venv
-	$(TRAIN) --task sentiment --data $(DATASETS)/sst2/train.jsonl --kind tfidf --out $(BUNDLED)/sentiment-tfidf.npz
-	$(TRAIN) --task sentiment --data $(DATASETS)/sst2/train.jsonl --kind tfidf --head nb --out $(BUNDLED)/sentiment-tfidf-nb.npz
-	$(TRAIN) --task sentiment3 --data $(DATASETS)/tweeteval_sentiment/val.jsonl --kind tfidf --out $(BUNDLED)/sentiment3-tfidf.npz
-	$(TRAIN) --task sentiment3 --data $(DATASETS)/tweeteval_sentiment/val.jsonl --kind embedding --out $(BUNDLED)/sentiment3-embedding.npz
-	$(TRAIN) --task intent --data $(DATASETS)/banking77/train.jsonl --kind tfidf --out $(BUNDLED)/intent-tfidf.npz
-	$(TRAIN) --task intent --data $(DATASETS)/banking77/train.jsonl --kind tfidf --head nb --out $(BUNDLED)/intent-tfidf-nb.npz
-	$(TRAIN) --task intent --data $(DATASETS)/banking77/train.jsonl --kind tfidf --head knn --out $(BUNDLED)/intent-tfidf-knn.npz
-	$(TRAIN) --task intent --data $(DATASETS)/banking77/train.jsonl --kind embedding --out $(BUNDLED)/intent-embedding.npz
+	$(TRAIN) --task sentiment --input $(DATASETS)/sst2/train.jsonl --kind tfidf --out $(BUNDLED)/sentiment-tfidf.npz
+	$(TRAIN) --task sentiment --input $(DATASETS)/sst2/train.jsonl --kind tfidf --head nb --out $(BUNDLED)/sentiment-tfidf-nb.npz
+	$(TRAIN) --task sentiment3 --input $(DATASETS)/tweeteval_sentiment/val.jsonl --kind tfidf --out $(BUNDLED)/sentiment3-tfidf.npz
+	$(TRAIN) --task sentiment3 --input $(DATASETS)/tweeteval_sentiment/val.jsonl --kind embedding --out $(BUNDLED)/sentiment3-embedding.npz
+	$(TRAIN) --task intent --input $(DATASETS)/banking77/train.jsonl --kind tfidf --out $(BUNDLED)/intent-tfidf.npz
+	$(TRAIN) --task intent --input $(DATASETS)/banking77/train.jsonl --kind tfidf --head nb --out $(BUNDLED)/intent-tfidf-nb.npz
+	$(TRAIN) --task intent --input $(DATASETS)/banking77/train.jsonl --kind tfidf --head knn --out $(BUNDLED)/intent-tfidf-knn.npz
+	$(TRAIN) --task intent --input $(DATASETS)/banking77/train.jsonl --kind embedding --out $(BUNDLED)/intent-embedding.npz

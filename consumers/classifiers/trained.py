@@ -146,7 +146,7 @@ def _training_data(spec: ClassifierSpec, path: Path, data: Path | None) -> Path:
         )
     if data is None:
         raise ConfigError(
-            f"no head at {path}; run `tribunal train --task T --data FILE --kind {spec.kind} --out {path}` "
+            f"no head at {path}; run `tribunal train --task T --input FILE --kind {spec.kind} --out {path}` "
             f"or add ?task=T&train=FILE to the spec"
         )
     if not data.is_file():

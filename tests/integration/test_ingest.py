@@ -44,7 +44,7 @@ async def test_ingest_publishes_valid_lines_and_reports_malformed(kafka_bootstra
     bad_lines = _write_mixed_file(data, valid=10_000, malformed=100)
 
     env = child_env(settings, "ingest")
-    command = [sys.executable, "-m", "tribunal.cli", "ingest", str(data), "--json"]
+    command = [sys.executable, "-m", "tribunal.cli", "ingest", "--input", str(data), "--json"]
     result = await asyncio.to_thread(
         subprocess.run, command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300, check=False
     )

@@ -31,7 +31,7 @@ def data(tmp_path: Path) -> Path:
 def test_eval_json_has_the_documented_shape(app: typer.Typer, data: Path) -> None:
     """--json prints one object with task, items, classifiers and agreement (incl. gold)."""
     result = CliRunner().invoke(
-        app, ["eval", "--task", "sentiment", "--data", str(data), "-C", "constant:positive", "-C", "hash", "--json"]
+        app, ["eval", "--task", "sentiment", "--input", str(data), "-C", "constant:positive", "-C", "hash", "--json"]
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -44,7 +44,7 @@ def test_eval_json_has_the_documented_shape(app: typer.Typer, data: Path) -> Non
 
 def test_eval_judge_option_sets_the_role(app: typer.Typer, data: Path) -> None:
     """--judge SPEC is evaluated with role judge."""
-    result = CliRunner().invoke(app, ["eval", "-t", "sentiment", "-d", str(data), "-J", "constant:negative", "--json"])
+    result = CliRunner().invoke(app, ["eval", "-t", "sentiment", "-i", str(data), "-J", "constant:negative", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["classifiers"][0]["role"] == "judge"
 
@@ -61,7 +61,7 @@ def test_eval_defaults_use_the_tasks_workers_and_judge(
     tasks_file.write_text(text, encoding="utf-8")
     monkeypatch.setenv("TRIBUNAL_TASKS_FILE", str(tasks_file))
     result = CliRunner().invoke(
-        app, ["eval", "-t", "sentiment", "-d", str(data), "--defaults", "--limit", "2", "--json"]
+        app, ["eval", "-t", "sentiment", "-i", str(data), "--defaults", "--limit", "2", "--json"]
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -76,7 +76,7 @@ def test_eval_defaults_use_the_tasks_workers_and_judge(
 
 def test_eval_table_on_a_terminal(app: typer.Typer, data: Path) -> None:
     """Without --json the command prints the score and agreement tables."""
-    result = CliRunner().invoke(app, ["eval", "-t", "sentiment", "-d", str(data), "-C", "constant:negative"])
+    result = CliRunner().invoke(app, ["eval", "-t", "sentiment", "-i", str(data), "-C", "constant:negative"])
     assert result.exit_code == 0, result.output
     assert "accuracy" in result.stdout and "agreement" in result.stdout
 
@@ -91,7 +91,7 @@ def test_eval_table_on_a_terminal(app: typer.Typer, data: Path) -> None:
 )
 def test_eval_errors_exit_2(app: typer.Typer, data: Path, args: list[str]) -> None:
     """An unknown kind, a missing head or no classifier at all is a usage error, not a traceback."""
-    result = CliRunner().invoke(app, ["eval", "-t", "sentiment", "-d", str(data), *args])
+    result = CliRunner().invoke(app, ["eval", "-t", "sentiment", "-i", str(data), *args])
     assert result.exit_code == 2
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
@@ -100,17 +100,17 @@ def test_train_then_eval_the_head(app: typer.Typer, data: Path, tmp_path: Path) 
     """`train` saves a head that `eval` can load by its spec."""
     pytest.importorskip("sklearn")
     out = tmp_path / "h.npz"
-    trained = CliRunner().invoke(app, ["train", "-t", "sentiment", "-d", str(data), "-k", "tfidf", "-o", str(out)])
+    trained = CliRunner().invoke(app, ["train", "-t", "sentiment", "-i", str(data), "-k", "tfidf", "-o", str(out)])
     assert trained.exit_code == 0, trained.output
     assert out.is_file() and f"tfidf:{out}" in trained.stdout
-    result = CliRunner().invoke(app, ["eval", "-t", "sentiment", "-d", str(data), "-C", f"tfidf:{out}", "--json"])
+    result = CliRunner().invoke(app, ["eval", "-t", "sentiment", "-i", str(data), "-C", f"tfidf:{out}", "--json"])
     assert json.loads(result.stdout)["classifiers"][0]["accuracy"] == 1.0
 
 
 def test_train_refuses_an_unknown_kind(app: typer.Typer, data: Path, tmp_path: Path) -> None:
     """`--kind` must be tfidf or embedding."""
     result = CliRunner().invoke(
-        app, ["train", "-t", "sentiment", "-d", str(data), "-k", "bert", "-o", str(tmp_path / "x")]
+        app, ["train", "-t", "sentiment", "-i", str(data), "-k", "bert", "-o", str(tmp_path / "x")]
     )
     assert result.exit_code == 2 and "unknown head kind" in result.output
 

@@ -7,25 +7,64 @@ and a `register(app)`; this umbrella imports them. Nothing imports this module b
 from __future__ import annotations
 
 import sys
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated
 
+import click
 import typer
+from typer.core import TyperGroup
 
-from tribunal.cli import broker, ingest, lab, models, replay, tiers, topics
-from tribunal.cli.common import ConfigOption
+from tribunal.cli import broker, dlq, ingest, lab, models, replay, tiers, topics
+from tribunal.cli.common import BootstrapOption, ConfigOption, hoist_global_options
 from tribunal.core.errors import TribunalError
 from tribunal.core.logs import get_logger, is_configured
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(help="Speculative classification on Kafka streams.", no_args_is_help=True, add_completion=False)
+
+class _GlobalOptionsGroup(TyperGroup):
+    """The root group: `--config` and `-b` are parsed here wherever they were written."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        parsed: list[str] = super().parse_args(ctx, hoist_global_options(list(args)))
+        return parsed
+
+
+app = typer.Typer(
+    cls=_GlobalOptionsGroup,
+    help="Speculative classification on Kafka streams.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _installed_version() -> str:
+    try:
+        return version("tribunal")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"tribunal {_installed_version()}")
+        raise typer.Exit()
 
 
 @app.callback()
-def main_options(ctx: typer.Context, config: ConfigOption = None) -> None:
-    ctx.obj = {"config": config}
+def main_options(
+    ctx: typer.Context,
+    config: ConfigOption = None,
+    bootstrap: BootstrapOption = None,
+    _version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit"),
+    ] = False,
+) -> None:
+    ctx.obj = {"config": config, "bootstrap": bootstrap}
 
 
-for module in (broker, topics, ingest, tiers, models, replay, lab):
+for module in (broker, topics, ingest, tiers, models, replay, dlq, lab):
     module.register(app)
 
 

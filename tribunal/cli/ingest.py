@@ -15,7 +15,7 @@ __all__ = ["register"]
 
 def ingest(
     ctx: typer.Context,
-    path: Annotated[str, typer.Argument(help="JSONL or CSV file, or - for stdin")],
+    path: Annotated[str, typer.Option("--input", "-i", help="Input file: JSONL or CSV, or - for stdin")],
     topic: Annotated[str | None, typer.Option(help="Target topic (default: the items topic)")] = None,
     task: Annotated[str, typer.Option(help="Task of lines that name none")] = "sentiment",
     fmt: Annotated[str | None, typer.Option("--format", help="jsonl or csv (default: by extension)")] = None,

@@ -18,7 +18,7 @@ import orjson
 import typer
 from rich.console import Console
 
-from tribunal.cli.common import config_path, emit, settings_from
+from tribunal.cli.common import InputOption, JsonOption, LabelledInputOption, config_path, emit, settings_from
 from tribunal.core.errors import TribunalError
 from tribunal.core.settings import Settings
 from tribunal.lab.bench import bench_ingest, bench_pipeline
@@ -59,7 +59,8 @@ def _settings(ctx: typer.Context) -> tuple[Settings, Path | None]:
 def demo(
     ctx: typer.Context,
     data: Annotated[
-        Path | None, typer.Option("--input", "-i", help="JSONL or CSV, labelled or not", dir_okay=False)
+        Path | None,
+        typer.Option("--input", "-i", help="Input file: JSONL or CSV, labelled or not [data/demo/TASK.jsonl]"),
     ] = None,
     task: TaskOption = "sentiment",
     limit: LimitOption = None,
@@ -74,7 +75,7 @@ def demo(
     keep_broker: Annotated[
         bool, typer.Option("--keep-broker", help="Leave running a local broker this demo had to start")
     ] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of tables")] = False,
+    json_out: JsonOption = False,
 ) -> None:
     """Run every tier as its own process on a sample, then the judge alone on the same items; report both.
 
@@ -91,7 +92,7 @@ def demo(
     if html_path is not None:
         html_path.write_text(render_html(report), encoding="utf-8")
     if json_out:
-        typer.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        emit(report)
     else:
         print_report(report, Console())
 
@@ -105,9 +106,7 @@ BENCH_FIELDS = (
 
 def bench_cascade(
     ctx: typer.Context,
-    data: Annotated[
-        Path, typer.Option("--data", "-d", help="JSONL or CSV, labelled or not", dir_okay=False, exists=True)
-    ],
+    data: InputOption,
     task: TaskOption = "sentiment",
     limit: LimitOption = None,
     worker: WorkerOption = None,
@@ -115,16 +114,20 @@ def bench_cascade(
     deadline_ms: DeadlineOption = DEFAULT_DEADLINE_MS,
     quorum: QuorumOption = None,
     rounds: RoundsOption = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the JSON object on one line")] = False,
+    json_out: JsonOption = False,
 ) -> None:
-    """Cascade vs judge-only on a real broker: accuracy, judge rate, wall times, speedup as one JSON object."""
+    """Cascade vs judge-only on a real broker: accuracy, judge rate, wall times, speedup."""
     settings, config = _settings(ctx)
     report = run_demo(
         settings, config, DemoOptions(data, task, limit, worker, judge, deadline_ms, quorum, rounds=rounds)
     )
     summary = {name: report[name] for name in BENCH_FIELDS if name in report}
     summary["per_worker"] = {n: {k: v for k, v in w.items() if k != "spec"} for n, w in report["per_worker"].items()}
-    typer.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2 if not json_out else 0).decode())
+    if json_out:
+        emit(summary)
+        return
+    for name, value in summary.items():
+        typer.echo(f"{name:>24}: {orjson.dumps(value).decode() if isinstance(value, dict) else value}")
 
 
 def _register_bench(bench_app: typer.Typer) -> None:
@@ -134,7 +137,7 @@ def _register_bench(bench_app: typer.Typer) -> None:
     def ingest_command(
         ctx: typer.Context,
         items: Annotated[int, typer.Option(help="Short items to publish")] = 200_000,
-        json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+        json_out: JsonOption = False,
     ) -> None:
         """Throughput of `tribunal ingest` (parse, validate, publish) into the broker."""
 
@@ -152,7 +155,7 @@ def _register_bench(bench_app: typer.Typer) -> None:
         workers: Annotated[int, typer.Option(help="Worker processes (instant classifiers)")] = 3,
         rate: Annotated[float, typer.Option(help="Items/s of the fixed-rate latency phase")] = 1_000.0,
         rate_items: Annotated[int, typer.Option(help="Items of the fixed-rate phase (0 skips it)")] = 5_000,
-        json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+        json_out: JsonOption = False,
     ) -> None:
         """End-to-end throughput and latency of all tiers, beside the raw broker round trip."""
         result = asyncio.run(bench_pipeline(settings_from(ctx), items, workers, rate, rate_items))
@@ -166,13 +169,13 @@ def _register_bench(bench_app: typer.Typer) -> None:
     def policies(
         ctx: typer.Context,
         task: Annotated[str, typer.Option("--task", "-t", help="Task name from the tasks file")],
-        data: Annotated[Path, typer.Option("--data", "-d", help="Labelled JSONL (id, text, label)", dir_okay=False)],
+        data: LabelledInputOption,
         limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="First N items only")] = None,
         stride: Annotated[int, typer.Option("--stride", min=1, help="Every K-th row (spread-out sample)")] = 1,
         batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Items per classify() call")] = 32,
         png: Annotated[Path | None, typer.Option("--png", help="Write the accuracy/judge-rate plot here")] = None,
         cache: Annotated[Path | None, typer.Option("--cache", help="Recording file: reused if present")] = None,
-        json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+        json_out: JsonOption = False,
     ) -> None:
         """Judge rate, accuracy, macro-F1 and estimated speedup of each policy on recorded votes."""
         try:

@@ -8,14 +8,12 @@ mismatch).
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from tribunal.cli.common import fail, settings_from
+from tribunal.cli.common import JsonOption, LabelledInputOption, emit, fail, settings_from
 from tribunal.core.errors import TribunalError
 from tribunal.lab.evaluate import GOLD, Report, Run, evaluate, load_items
 from tribunal.schemas.tasks import Task, TaskRegistry
@@ -23,21 +21,21 @@ from tribunal.schemas.tasks import Task, TaskRegistry
 __all__ = ["register"]
 
 TaskOption = Annotated[str, typer.Option("--task", "-t", help="Task name from the tasks file")]
-DataOption = Annotated[Path, typer.Option("--data", "-d", help="Labelled JSONL (id, text, label)", dir_okay=False)]
 
 
 def train(
     ctx: typer.Context,
     task: TaskOption,
-    data: DataOption,
+    data: LabelledInputOption,
     kind: Annotated[str, typer.Option("--kind", "-k", help="tfidf or embedding")] = "tfidf",
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Head file [HOME/models/TASK-KIND[-HEAD].npz]")
     ] = None,
     max_rows: Annotated[int | None, typer.Option("--max-rows", min=1, help="Train on the first N rows")] = None,
     head: Annotated[str, typer.Option("--head", help="linear; nb or knn (tfidf only)")] = "linear",
+    json_out: JsonOption = False,
 ) -> None:
-    """Fit a linear head on labelled data and save it (+ a .json header) for `KIND:PATH` specs."""
+    """Fit a head on labelled data and save it (one .npz: arrays and header, no pickle) for `KIND:PATH` specs."""
     from tribunal.consumers.classifiers.heads import train_head
 
     try:
@@ -47,6 +45,9 @@ def train(
         header = train_head(settings.tasks().get(task), kind, data, target, head=head, max_rows=max_rows)
     except (TribunalError, ValueError) as exc:
         raise fail(exc) from None
+    if json_out:
+        emit({"path": str(target), "header": header})
+        return
     typer.echo(
         f"trained {kind} head for {task}: {header['rows']} rows, {len(header['labels'])} labels, "
         f"{header['train_seconds']} s -> {target}  (spec: {kind}:{target}{'?head=' + head if suffix else ''})"
@@ -102,7 +103,7 @@ async def _evaluate(
 def eval_command(
     ctx: typer.Context,
     task: TaskOption,
-    data: DataOption,
+    data: LabelledInputOption,
     classifier: Annotated[
         list[str] | None, typer.Option("--classifier", "-C", help="Classifier spec (repeatable)")
     ] = None,
@@ -111,7 +112,7 @@ def eval_command(
     limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="First N items only")] = None,
     stride: Annotated[int, typer.Option("--stride", min=1, help="Every K-th row (spread-out sample)")] = 1,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Items per classify() call")] = 32,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Run classifiers over labelled data: accuracy, macro-F1, latency p50/p95, agreement."""
     try:
@@ -123,7 +124,7 @@ def eval_command(
         raise fail(exc) from None
     result = report.as_json()
     if as_json:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        emit(result)
     else:
         _print_tables(result)
 

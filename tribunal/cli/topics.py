@@ -1,4 +1,4 @@
-"""`tribunal topics create`: topic administration."""
+"""`tribunal topics create|list`: topic administration."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from tribunal.cli.common import settings_from
-from tribunal.core.topics import create_topics
+from tribunal.cli.common import JsonOption, emit, settings_from
+from tribunal.core.topics import create_topics, list_topics
 
 __all__ = ["register"]
 
@@ -24,6 +24,27 @@ def topics_create(
     settings = settings_from(ctx, topics={"partitions": partitions} if partitions else None)
     created = asyncio.run(create_topics(settings))
     typer.echo(f"created {len(created)} topics: {', '.join(created) or '(all existed)'}")
+
+
+@topics_app.command("list")
+def topics_list(
+    ctx: typer.Context,
+    everything: Annotated[
+        bool, typer.Option("--all", help="Every topic on the cluster, not only the pipeline's")
+    ] = False,
+    json_out: JsonOption = False,
+) -> None:
+    """The pipeline's topics (with the configured prefix): partitions, and whether each exists."""
+    rows = asyncio.run(list_topics(settings_from(ctx), everything))
+    if json_out:
+        emit({"topics": rows})
+        return
+    for row in rows:
+        if everything:
+            typer.echo(f"{row['name']}  partitions={row['partitions']}")
+        else:
+            state = f"partitions={row['partitions']}" if row["exists"] else "missing (tribunal topics create)"
+            typer.echo(f"{row['name']}  {state}")
 
 
 def register(app: typer.Typer) -> None:

@@ -19,7 +19,15 @@ from tribunal.core.errors import ConfigError
 from tribunal.core.kafka import admin_client
 from tribunal.core.settings import Settings
 
-__all__ = ["TopicSpec", "create_topics", "describe_partition_counts", "partitions_of", "read_to_end", "topic_specs"]
+__all__ = [
+    "TopicSpec",
+    "create_topics",
+    "describe_partition_counts",
+    "list_topics",
+    "partitions_of",
+    "read_to_end",
+    "topic_specs",
+]
 
 # The changelog keeps only the latest state per item id and drops tombstones quickly.
 COMPACTED = {
@@ -70,6 +78,27 @@ async def create_topics(settings: Settings) -> list[str]:
         return [s.name for s in wanted]
     finally:
         await admin.close()
+
+
+async def list_topics(settings: Settings, everything: bool = False) -> list[dict[str, object]]:
+    """The pipeline's topics (name, partitions wanted and found, whether it exists), or with
+    `everything` every topic on the cluster that is not internal (name, partitions)."""
+    admin = admin_client(settings.kafka)
+    await admin.start()
+    try:
+        existing = sorted(t for t in await admin.list_topics() if not t.startswith("__"))
+    finally:
+        await admin.close()
+    if everything:
+        counts = await describe_partition_counts(settings, existing) if existing else {}
+        return [{"name": name, "partitions": counts.get(name)} for name in existing]
+    specs = topic_specs(settings)
+    present = [s.name for s in specs if s.name in existing]
+    counts = await describe_partition_counts(settings, present) if present else {}
+    return [
+        {"name": s.name, "exists": s.name in counts, "partitions": counts.get(s.name), "wanted": s.partitions}
+        for s in specs
+    ]
 
 
 async def read_to_end(settings: Settings, tps: list[TopicPartition]) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
