@@ -77,12 +77,22 @@ async def test_run_serves_metrics_of_every_child_on_its_own_port(kafka_bootstrap
             sys.executable, "-m", "tribunal.cli", "run", env=env, cwd=REPO, stdout=log_file, stderr=log_file
         )
     try:
-        labels = await read_topic(settings, settings.topics.labels_topic, Verdict, until=lambda rs: len(rs) >= 30)
-        assert len({v.item_id for v in labels}) == 30
+        # Five interpreters start and join their groups first: generous on a loaded machine.
+        reading = asyncio.create_task(
+            read_topic(settings, settings.topics.labels_topic, Verdict, until=lambda rs: len(rs) >= 30, timeout_s=240)
+        )
+        exited = asyncio.create_task(process.wait())
+        await asyncio.wait({reading, exited}, return_when=asyncio.FIRST_COMPLETED)
+        assert not exited.done(), f"tribunal run exited with status {process.returncode}"
+        exited.cancel()
+        assert len({v.item_id for v in await reading}) == 30
         for index, tier in CHILDREN.items():
             text = await _scrape(base + index, f'tribunal_records_in_total{{tier="{tier}"')
             others = set(CHILDREN.values()) - {tier}
             assert not any(f'records_in_total{{tier="{t}"' in text for t in others), f"port {base + index} mixes tiers"
+    except BaseException:
+        print(log_path.read_text(encoding="utf-8", errors="replace")[-4000:])  # the children's story
+        raise
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)

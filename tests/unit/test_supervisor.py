@@ -65,10 +65,12 @@ def test_ports_past_65535_are_refused() -> None:
 
 def test_child_env_carries_explicit_settings_and_the_childs_own_port(tmp_path: Path) -> None:
     """A command-line value (here the bootstrap) reaches the child; the base port does not."""
-    settings = load_settings(kafka={"bootstrap_servers": "10.0.0.1:9092"}, metrics_port=9400)
+    settings = load_settings(
+        kafka={"bootstrap_servers": "10.0.0.1:9092"}, metrics_port=9400, runtime={"instance_id": "the-supervisor"}
+    )
     child = assign_metrics_ports(child_specs(settings), 9400)[2]
     env = _child_env(child, settings, tmp_path / "c.toml")
     assert env["TRIBUNAL_KAFKA__BOOTSTRAP_SERVERS"] == "10.0.0.1:9092"
     assert env["TRIBUNAL_METRICS_PORT"] == "9402"
-    assert env["TRIBUNAL_RUNTIME__INSTANCE_ID"] == child.instance_id
+    assert env["TRIBUNAL_RUNTIME__INSTANCE_ID"] == child.instance_id, "the child's own id wins over the parent's"
     assert env["TRIBUNAL_CONFIG"] == str((tmp_path / "c.toml").resolve())

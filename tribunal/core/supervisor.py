@@ -103,7 +103,7 @@ async def supervise(settings: Settings, config: Path | None, stop: asyncio.Event
 def _child_env(child: ChildSpec, settings: Settings, config: Path | None) -> dict[str, str]:
     """The parent's environment, every setting given explicitly to the supervisor (command-line
     options included, which a child would not otherwise see), and the child's own identity."""
-    env = dict(os.environ, **settings_env(settings), TRIBUNAL_RUNTIME__INSTANCE_ID=child.instance_id)
+    env = {**os.environ, **settings_env(settings), "TRIBUNAL_RUNTIME__INSTANCE_ID": child.instance_id}
     env.pop("TRIBUNAL_METRICS_PORT", None)  # the base port belongs to no child
     if child.metrics_port is not None:
         env["TRIBUNAL_METRICS_PORT"] = str(child.metrics_port)
