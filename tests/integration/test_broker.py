@@ -57,3 +57,45 @@ def test_up_status_down_leaves_nothing_running(tmp_path: Path) -> None:
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert cli("status").returncode == 1
+
+
+def _cli_env(home: Path, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIBUNAL_")}
+    return env | {"TRIBUNAL_HOME": str(home), "TRIBUNAL_BROKER__PORT": str(port),
+                  "TRIBUNAL_BROKER__CONTROLLER_PORT": str(_free_port())}  # fmt: skip
+
+
+def _kafka(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "tribunal.cli", "kafka", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.broker
+def test_a_kafka_this_checkout_did_not_start_is_used_and_never_stopped(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """`kafka up` on a port where some other Kafka answers (the session's broker, started
+    elsewhere) uses it with a line saying so; `down` leaves it running; `status` reports it."""
+    host, _, port = kafka_bootstrap.partition(",")[0].rpartition(":")
+    if host not in ("127.0.0.1", "localhost"):
+        pytest.skip(f"the session's broker {kafka_bootstrap} is not on this machine's loopback")
+    env = _cli_env(tmp_path, int(port))
+    up = _kafka(env, "up")
+    assert up.returncode == 0, up.stderr
+    assert up.stdout.strip() == f"127.0.0.1:{port}" and "did not start" in up.stderr
+    down = _kafka(env, "down")
+    assert down.returncode == 0 and "no broker of this checkout was running" in down.stdout
+    assert LocalBroker(tmp_path, BrokerSettings(port=int(port))).reachable(), "a foreign broker is never stopped"
+    status = _kafka(env, "status")
+    assert status.returncode == 0 and status.stdout.strip() == f"127.0.0.1:{port}"
+    assert not (tmp_path / "kafka" / "broker.pid").exists()
+
+
+def test_a_port_held_by_something_else_is_one_clear_error(tmp_path: Path) -> None:
+    """Not Kafka on the port: exit 2 and one sentence saying what to do, no JVM started."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = int(holder.getsockname()[1])
+        up = _kafka(_cli_env(tmp_path, port), "up")
+    assert up.returncode == 2
+    assert "is taken by a process that is not a Kafka broker" in up.stderr and "TRIBUNAL_BROKER__PORT" in up.stderr
+    assert len(up.stderr.strip().splitlines()) == 1
