@@ -16,10 +16,13 @@ export TRIBUNAL_HELM := $(HELM)
 
 help:
 	@echo "make demo   - set everything up, run the pipeline on a sample, print the report (ARGS='--input F --task T')"
+	@echo "              (a broker the demo starts is stopped at the end; ARGS=--keep-broker keeps it)"
 	@echo "make test   - set everything up, lint, type-check, run unit + integration tests on a real broker"
 	@echo "make kafka-up / kafka-down / kafka-status - the local single-node Kafka broker"
 
 $(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "make: '$(PYTHON)' is not Python 3.11 or newer; install it, or run: make PYTHON=/path/to/python3.11 ..." >&2; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/pip install --quiet -e '.[models,test]'
