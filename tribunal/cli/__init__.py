@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import sys
 from importlib.metadata import PackageNotFoundError, version
-from typing import Annotated
+from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -25,7 +24,7 @@ __all__ = ["app", "main"]
 class _GlobalOptionsGroup(TyperGroup):
     """The root group: `--config` and `-b` are parsed here wherever they were written."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # typer's vendored click.Context
         parsed: list[str] = super().parse_args(ctx, hoist_global_options(list(args)))
         return parsed
 
