@@ -10,7 +10,7 @@ import pytest
 from tribunal.core.settings import load_settings
 from tribunal.core.supervisor import child_specs
 from tribunal.lab.demo import DemoOptions, choose_quorum, choose_tiers, load_input, make_plan
-from tribunal.lab.measure import child_env, pass_settings
+from tribunal.lab.measure import DEMO_JUDGE_BATCH, child_env, pass_settings
 from tribunal.schemas.tasks import load_tasks
 
 
@@ -72,3 +72,20 @@ def test_children_get_their_pass_settings_through_env(tmp_path: Path) -> None:
     assert env["TRIBUNAL_TOPICS__PREFIX"] == "demo-stamp-" and alone.topics.prefix == "demo-stamp-jo-"
     assert json.loads(env["TRIBUNAL_AGGREGATOR__WORKERS"]) == ["w1-hash", "w2-hash", "w3-hash"]
     assert env["TRIBUNAL_AGGREGATOR__QUORUM"] == "3" and env["TRIBUNAL_JUDGE__CLASSIFIER"] == "hash:j"
+
+
+def test_demo_judges_answer_in_small_batches_and_no_tier_inherits_a_metrics_port(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verdicts arrive a few at a time (a whole pass in one batch would look stalled), unless
+    the settings name a batch size; the caller's metrics port is not handed to every tier."""
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps({"id": "x", "text": "fine", "label": "positive"}) + "\n", encoding="utf-8")
+    monkeypatch.setenv("TRIBUNAL_METRICS_PORT", "9400")
+    options = DemoOptions(path, workers=["hash:1", "hash:2", "hash:3"], judge="hash:j")
+    for settings, wanted in ((load_settings(), DEMO_JUDGE_BATCH), (load_settings(judge={"batch_size": 3}), 3)):
+        plan, _ = make_plan(settings, options)
+        _, alone = pass_settings(settings, "stamp", plan)
+        env = child_env(alone, child_specs(alone)[0], None)
+        assert env["TRIBUNAL_JUDGE__BATCH_SIZE"] == str(wanted)
+        assert "TRIBUNAL_METRICS_PORT" not in env

@@ -54,6 +54,10 @@ GRACE_S = 15.0
 WARMUP_TIMEOUT_S = 600.0
 # A pass fails when no new record arrives for this long: a stuck tier, not a slow one.
 STALL_TIMEOUT_S = 180.0
+# Requests per judge model call in a demo (unless the settings name one): verdicts become
+# visible a batch at a time, so a whole pass in one batch would look stalled to the check above
+# on a slow or busy machine (an LLM judge at a few items/s).
+DEMO_JUDGE_BATCH = 8
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -93,7 +97,7 @@ def _with(settings: Settings, prefix: str, pipeline: PipelineSettings, plan: Pla
             "topics": settings.topics.model_copy(update={"prefix": prefix}),
             "pipeline": pipeline,
             "aggregator": aggregator,
-            "judge": JudgeSettings(classifier=plan.judge),
+            "judge": JudgeSettings(classifier=plan.judge, batch_size=settings.judge.batch_size or DEMO_JUDGE_BATCH),
         }
     )
 
@@ -124,6 +128,10 @@ def child_env(settings: Settings, child: ChildSpec, config: Path | None) -> dict
         TRIBUNAL_LOG_FORMAT="json",
         TRIBUNAL_LOG_LEVEL="warning",
     )
+    if settings.judge.batch_size is not None:
+        env["TRIBUNAL_JUDGE__BATCH_SIZE"] = str(settings.judge.batch_size)
+    # The caller's metrics port would be bound by the first tier and crash the others.
+    env.pop("TRIBUNAL_METRICS_PORT", None)
     if config is not None:
         env["TRIBUNAL_CONFIG"] = str(config.resolve())
     return env
