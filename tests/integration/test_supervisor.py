@@ -44,14 +44,14 @@ def _free_run(length: int) -> int:
     raise RuntimeError(f"no {length} consecutive free ports found")
 
 
-async def _scrape(port: int, wanted: str, timeout_s: float = 120.0) -> str:
-    """The `/metrics` text of `port` once it contains `wanted` (a child starts, then counts)."""
+async def _scrape(port: int, wanted: str, timeout_s: float = 120.0, path: str = "/metrics") -> str:
+    """The text at `path` on `port` once it contains `wanted` (a child starts, then counts)."""
     deadline = time.monotonic() + timeout_s
     last = ""
     async with httpx.AsyncClient(timeout=2.0) as client:
         while time.monotonic() < deadline:
             try:
-                response = await client.get(f"http://127.0.0.1:{port}/metrics")
+                response = await client.get(f"http://127.0.0.1:{port}{path}")
                 last = response.text
                 if response.status_code == 200 and wanted in last:
                     return last
@@ -62,15 +62,21 @@ async def _scrape(port: int, wanted: str, timeout_s: float = 120.0) -> str:
 
 
 async def test_run_serves_metrics_of_every_child_on_its_own_port(kafka_bootstrap: str, tmp_path: Path) -> None:
-    """Default pipeline (3 hash workers, aggregator, judge) with metrics_port=B: child i answers on
-    B+i with its own tier's counters, items flow end to end, and SIGTERM stops it with status 0."""
+    """Default pipeline (3 hash workers, aggregator, judge) with metrics_port=B and health_port=H:
+    child i answers on B+i with its own tier's counters and is ready on H+i, items flow end to end,
+    and SIGTERM stops it with status 0."""
     # Audit every agreed item, so the judge has records to count even when the workers agree.
     settings = isolated_settings(kafka_bootstrap, aggregator={"policy": "criterion1", "audit_rate": 1.0})
     await make_topics(settings)
     write_scripted_items(tmp_path / "items.jsonl", 30)
     assert (await ingest(settings, str(tmp_path / "items.jsonl"))).published == 30
-    base = _free_run(len(CHILDREN))
-    env = child_env(settings, "supervisor") | {"TRIBUNAL_METRICS_PORT": str(base), "TRIBUNAL_LOG_LEVEL": "info"}
+    base = _free_run(2 * len(CHILDREN))
+    health = base + len(CHILDREN)
+    env = child_env(settings, "supervisor") | {
+        "TRIBUNAL_METRICS_PORT": str(base),
+        "TRIBUNAL_HEALTH_PORT": str(health),
+        "TRIBUNAL_LOG_LEVEL": "info",
+    }
     log_path = tmp_path / "run.log"
     with log_path.open("wb") as log_file:
         process = await asyncio.create_subprocess_exec(
@@ -90,6 +96,7 @@ async def test_run_serves_metrics_of_every_child_on_its_own_port(kafka_bootstrap
             text = await _scrape(base + index, f'tribunal_records_in_total{{tier="{tier}"')
             others = set(CHILDREN.values()) - {tier}
             assert not any(f'records_in_total{{tier="{t}"' in text for t in others), f"port {base + index} mixes tiers"
+            assert '"ready":true' in await _scrape(health + index, '"ready":true', path="/readyz")
     except BaseException:
         print(log_path.read_text(encoding="utf-8", errors="replace")[-4000:])  # the children's story
         raise

@@ -7,10 +7,11 @@ instance id, so its transactional producer fences its predecessor, after an expo
 `pipeline.restart_backoff_max_s`; a child that stayed up that long counts as healthy again).
 SIGINT/SIGTERM stop every child gracefully (SIGTERM, then SIGKILL after a grace period).
 
-Metrics: with `metrics_port` set, child i serves `/metrics` on `metrics_port + i` (the order of
-`child_specs`), or on a free port each when `metrics_port` is 0; every child's port is logged at
-start. Separate ports, not one shared registry, because each child is its own process with its
-own counters, as it is in production.
+Ports: with `metrics_port` set, child i serves `/metrics` on `metrics_port + i` (the order of
+`child_specs`), or on a free port each when `metrics_port` is 0; `health_port` likewise for
+`/livez` and `/readyz`. Every child's URLs are logged at start. Separate ports, not one shared
+registry, because each child is its own process with its own counters and health, as it is in
+production (and one port shared by all would bind once and crash-loop the rest).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 from tribunal.core.logs import configure_logging, get_logger
 from tribunal.core.settings import Settings, settings_env
 
-__all__ = ["ChildSpec", "assign_metrics_ports", "child_specs", "restart_delay", "supervise"]
+__all__ = ["ChildSpec", "assign_ports", "child_specs", "restart_delay", "supervise"]
 
 log = get_logger("tribunal.supervisor")
 GRACE_S = 15.0
@@ -36,12 +37,13 @@ GRACE_S = 15.0
 
 @dataclass(frozen=True)
 class ChildSpec:
-    """One process to keep running: its command-line arguments, instance id and metrics port."""
+    """One process to keep running: its command-line arguments, instance id and HTTP ports."""
 
     label: str
     args: tuple[str, ...]
     instance_id: str
     metrics_port: int | None = None
+    health_port: int | None = None
 
 
 def child_specs(settings: Settings) -> list[ChildSpec]:
@@ -60,14 +62,20 @@ def child_specs(settings: Settings) -> list[ChildSpec]:
     return children
 
 
-def assign_metrics_ports(children: list[ChildSpec], base: int | None) -> list[ChildSpec]:
-    """Each child its own `/metrics` port: none when `base` is None, `base + index` otherwise, a
-    free port each when `base` is 0. A port beyond 65535 is a `ValueError`."""
+def assign_ports(children: list[ChildSpec], metrics_base: int | None, health_base: int | None) -> list[ChildSpec]:
+    """Each child its own metrics and health port: none when a base is None, `base + index`
+    otherwise, a free port each when a base is 0. A port beyond 65535 is a `ValueError`."""
+    metrics = _ports("metrics_port", metrics_base, len(children))
+    health = _ports("health_port", health_base, len(children))
+    return [replace(c, metrics_port=m, health_port=h) for c, m, h in zip(children, metrics, health, strict=True)]
+
+
+def _ports(name: str, base: int | None, count: int) -> list[int | None]:
     if base is None:
-        return children
-    if base + len(children) - 1 > 65535:
-        raise ValueError(f"metrics_port {base} + {len(children)} children runs past port 65535")
-    return [replace(c, metrics_port=_free_port() if base == 0 else base + i) for i, c in enumerate(children)]
+        return [None] * count
+    if base + count - 1 > 65535:
+        raise ValueError(f"{name} {base} + {count} children runs past port 65535")
+    return [_free_port() if base == 0 else base + i for i in range(count)]
 
 
 def restart_delay(failures: int, initial_s: float, max_s: float) -> float:
@@ -91,10 +99,12 @@ async def supervise(settings: Settings, config: Path | None, stop: asyncio.Event
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    children = assign_metrics_ports(child_specs(settings), settings.metrics_port)
+    children = assign_ports(child_specs(settings), settings.metrics_port, settings.health_port)
     for child in children:
         if child.metrics_port is not None:
             log.info("child_metrics", child=child.label, url=f"http://127.0.0.1:{child.metrics_port}/metrics")
+        if child.health_port is not None:
+            log.info("child_health", child=child.label, url=f"http://127.0.0.1:{child.health_port}/readyz")
     keepers = [asyncio.create_task(_keep_running(child, settings, config, stop)) for child in children]
     await asyncio.gather(*keepers)
     return 0
@@ -104,9 +114,10 @@ def _child_env(child: ChildSpec, settings: Settings, config: Path | None) -> dic
     """The parent's environment, every setting given explicitly to the supervisor (command-line
     options included, which a child would not otherwise see), and the child's own identity."""
     env = {**os.environ, **settings_env(settings), "TRIBUNAL_RUNTIME__INSTANCE_ID": child.instance_id}
-    env.pop("TRIBUNAL_METRICS_PORT", None)  # the base port belongs to no child
-    if child.metrics_port is not None:
-        env["TRIBUNAL_METRICS_PORT"] = str(child.metrics_port)
+    for name, port in (("TRIBUNAL_METRICS_PORT", child.metrics_port), ("TRIBUNAL_HEALTH_PORT", child.health_port)):
+        env.pop(name, None)  # a base port belongs to no child
+        if port is not None:
+            env[name] = str(port)
     if config is not None:
         env["TRIBUNAL_CONFIG"] = str(config.resolve())
     return env
@@ -119,7 +130,13 @@ async def _keep_running(child: ChildSpec, settings: Settings, config: Path | Non
     while not stop.is_set():
         started = time.monotonic()
         process = await asyncio.create_subprocess_exec(sys.executable, "-m", "tribunal.cli", *child.args, env=env)
-        log.info("child_started", child=child.label, pid=process.pid, metrics_port=child.metrics_port)
+        log.info(
+            "child_started",
+            child=child.label,
+            pid=process.pid,
+            metrics_port=child.metrics_port,
+            health_port=child.health_port,
+        )
         waiter = asyncio.create_task(process.wait())
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)

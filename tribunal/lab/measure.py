@@ -130,8 +130,9 @@ def child_env(settings: Settings, child: ChildSpec, config: Path | None) -> dict
     )
     if settings.judge.batch_size is not None:
         env["TRIBUNAL_JUDGE__BATCH_SIZE"] = str(settings.judge.batch_size)
-    # The caller's metrics port would be bound by the first tier and crash the others.
+    # The caller's metrics or health port would be bound by the first tier and crash the others.
     env.pop("TRIBUNAL_METRICS_PORT", None)
+    env.pop("TRIBUNAL_HEALTH_PORT", None)
     if config is not None:
         env["TRIBUNAL_CONFIG"] = str(config.resolve())
     return env
