@@ -402,7 +402,7 @@ def test_writable_volume_paths_belong_to_the_runtime_user(services: dict[str, di
 def test_ingest_example_reads_a_shipped_sample(compose: dict[str, Any]) -> None:
     """The ingest example in the compose header names a file that exists and that the images copy."""
     header = COMPOSE_FILE.read_text(encoding="utf-8").split("x-tribunal-env")[0]
-    match = re.search(r"topics ingest (/app/(\S+))", header)
+    match = re.search(r"topics ingest --input (/app/(\S+))", header)
     assert match, "the compose header shows how to ingest the sample"
     assert (ROOT / match.group(2)).is_file()
     stages = _stages()
