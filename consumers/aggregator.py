@@ -23,7 +23,7 @@ from typing import Any
 from aiokafka import TopicPartition
 from pydantic import BaseModel
 
-from tribunal.consumers.decision import Accept, Escalate, Policy, audited, ballots, build_policy
+from tribunal.consumers.decision import Accept, Escalate, Policy, audited, ballots, choose_policy, make_policy
 from tribunal.consumers.judge_gate import JudgeGate, KafkaBacklogProbe
 from tribunal.consumers.reliability_feed import ReliabilityFollower
 from tribunal.consumers.verdicts import fallback_verdict
@@ -193,23 +193,13 @@ class AggregatorProcessor(Processor):
         return policy
 
     def _build_policy(self, task: str) -> Policy:
-        """The policy for one task's items: `aggregator.policy` if set explicitly (env, file or
-        flag), else the task's own from tasks.toml, else the default (Criterion 1)."""
-        config = self._config
+        """The policy for one task's items (`choose_policy`), learning from the judges' shared
+        reliability counts when it is the weighted vote."""
         definition = self._tasks.get(task) if task in self._tasks else None
-        explicit = "policy" in config.model_fields_set
-        name = config.policy if explicit or not definition or not definition.policy else definition.policy
-        threshold = definition.threshold if definition else None
-        options: dict[str, Any] = {}
-        if name == "criterion2":
-            default = threshold if threshold is not None else config.default_threshold
-            per_worker = {**config.thresholds, **(definition.thresholds if definition else {})}
-            options = {"thresholds": per_worker, "default_threshold": default}
-        elif name == "weighted":
-            source = self._follower.reliability(task) if self._follower else None
-            options = {"threshold": threshold if threshold is not None else config.accept_threshold}
-            options |= {"reliability": source} if source else {"labels": self._tasks.get(task).labels}
-        return build_policy(name, quorum=config.quorum, deadline_ms=config.deadline_ms, **options)
+        choice = choose_policy(self._config, definition)
+        reliability = self._follower.reliability(task) if self._follower and choice.name == "weighted" else None
+        labels = definition.labels if definition else ()
+        return make_policy(choice, labels, reliability)
 
     def _accept(self, item: Item, pending: Pending, decision: Accept, policy: Policy) -> Output:
         DECISIONS.labels("accept", "").inc()

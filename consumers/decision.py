@@ -22,10 +22,14 @@ import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from tribunal.consumers.reliability import Reliability
 from tribunal.schemas.messages import EscalationReason, Vote
+
+if TYPE_CHECKING:
+    from tribunal.core.settings import AggregatorSettings
+    from tribunal.schemas.tasks import Task
 
 __all__ = [
     "POLICIES",
@@ -36,11 +40,14 @@ __all__ = [
     "Decision",
     "Escalate",
     "Policy",
+    "PolicyChoice",
     "Wait",
     "WeightedVote",
     "audited",
     "ballots",
     "build_policy",
+    "choose_policy",
+    "make_policy",
     "plurality",
 ]
 
@@ -323,7 +330,62 @@ class WeightedVote:
 POLICIES = ("criterion1", "criterion2", "weighted")
 
 
-def build_policy(name: str, *, quorum: int, deadline_ms: int, **options: Any) -> Policy:
+@dataclass(frozen=True, slots=True)
+class PolicyChoice:
+    """What picks and parameterises one task's policy: the one description the aggregator,
+    `tribunal replay votes` and the policy simulation build from (`make_policy`).
+
+    `thresholds` are Criterion 2's per-worker confidence thresholds; `threshold` is Criterion 2's
+    default threshold or the weighted vote's posterior threshold; None keeps the policy's own
+    default. `workers`, if given, is the configured worker set; `deadline_ms` None keeps the
+    policy's default deadline.
+    """
+
+    name: str
+    quorum: int
+    deadline_ms: int | None = None
+    workers: tuple[str, ...] | None = None
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    threshold: float | None = None
+
+
+def choose_policy(config: AggregatorSettings, definition: Task | None) -> PolicyChoice:
+    """The configured policy for a task's items: `aggregator.policy` if set explicitly (env, file
+    or flag), else the task's own from tasks.toml, else the default; the task's thresholds
+    override the configured ones."""
+    explicit = "policy" in config.model_fields_set
+    name = config.policy if explicit or not definition or not definition.policy else definition.policy
+    task_threshold = definition.threshold if definition else None
+    thresholds: dict[str, float] = {}
+    threshold: float | None = None
+    if name == "criterion2":
+        thresholds = {**config.thresholds, **(definition.thresholds if definition else {})}
+        threshold = task_threshold if task_threshold is not None else config.default_threshold
+    elif name == "weighted":
+        threshold = task_threshold if task_threshold is not None else config.accept_threshold
+    return PolicyChoice(name, config.quorum, config.deadline_ms, thresholds=thresholds, threshold=threshold)
+
+
+def make_policy(choice: PolicyChoice, labels: Sequence[str], reliability: Reliability | None = None) -> Policy:
+    """The policy `choice` describes. A weighted vote learns into `reliability` when given (the
+    shared, updated counts), else into a fresh one over `labels`. ValueError for thresholds the
+    policy does not take."""
+    if choice.thresholds and choice.name != "criterion2":
+        raise ValueError(f"policy {choice.name!r} takes no per-worker thresholds: {dict(choice.thresholds)}")
+    if choice.threshold is not None and choice.name == "criterion1":
+        raise ValueError("policy 'criterion1' takes no threshold")
+    options: dict[str, Any] = {} if choice.workers is None else {"workers": choice.workers}
+    if choice.name == "criterion2":
+        options["thresholds"] = dict(choice.thresholds)
+        options |= {} if choice.threshold is None else {"default_threshold": choice.threshold}
+    elif choice.name == "weighted":
+        options |= {} if choice.threshold is None else {"threshold": choice.threshold}
+        options |= {"labels": labels} if reliability is None else {"reliability": reliability}
+    deadline = {} if choice.deadline_ms is None else {"deadline_ms": choice.deadline_ms}
+    return build_policy(choice.name, quorum=choice.quorum, **deadline, **options)
+
+
+def build_policy(name: str, *, quorum: int, deadline_ms: int = 2_000, **options: Any) -> Policy:
     """Build the policy called `name`; `options` go to its constructor (e.g. `thresholds`).
 
     For "weighted", `quorum` is `min_votes`, and exactly one of `reliability` (a shared,

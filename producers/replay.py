@@ -22,7 +22,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from tribunal.consumers.decision import Policy, build_policy
+from tribunal.consumers.decision import Policy, PolicyChoice, make_policy
 from tribunal.core import kafka
 from tribunal.core.errors import ConfigError
 from tribunal.core.settings import Settings
@@ -206,21 +206,16 @@ async def read_log(source: Settings) -> tuple[RecordedLog, int]:
 def policy_factory(source: Settings, name: str, thresholds: Sequence[str]) -> Callable[[str], Policy]:
     """One policy per task, built on first use (a learning policy keeps its state per task)."""
     default, per_worker = parse_thresholds(thresholds)
-    options: dict[str, Any] = {"workers": source.aggregator.workers}
-    if name == "criterion2":
-        options |= {"thresholds": per_worker} | ({"default_threshold": default} if default is not None else {})
-    elif name == "weighted" and default is not None:
-        options["threshold"] = default
     if (name != "criterion2" and per_worker) or (name == "criterion1" and default is not None):
         raise ConfigError(f"policy {name!r} does not take these thresholds: {list(thresholds)}")
+    agg = source.aggregator
+    choice = PolicyChoice(name, agg.quorum, agg.deadline_ms, agg.workers, per_worker, default)
     tasks = source.tasks()
     built: dict[str, Policy] = {}
 
     def policy_for(task: str) -> Policy:
         if task not in built:
-            extra = {"labels": tasks.get(task).labels} if name == "weighted" else {}
-            agg = source.aggregator
-            built[task] = build_policy(name, quorum=agg.quorum, deadline_ms=agg.deadline_ms, **options, **extra)
+            built[task] = make_policy(choice, tasks.get(task).labels)
         return built[task]
 
     return policy_for

@@ -29,14 +29,13 @@ from dataclasses import dataclass
 from tribunal.consumers.decision import (
     Accept,
     Ballot,
-    Criterion1,
-    Criterion2,
     Policy,
+    PolicyChoice,
     WeightedVote,
     audited,
+    make_policy,
     plurality,
 )
-from tribunal.consumers.reliability import Reliability
 from tribunal.lab.evaluate import accuracy, macro_f1, percentile
 from tribunal.producers.redecide import decide_final
 
@@ -114,7 +113,8 @@ def default_candidates(recording: Recording, quorum: int = 2) -> list[Candidate]
     """Criterion 1; Criterion 2 at shared thresholds and at per-worker confidence quantiles; the
     weighted vote at several posterior thresholds, without and with a 2% audit sample."""
     workers = recording.workers
-    out = [Candidate("criterion1", "criterion1", lambda: Criterion1(quorum, workers=workers))]
+    criterion1 = PolicyChoice("criterion1", quorum, workers=tuple(workers))
+    out = [Candidate("criterion1", "criterion1", lambda: make_policy(criterion1, ()))]
     for t in C2_THRESHOLDS:
         out.append(Candidate(f"criterion2 t={t}", "criterion2", _c2(quorum, workers, {}, t)))
     for q in C2_QUANTILES:
@@ -130,11 +130,13 @@ def default_candidates(recording: Recording, quorum: int = 2) -> list[Candidate]
 
 
 def _c2(quorum: int, workers: Sequence[str], thresholds: dict[str, float], default: float) -> Callable[[], Policy]:
-    return lambda: Criterion2(quorum, thresholds=thresholds, default_threshold=default, workers=workers)
+    choice = PolicyChoice("criterion2", quorum, workers=tuple(workers), thresholds=thresholds, threshold=default)
+    return lambda: make_policy(choice, ())
 
 
 def _weighted(quorum: int, workers: Sequence[str], labels: Sequence[str], threshold: float) -> Callable[[], Policy]:
-    return lambda: WeightedVote(Reliability(labels), threshold=threshold, min_votes=quorum, workers=workers)
+    choice = PolicyChoice("weighted", quorum, workers=tuple(workers), threshold=threshold)
+    return lambda: make_policy(choice, labels)
 
 
 def simulate(recording: Recording, candidate: Candidate) -> Score:
