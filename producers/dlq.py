@@ -5,13 +5,14 @@ A dead letter (schemas.messages.DeadLetter on `<topic>.dlq`) keeps the original 
 key, partition and offset and why it failed. `read_letters` decodes them for people; a record on
 a DLQ that is not a DeadLetter is shown as unreadable, never dropped.
 
-Replay, exactly once: for each chosen letter, ONE Kafka transaction writes the record (its fixed
-bytes, or the original ones) to its source topic and partition with its original key, and a
-marker keyed by the letter's id (`<dlq>/<partition>/<offset>`) to the compacted topic
-`<dlq>.replayed`. A letter whose marker exists is never replayed again, so a rerun, or a run
-that crashed midway, continues where the last committed transaction ended. The transactional id
-is fixed per DLQ topic: a second replayer of the same DLQ fences the first, then reads the
-markers (after fencing, so it sees everything the first committed).
+Replay, exactly once: each chosen letter's record (its fixed bytes, or the original ones) goes to
+its source topic and partition with its original key, and a marker keyed by the letter's id
+(`<dlq>/<partition>/<offset>`) goes to the compacted topic `<dlq>.replayed`, both in the same
+Kafka transaction (up to 500 letters per transaction). A letter whose marker exists is never
+replayed again, so a rerun, or a run that crashed midway, continues where the last committed
+transaction ended. The transactional id is fixed per DLQ topic: a second replayer of the same
+DLQ fences the first, then reads the markers (after fencing, so it sees everything the first
+committed).
 """
 
 from __future__ import annotations

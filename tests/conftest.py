@@ -73,18 +73,21 @@ def kafka_bootstrap() -> Iterator[str]:
         yield address
         container.stop()  # type: ignore[attr-defined]
         return
-    from tribunal.core.errors import TribunalError
+    from tribunal.core.errors import BrokerUnavailableError, TribunalError
 
-    home = Path(tempfile.mkdtemp(prefix="tribunal-test-broker-"))
-    try:
-        broker = _own_broker(home)
-        address = broker.up()
-    except TribunalError as exc:
-        shutil.rmtree(home, ignore_errors=True)
-        message = f"no Kafka broker for integration tests: {exc}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    for attempt in (1, 2):  # a free port can be taken between choosing it and the JVM binding it
+        home = Path(tempfile.mkdtemp(prefix="tribunal-test-broker-"))
+        try:
+            broker = _own_broker(home)
+            address = broker.up()
+            break
+        except TribunalError as exc:
+            shutil.rmtree(home, ignore_errors=True)
+            if attempt == 2 or not isinstance(exc, BrokerUnavailableError):
+                message = f"no Kafka broker for integration tests: {exc}"
+                if os.environ.get("CI"):
+                    pytest.fail(message)
+                pytest.skip(message)
     try:
         yield address
     finally:

@@ -173,7 +173,9 @@ class HeadModel:
         coef = self.arrays["coef"]
         scores = np.asarray(features @ coef.T, dtype=np.float64) + self.arrays["intercept"]
         if coef.shape[0] == 1:  # two classes: one logit for the second class
-            positive = 1.0 / (1.0 + np.exp(-scores[:, 0]))
+            from scipy.special import expit  # no overflow warning for a very confident logit
+
+            positive = expit(scores[:, 0])
             out: Array = np.column_stack([1.0 - positive, positive])
             return out
         return _softmax(scores)

@@ -145,3 +145,13 @@ def test_a_zip_without_header_or_arrays_is_a_config_error(tmp_path: Path) -> Non
     save_head(partial, header, {})
     with pytest.raises(ConfigError, match="incomplete"):
         load_head(partial, TASKS.get("sentiment"), "tfidf")
+
+
+def test_extreme_logits_give_certain_probabilities_without_warnings() -> None:
+    """A very confident binary head saturates at 0/1 quietly (warnings are errors in the tests)."""
+    from tribunal.consumers.classifiers.headfile import HeadModel
+
+    model = HeadModel(
+        blocks=(), classifier="linear", arrays={"coef": np.array([[1e4]]), "intercept": np.zeros(1)}, labels=2
+    )
+    np.testing.assert_allclose(model.predict_proba(np.array([[5.0], [-5.0], [0.0]])), [[0, 1], [1, 0], [0.5, 0.5]])
