@@ -1,9 +1,16 @@
-"""Aggregator tier: joins `items` and `votes` per item id and decides each item exactly once.
+"""Aggregator tier: joins `items`, `votes` and `verdicts` per item id and labels each item once.
 
-`items` and `votes` are co-partitioned (same partition count, keyed by item id) and assigned by
-range, so one instance owns partition number p of both. For each item it asks the pure policy
-(`consumers.decision`) whether to wait, accept the workers' label (a `Verdict` to `labels`) or
-escalate (a `JudgeRequest` to `judge`); ticks escalate items whose deadline passed.
+`items`, `votes` and `verdicts` are co-partitioned (same partition count, keyed by item id) and
+assigned by range, so one instance owns partition number p of all three. For each item it asks
+the pure policy (`consumers.decision`) whether to wait, accept the workers' label (a `Verdict`
+to `labels`) or escalate (a `JudgeRequest` to `judge`, with a fresh ticket); ticks escalate
+items whose deadline passed. The judge's verdict comes back on `verdicts` and is published to
+`labels` only if it carries the ticket of an escalation still awaiting it: the aggregator is the
+one writer of `labels`, so a request or verdict for an item it never escalated labels nothing.
+
+Authority: a vote counts only for an item of the vote's task, from an expected worker; refused
+votes and unsolicited verdicts go to their topic's dead-letter topic. This tier owns the dead
+letters of `items` (workers skip bad items without a letter), so each bad record makes one.
 
 State (pending items with their votes, recently decided ids) lives in memory per partition and
 in a compacted changelog topic, partition p for partition p, written in the SAME transaction as
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,16 +31,17 @@ from typing import Any
 from aiokafka import TopicPartition
 from pydantic import BaseModel
 
+from tribunal.consumers.authority import foreign_votes, verdict_refusal, vote_refusal
 from tribunal.consumers.decision import Accept, Escalate, Policy, audited, ballots, choose_policy, make_policy
 from tribunal.consumers.judge_gate import JudgeGate, KafkaBacklogProbe
 from tribunal.consumers.reliability_feed import ReliabilityFollower
 from tribunal.consumers.verdicts import fallback_verdict
 from tribunal.core.logs import configure_logging, get_logger
-from tribunal.core.metrics import DECISIONS, LATE_VOTES, PENDING_ITEMS
-from tribunal.core.runtime import Output, Processor, Record, serve
+from tribunal.core.metrics import AWAITING_VERDICTS, DECISIONS, LATE_VOTES, PENDING_ITEMS, SKIPPED_RECORDS
+from tribunal.core.runtime import DeadLetterSource, Output, Processor, Record, dead_letter, serve
 from tribunal.core.settings import Settings
 from tribunal.core.topics import read_to_end
-from tribunal.schemas.codec import decode, encode, key
+from tribunal.schemas.codec import DecodeError, decode, encode, key
 from tribunal.schemas.messages import (
     AggregatorEntry,
     DecidedBy,
@@ -66,15 +75,23 @@ class PartitionState:
 
     pending: dict[str, Pending] = field(default_factory=dict)
     decided: dict[str, float] = field(default_factory=dict)  # insertion order = decision order
+    awaiting: dict[str, tuple[str, float]] = field(default_factory=dict)  # escalated: (ticket, at)
     dirty: set[str] = field(default_factory=set)  # ids whose changelog entry must be rewritten
+
+    def settled(self, item_id: str) -> bool:
+        """Decided, or escalated and awaiting the judge: no vote or copy of the item counts now."""
+        return item_id in self.decided or item_id in self.awaiting
 
     def apply(self, item_id: str, entry: AggregatorEntry | None) -> None:
         """Replay one changelog record (None = tombstone) into this state."""
         self.pending.pop(item_id, None)
         self.decided.pop(item_id, None)
+        self.awaiting.pop(item_id, None)
         if entry is None:
             return
-        if entry.decided_at is not None:
+        if entry.decided_at is not None and entry.ticket is not None:
+            self.awaiting[item_id] = (entry.ticket, entry.decided_at)
+        elif entry.decided_at is not None:
             self.decided[item_id] = entry.decided_at
         else:
             self.pending[item_id] = Pending(entry.item, entry.first_seen, {v.worker: v for v in entry.votes})
@@ -112,7 +129,7 @@ class AggregatorProcessor(Processor):
         self._deadlines: list[tuple[float, int, str]] = []  # (due, partition, item id)
 
     def input_models(self) -> Mapping[str, type[BaseModel]]:
-        return {self._topics.items_topic: Item, self._topics.votes_topic: Vote}
+        return {self._topics.items_topic: Item, self._topics.votes_topic: Vote, self._topics.verdicts_topic: Verdict}
 
     # --- records -----------------------------------------------------------------------------
     async def process(self, records: Sequence[Record[Any]], now: float) -> list[Output]:
@@ -123,12 +140,14 @@ class AggregatorProcessor(Processor):
                 continue  # revoked while the batch was in flight: not ours to decide
             if isinstance(record.value, Item):
                 outputs += self._on_item(state, record.partition, record.value, now)
+            elif isinstance(record.value, Vote):
+                outputs += self._on_vote(state, record, now)
             else:
-                outputs += self._on_vote(state, record.partition, record.value, now)
+                outputs += self._on_verdict(state, record, now)
         return outputs
 
     def _on_item(self, state: PartitionState, partition: int, item: Item, now: float) -> list[Output]:
-        if item.id in state.decided:
+        if state.settled(item.id):
             DECISIONS.labels("duplicate_item", "").inc()
             return []
         pending = state.pending.get(item.id)
@@ -140,16 +159,17 @@ class AggregatorProcessor(Processor):
         else:
             pending.item = item
         state.dirty.add(item.id)
-        return self._evaluate(state, partition, item.id, now)
+        return self._drop_foreign_votes(pending, partition, item) + self._evaluate(state, partition, item.id, now)
 
-    def _on_vote(self, state: PartitionState, partition: int, vote: Vote, now: float) -> list[Output]:
-        if vote.item_id in state.decided:
+    def _on_vote(self, state: PartitionState, record: Record[Vote], now: float) -> list[Output]:
+        vote, partition = record.value, record.partition
+        pending = state.pending.get(vote.item_id)
+        refusal = vote_refusal(vote, self._expected, pending.item if pending else None)
+        if refusal is not None:
+            return [self._refuse(record, *refusal)]
+        if state.settled(vote.item_id):
             LATE_VOTES.labels(vote.worker).inc()
             return []
-        if vote.worker not in self._expected:
-            DECISIONS.labels("unexpected_worker", "").inc()
-            return []
-        pending = state.pending.get(vote.item_id)
         if pending is None:
             pending = state.pending[vote.item_id] = Pending(None, now)
             self._schedule(now, partition, vote.item_id)
@@ -158,6 +178,40 @@ class AggregatorProcessor(Processor):
         pending.votes[vote.worker] = vote
         state.dirty.add(vote.item_id)
         return self._evaluate(state, partition, vote.item_id, now)
+
+    def _drop_foreign_votes(self, pending: Pending, partition: int, item: Item) -> list[Output]:
+        """Held votes for another task than their item's: dead-lettered as decoded (no offset kept)."""
+        letters = []
+        for worker in foreign_votes(pending.votes, item):
+            vote = pending.votes.pop(worker)
+            why = f"vote for task {vote.task!r} on an item of task {item.task!r}, held before the item arrived"
+            topic = self._topics.votes_topic
+            letters.append(self._letter(topic, partition, None, vote.item_id, encode(vote), "task_mismatch", why))
+        return letters
+
+    def _on_verdict(self, state: PartitionState, record: Record[Verdict], now: float) -> list[Output]:
+        """The judge's verdict becomes the label if it answers an escalation awaiting it."""
+        verdict = record.value
+        awaiting = state.awaiting.get(verdict.item_id)
+        refusal = verdict_refusal(verdict, awaiting[0] if awaiting else None)
+        if refusal is not None:
+            return [self._refuse(record, *refusal)]
+        del state.awaiting[verdict.item_id]
+        state.decided[verdict.item_id] = now
+        state.dirty.add(verdict.item_id)
+        DECISIONS.labels("verdict_published", verdict.reason.value if verdict.reason else "").inc()
+        return [Output(self._topics.labels_topic, record.raw, key(verdict.item_id))]
+
+    def _refuse(self, record: Record[Any], kind: str, why: str) -> Output:
+        return self._letter(record.topic, record.partition, record.offset, record.value.item_key, record.raw, kind, why)
+
+    def _letter(
+        self, topic: str, partition: int, offset: int | None, item_id: str, raw: bytes, kind: str, why: str
+    ) -> Output:
+        DECISIONS.labels(kind, "").inc()
+        source = DeadLetterSource(topic, partition, offset, key(item_id), raw)
+        limit = self._settings.max_message_bytes
+        return dead_letter(self._topics.dlq(topic), self.tier, source, kind, why, max_message_bytes=limit)
 
     def _schedule(self, first_seen: float, partition: int, item_id: str) -> None:
         """Re-examine the item at its deadline."""
@@ -172,16 +226,21 @@ class AggregatorProcessor(Processor):
         elapsed_ms = (now - pending.first_seen) * 1000.0
         policy = self._policy(pending.item.task)
         decision = policy.decide(ballots_now, self._expected, elapsed_ms)
+        ticket = None
         if isinstance(decision, Accept):
             outputs = [self._accept(pending.item, pending, decision, policy)]
             if self._audited(item_id) and self._gate.admit(now):
-                outputs.append(self._escalate(pending.item, pending, EscalationReason.AUDIT, policy))
+                outputs.append(self._escalate(pending.item, pending, EscalationReason.AUDIT, policy)[0])
         elif isinstance(decision, Escalate):
-            outputs = [self._escalate(pending.item, pending, decision.reason, policy, now)]
+            escalation, ticket = self._escalate(pending.item, pending, decision.reason, policy, now, partition)
+            outputs = [escalation]
         else:
             return []
         del state.pending[item_id]
-        state.decided[item_id] = now
+        if ticket is None:
+            state.decided[item_id] = now
+        else:
+            state.awaiting[item_id] = (ticket, now)
         state.dirty.add(item_id)
         return outputs
 
@@ -218,21 +277,33 @@ class AggregatorProcessor(Processor):
         return Output(self._topics.labels_topic, encode(verdict), key(item.id))
 
     def _escalate(
-        self, item: Item, pending: Pending, reason: EscalationReason, policy: Policy, now: float | None = None
-    ) -> Output:
-        """A JudgeRequest; or, when `now` is given and the judge budget is spent, a fallback label."""
+        self,
+        item: Item,
+        pending: Pending,
+        reason: EscalationReason,
+        policy: Policy,
+        now: float | None = None,
+        partition: int | None = None,
+    ) -> tuple[Output, str | None]:
+        """A JudgeRequest and the ticket its verdict must carry (None for audits, whose verdicts
+        never label); or, when `now` is given and the judge budget is spent, a fallback label."""
+        admitted = now is None or self._gate.admit(now)
+        ticket = secrets.token_hex(8) if admitted and partition is not None else None
         request = JudgeRequest(
             item=item,
             votes=tuple(pending.votes[w] for w in sorted(pending.votes)),
             reason=reason,
             policy=policy.name,
             policy_version=policy.version,
+            partition=partition if ticket else None,
+            ticket=ticket,
         )
-        if now is not None and not self._gate.admit(now):
+        if not admitted:
             DECISIONS.labels("fallback_budget", reason.value).inc()
-            return Output(self._topics.labels_topic, encode(fallback_verdict(request, self._tasks)), key(item.id))
+            verdict = fallback_verdict(request, self._tasks)
+            return Output(self._topics.labels_topic, encode(verdict), key(item.id)), None
         DECISIONS.labels("escalate", reason.value).inc()
-        return Output(self._topics.judge_topic, encode(request), key(item.id))
+        return Output(self._topics.judge_topic, encode(request), key(item.id)), ticket
 
     def _audited(self, item_id: str) -> bool:
         return audited(item_id, self._config.audit_rate)
@@ -264,6 +335,7 @@ class AggregatorProcessor(Processor):
         for state in self._states.values():
             self._expire_decided(state, now)
         PENDING_ITEMS.set(sum(len(s.pending) for s in self._states.values()))
+        AWAITING_VERDICTS.set(sum(len(s.awaiting) for s in self._states.values()))
         return outputs + self._changelog()
 
     def _expire_decided(self, state: PartitionState, now: float) -> None:
@@ -291,6 +363,9 @@ class AggregatorProcessor(Processor):
         if pending is not None:
             votes = tuple(pending.votes[w] for w in sorted(pending.votes))
             return encode(AggregatorEntry(item=pending.item, votes=votes, first_seen=pending.first_seen))
+        if item_id in state.awaiting:
+            ticket, at = state.awaiting[item_id]
+            return encode(AggregatorEntry(first_seen=at, decided_at=at, ticket=ticket))
         decided_at = state.decided.get(item_id)
         if decided_at is not None:
             return encode(AggregatorEntry(first_seen=decided_at, decided_at=decided_at))
@@ -328,9 +403,15 @@ class AggregatorProcessor(Processor):
         context = self._settings.decode_context()
         tps = [TopicPartition(self._topics.state_topic, n) for n in sorted(numbers)]
         async for record in read_to_end(self._settings, tps):
-            if record.key is not None:
+            try:
+                item_id = (record.key or b"").decode("utf-8")
                 entry = None if record.value is None else decode(record.value, AggregatorEntry, context)
-                states[record.partition].apply(record.key.decode("utf-8"), entry)
+            except (UnicodeDecodeError, DecodeError) as exc:  # not ours: someone else wrote it
+                SKIPPED_RECORDS.labels(self.tier, record.topic, getattr(exc, "kind", "decode")).inc()
+                log.warning("changelog_entry_skipped", partition=record.partition, offset=record.offset, error=str(exc))
+                continue
+            if item_id:
+                states[record.partition].apply(item_id, entry)
         log.info("state_restored", partitions=sorted(numbers), pending=sum(len(s.pending) for s in states.values()),
                  decided=sum(len(s.decided) for s in states.values()))  # fmt: skip
         return states

@@ -1,6 +1,8 @@
 """Judge tier: settles what the workers could not. Reads `judge`, classifies each batch with the
-expensive model, and publishes the final `Verdict` (decided_by=judge, the workers' votes
-attached) to `labels`.
+expensive model, and publishes its `Verdict` (decided_by=judge, the workers' votes and the
+request's ticket attached) to `verdicts`, on the partition the request names: the aggregator
+that escalated the item owns that partition and publishes the verdict to `labels` if the
+ticket is the one it issued. A forged request therefore costs a model call, never a label.
 
 A request the judge fails on permanently still gets exactly one final label: the workers'
 plurality, marked `decided_by=fallback` so it is visibly unverified, and the request itself goes
@@ -72,42 +74,58 @@ class JudgeProcessor(Processor):
         self._book.forget({tp.partition for tp in partitions})
 
     async def process(self, records: Sequence[Record[Any]], now: float) -> list[Output]:
-        requests: list[JudgeRequest] = [r.value for r in records]
+        outputs: list[Output] = []
+        partitions = self._settings.topics.partitions
+        valid: list[Record[JudgeRequest]] = []
+        for record in records:
+            wanted = record.value.partition
+            if wanted is not None and wanted >= partitions:
+                why = f"partition {wanted} does not exist: verdicts has {partitions}"
+                outputs.append(self._letter(record, "bad_partition", why))
+            else:
+                valid.append(record)
         try:
-            predictions = await self._resilient.classify([r.item for r in requests])
+            predictions = await self._resilient.classify([r.value.item for r in valid])
         except ServerUnavailableError as exc:
             # Not the items' fault: no fallback labels, no dead letters. Exit without committing;
             # after the restart the batch is judged again from the last commit, and meanwhile
             # escalations wait in the topic (the lag and restart alerts fire).
             raise FatalError(f"judge model server unavailable: {exc}") from exc
-        outputs: list[Output] = []
-        for record, prediction in zip(records, predictions, strict=True):
+        for record, prediction in zip(valid, predictions, strict=True):
             outputs.extend(self._outputs(record, prediction))
         return outputs + self._book.outputs()
 
     def _outputs(self, record: Record[JudgeRequest], prediction: Prediction) -> list[Output]:
         request = record.value
-        topics = self._settings.topics
-        item_key = key(request.item.id)
         audit = request.reason == EscalationReason.AUDIT
-        destination = topics.audits_topic if audit else topics.labels_topic
         if prediction.label is None:
-            return self._failed(record, prediction.reason or "judge abstained", destination)
+            return self._failed(record, prediction.reason or "judge abstained")
         self._book.record(request.item.task, record.partition, request.votes, prediction.label)
         if audit:
             self._count_audit(request, prediction.label)
         verdict = verdict_for(request, prediction.label, prediction.confidence, DecidedBy.JUDGE, prediction.latency_ms)
         DECISIONS.labels("judge", request.reason.value).inc()
-        return [Output(destination, encode(verdict), item_key)]
+        return [self._destination(request, encode(verdict))]
 
-    def _failed(self, record: Record[JudgeRequest], why: str, destination: str) -> list[Output]:
+    def _destination(self, request: JudgeRequest, verdict: bytes) -> Output:
+        """Audits to `audits`; everything else back to the escalating aggregator's partition of
+        `verdicts` (the key decides where a request names none)."""
+        topics = self._settings.topics
+        if request.reason == EscalationReason.AUDIT:
+            return Output(topics.audits_topic, verdict, key(request.item.id))
+        return Output(topics.verdicts_topic, verdict, key(request.item.id), request.partition)
+
+    def _letter(self, record: Record[JudgeRequest], kind: str, why: str) -> Output:
+        dlq, limit = self._settings.topics.dlq(record.topic), self._settings.max_message_bytes
+        return dead_letter_of(record, dlq, self.tier, kind, why, max_message_bytes=limit)
+
+    def _failed(self, record: Record[JudgeRequest], why: str) -> list[Output]:
         request = record.value
-        item_key = key(request.item.id)
-        outputs = [dead_letter_of(record, self._settings.topics.dlq(record.topic), self.tier, "judge_failed", why)]
+        outputs = [self._letter(record, "judge_failed", why)]
         if request.reason != EscalationReason.AUDIT:  # an audited item already has its label
             log.warning("fallback_label", item_id=request.item.id, why=why)
             DECISIONS.labels("fallback", request.reason.value).inc()
-            outputs.append(Output(destination, encode(fallback_verdict(request, self._tasks)), item_key))
+            outputs.append(self._destination(request, encode(fallback_verdict(request, self._tasks))))
         return outputs
 
     def _count_audit(self, request: JudgeRequest, judge_label: str) -> None:

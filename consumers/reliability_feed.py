@@ -18,13 +18,17 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from tribunal.consumers.decision import ballots
 from tribunal.consumers.reliability import Reliability
 from tribunal.core import kafka, metrics
+from tribunal.core.logs import get_logger
 from tribunal.core.runtime import Output
 from tribunal.core.settings import Settings
 from tribunal.core.topics import partitions_of, read_to_end
+from tribunal.schemas.codec import DecodeError
 from tribunal.schemas.messages import Vote
 from tribunal.schemas.tasks import TaskRegistry
 
-__all__ = ["ReliabilityBook", "ReliabilityFollower"]
+__all__ = ["ReliabilityBook", "ReliabilityFollower", "decode_snapshot"]
+
+log = get_logger("tribunal.reliability")
 
 
 # (task, judge partition) -> that partition's counts, as `Reliability.to_dict` wrote them.
@@ -39,7 +43,25 @@ def _parse_key(raw: bytes | None) -> tuple[str, int] | None:
     if raw is None:
         return None
     task, _, partition = raw.decode("utf-8", errors="replace").rpartition("|")
-    return (task, int(partition)) if task and partition.isdigit() else None
+    # isdigit() alone accepts '²', which int() refuses.
+    ok = task and partition.isascii() and partition.isdigit() and len(partition) <= 9
+    return (task, int(partition)) if ok else None
+
+
+def decode_snapshot(value: bytes) -> dict[str, object]:
+    """One `reliability` record's counts as `Reliability.to_dict` wrote them; `DecodeError` for
+    anything else (the topic is ours, but a hostile producer must not stop a tier through it)."""
+    try:
+        data = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError("reliability snapshot", f"not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise DecodeError("reliability snapshot", f"expected a JSON object, got {type(data).__name__}")
+    try:
+        Reliability.from_dict(data)
+    except ValueError as exc:
+        raise DecodeError("reliability snapshot", str(exc)[:500]) from None
+    return data
 
 
 class ReliabilityBook:
@@ -103,8 +125,12 @@ def _absorb_record(
         return
     if value is None:
         snapshots.pop(key, None)
-    else:
-        snapshots[key] = orjson.loads(value)
+        return
+    try:
+        snapshots[key] = decode_snapshot(value)
+    except DecodeError as exc:
+        metrics.SKIPPED_RECORDS.labels("reliability", "reliability", exc.kind).inc()
+        log.warning("reliability_snapshot_skipped", key=f"{key[0]}|{key[1]}", error=str(exc))
 
 
 class ReliabilityFollower:

@@ -12,7 +12,8 @@ __all__ = ["fallback_verdict", "verdict_for"]
 def verdict_for(
     request: JudgeRequest, label: str, confidence: float, by: DecidedBy, latency_ms: float | None
 ) -> Verdict:
-    """The final label of the request's item, with the workers' votes attached."""
+    """The final label of the request's item, with the workers' votes attached and the request's
+    ticket, which the aggregator checks before publishing it."""
     item = request.item
     return Verdict(
         item_id=item.id,
@@ -27,6 +28,7 @@ def verdict_for(
         gold=item.gold,
         item_produced_at=item.produced_at,
         judge_latency_ms=latency_ms,
+        ticket=request.ticket,
     )
 
 

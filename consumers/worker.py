@@ -51,6 +51,10 @@ class WorkerProcessor(Processor):
     def input_models(self) -> Mapping[str, type[BaseModel]]:
         return {self._settings.topics.items_topic: Item}
 
+    def owns_dead_letters(self, topic: str) -> bool:
+        """The aggregator dead-letters bad items; a worker skips them (one letter per record)."""
+        return False
+
     async def process(self, records: Sequence[Record[Any]], now: float) -> list[Output]:
         items: list[Item] = [r.value for r in records]
         try:

@@ -62,7 +62,7 @@ def marker_topic(dlq_topic: str) -> str:
 def dlq_topics(settings: Settings) -> list[str]:
     """The dead-letter topics of the pipeline that `settings` describe."""
     t = settings.topics
-    return [t.dlq(name) for name in (t.items_topic, t.votes_topic, t.judge_topic)]
+    return [t.dlq(name) for name in (t.items_topic, t.votes_topic, t.judge_topic, t.verdicts_topic)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +80,19 @@ class Letter:
     def id(self) -> str:
         return letter_id(self.dlq_topic, self.partition, self.offset)
 
-    def original(self) -> bytes:
+    def original(self) -> bytes | None:
+        """The original value (None: it was a tombstone). A letter that kept only a prefix of a
+        value too big to fit cannot give it back: `ConfigError` (replay it with a fix)."""
         if self.letter is None:
             raise ConfigError(f"{self.id} is not a readable dead letter: {self.problem}")
-        return base64.b64decode(self.letter.value_b64)
+        if self.letter.value_truncated or self.letter.key_truncated:
+            raise ConfigError(f"{self.id} kept only a prefix of its record ({self.letter.value_bytes} bytes)")
+        return None if self.letter.value_b64 is None else base64.b64decode(self.letter.value_b64)
+
+    @property
+    def whole(self) -> bool:
+        """Whether the letter holds its whole original record (not cut to a prefix)."""
+        return self.letter is not None and not (self.letter.value_truncated or self.letter.key_truncated)
 
     def key(self) -> bytes | None:
         if self.letter is None or self.letter.key_b64 is None:
@@ -106,7 +115,11 @@ class Letter:
             "error_message": letter.error_message,
             "failed_at": letter.failed_at,
         }
-        original = self.original()
+        if letter.value_b64 is None:
+            return {**out, "value": None, "value_encoding": "none"}
+        if not self.whole:
+            out |= {"value_truncated": True, "value_bytes": letter.value_bytes, "value_sha256": letter.value_sha256}
+        original = base64.b64decode(letter.value_b64)
         try:
             return {**out, "value": original.decode("utf-8"), "value_encoding": "utf-8"}
         except UnicodeDecodeError:
@@ -137,6 +150,7 @@ class ReplayReport:
     fixed: int = 0
     already: int = 0
     unreadable: int = 0
+    truncated: int = 0  # letters holding only a prefix of their record: replayable with a fix only
     not_found: list[str] = field(default_factory=list)
     dry_run: bool = False
 
@@ -147,6 +161,7 @@ class ReplayReport:
             "fixed": self.fixed,
             "already_replayed": self.already,
             "unreadable": self.unreadable,
+            "truncated": self.truncated,
             "not_found": self.not_found,
             "dry_run": self.dry_run,
         }
@@ -156,7 +171,8 @@ def choose(
     letters: Iterable[Letter], done: set[str], fixes: Mapping[str, bytes] | None, report: ReplayReport
 ) -> list[Letter]:
     """Pure: the letters to publish now. With `fixes`, only those they name (else every letter);
-    never one already replayed, never an unreadable record. Counts the rest in `report`."""
+    never one already replayed, never an unreadable record, never one that kept only a prefix of
+    its record unless a fix gives the whole. Counts the rest in `report`."""
     chosen: list[Letter] = []
     seen: set[str] = set()
     for letter in letters:
@@ -167,6 +183,8 @@ def choose(
             report.already += 1
         elif letter.letter is None:
             report.unreadable += 1
+        elif not letter.whole and (fixes is None or letter.letter.key_truncated):
+            report.truncated += 1
         else:
             chosen.append(letter)
     report.not_found = sorted(set(fixes or ()) - seen)
@@ -227,7 +245,9 @@ async def replay_letters(
     report = ReplayReport(topic, dry_run=dry_run)
     markers = marker_topic(topic)
     await _ensure_marker_topic(settings, markers)
-    producer = kafka.transactional_producer(settings.kafka, settings.runtime, f"tribunal-dlq-replay-{topic}")
+    producer = kafka.transactional_producer(
+        settings.kafka, settings.runtime, f"tribunal-dlq-replay-{topic}", settings.max_record_bytes
+    )
     await producer.start()  # initialises the transactional id: any other replayer of `topic` is fenced now
     try:
         done = await _replayed(settings, markers)

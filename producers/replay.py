@@ -9,7 +9,9 @@ up to their end offsets at the start of the command (so a live pipeline never ma
   topic, record for record (same bytes, same key, same partition), with an idempotent producer.
 - `votes`: re-decide every recorded item from the vote log under another policy without running
   a worker (`producers.redecide`): new verdicts go to `RUN-labels`, items that need a judge and
-  have no recorded judge label go to `RUN-judge`. Prints the diff report.
+  have no recorded judge label go to `RUN-judge` (a judge run on the run writes its verdicts to
+  `RUN-verdicts`: they name no escalation of an aggregator, so none publishes them as labels).
+  Prints the diff report.
 """
 
 from __future__ import annotations
@@ -147,7 +149,7 @@ def _decoded(records: list[ConsumerRecord[bytes, bytes]], model: type[Any], skip
 # --- writing ------------------------------------------------------------------------------------
 async def _publish(settings: Settings, outputs: list[tuple[str, bytes, bytes | None, int | None]]) -> None:
     """Send (topic, value, key, partition) records idempotently and wait until all are acked."""
-    producer = kafka.idempotent_producer(settings.kafka, max_request_size=settings.max_message_bytes + 65_536)
+    producer = kafka.idempotent_producer(settings.kafka, settings.max_record_bytes)
     await producer.start()
     try:
         futures = [await producer.send(t, v, key=k, partition=p) for t, v, k, p in outputs]

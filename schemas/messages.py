@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import time
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationInfo, field_validator
 
 __all__ = [
     "DEFAULT_MAX_TEXT_CHARS",
+    "MAX_VOTES",
     "SCHEMA_VERSION",
     "AggregatorEntry",
     "DeadLetter",
@@ -36,8 +37,13 @@ SCHEMA_VERSION: Literal[1] = 1
 # Generous for tickets and reviews, small enough that one record never nears Kafka's 1 MB default.
 DEFAULT_MAX_TEXT_CHARS = 20_000
 
+# Votes one request or verdict may carry (one per expected worker): with every field of a vote
+# bounded, this bounds every record derived from an item (see `schemas.codec`'s size limits).
+MAX_VOTES = 16
+
 ItemId = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$")]
 Label = Annotated[str, Field(min_length=1, max_length=128)]
+PolicyName = Annotated[str, Field(min_length=1, max_length=64)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 NonNegative = Annotated[float, Field(ge=0.0)]
 
@@ -64,8 +70,17 @@ class Message(BaseModel):
     """Base of every contract: immutable, unknown fields rejected, versioned."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+    # Built by a tier from an input (a request, a verdict, a changelog entry, a dead letter)
+    # rather than sent by a producer: such records may exceed `max_message_bytes` by a bounded
+    # headroom (the votes, the envelope), see `schemas.codec`.
+    derived: ClassVar[bool] = False
 
     schema_version: Literal[1] = SCHEMA_VERSION
+
+    @property
+    def item_key(self) -> str | None:
+        """The item id this record is about: its record key must be that id (None: any key)."""
+        return None
 
 
 def _check_label(label: str | None, task: str, info: ValidationInfo) -> None:
@@ -103,6 +118,25 @@ class Item(Message):
             registry.get(task)
         return task
 
+    @field_validator("metadata")
+    @classmethod
+    def _gold_in_task(cls, metadata: dict[str, JsonValue], info: ValidationInfo) -> dict[str, JsonValue]:
+        """A gold label (`metadata.label`) is a label of the item's task, or absent (null)."""
+        gold = metadata.get("label")
+        if gold is None:
+            return metadata
+        if not isinstance(gold, str):  # pydantic turns ValueError, not TypeError, into a validation error
+            raise ValueError(  # noqa: TRY004
+                f"metadata.label must be a string naming one of the task's labels, not {type(gold).__name__}"
+            )
+        if "task" in info.data:
+            _check_label(gold, str(info.data["task"]), info)
+        return metadata
+
+    @property
+    def item_key(self) -> str:
+        return self.id
+
     @property
     def gold(self) -> str | None:
         """The reference label carried in metadata by labelled inputs, if any."""
@@ -129,50 +163,91 @@ class Vote(Message):
         _check_label(label, str(info.data.get("task", "")), info)
         return label
 
+    @property
+    def item_key(self) -> str:
+        return self.item_id
+
 
 class JudgeRequest(Message):
-    """An item the workers could not settle, with their votes and why it escalated."""
+    """An item the workers could not settle, with their votes and why it escalated.
+
+    `partition` and `ticket` route the judge's verdict back to the aggregator that escalated the
+    item: the verdict goes to that partition of `verdicts`, and the aggregator accepts it only if
+    it carries the ticket it issued (requests without them, e.g. a judge-only run, still get a
+    verdict, which no aggregator will take as a label).
+    """
+
+    derived: ClassVar[bool] = True
 
     item: Item
-    votes: tuple[Vote, ...] = ()
+    votes: tuple[Vote, ...] = Field(default=(), max_length=MAX_VOTES)
     reason: EscalationReason
-    policy: str
+    policy: PolicyName
     policy_version: int = Field(ge=0)
     escalated_at: NonNegative = Field(default_factory=now)
+    partition: int | None = Field(default=None, ge=0, le=100_000)
+    ticket: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @property
+    def item_key(self) -> str:
+        return self.item.id
 
 
 class Verdict(Message):
-    """The final label of one item: exactly one per item id reaches the `labels` topic."""
+    """The final label of one item: exactly one per item id reaches the `labels` topic.
+
+    The judge writes its verdicts to `verdicts`; the aggregator that escalated the item checks
+    `ticket` and forwards it to `labels`, the one topic only the aggregator writes.
+    """
+
+    derived: ClassVar[bool] = True
 
     item_id: ItemId
     task: str = Field(min_length=1, max_length=64)
     label: Label
     decided_by: DecidedBy
     confidence: Probability = 0.0
-    votes: tuple[Vote, ...] = ()
+    votes: tuple[Vote, ...] = Field(default=(), max_length=MAX_VOTES)
     reason: EscalationReason | None = None
-    policy: str
+    policy: PolicyName
     policy_version: int = Field(ge=0)
-    gold: str | None = None
+    gold: Label | None = None
     item_produced_at: NonNegative
     decided_at: NonNegative = Field(default_factory=now)
     judge_latency_ms: NonNegative | None = None
+    ticket: str | None = Field(default=None, min_length=1, max_length=64)
 
-    @field_validator("label")
+    @field_validator("label", "gold")
     @classmethod
-    def _label_in_task(cls, label: str, info: ValidationInfo) -> str:
+    def _label_in_task(cls, label: str | None, info: ValidationInfo) -> str | None:
         _check_label(label, str(info.data.get("task", "")), info)
         return label
 
+    @property
+    def item_key(self) -> str:
+        return self.item_id
+
 
 class DeadLetter(Message):
-    """A record a tier could not process, with its original bytes so nothing is lost."""
+    """A record a tier could not process, with its original bytes so nothing is lost.
+
+    `value_b64` is None for a tombstone (no value) and "" for an empty value. A value too big to
+    fit in a dead letter is cut to a prefix (`value_truncated`); `value_bytes` and `value_sha256`
+    always describe the whole original. The key likewise (`key_b64` None: no key).
+    `offset` is None only for a vote held before its item arrived (its position is not kept).
+    """
+
+    derived: ClassVar[bool] = True
 
     source_topic: str
     partition: int = Field(ge=0)
-    offset: int = Field(ge=0)
+    offset: int | None = Field(ge=0)
     key_b64: str | None = None
-    value_b64: str
+    key_truncated: bool = False
+    value_b64: str | None
+    value_bytes: int | None = Field(default=None, ge=0)
+    value_sha256: str | None = None
+    value_truncated: bool = False
     error_kind: str
     error_message: str = Field(max_length=4_000)
     tier: str
@@ -182,11 +257,16 @@ class DeadLetter(Message):
 class AggregatorEntry(Message):
     """The aggregator's state for one item id, as kept in its compacted changelog topic.
 
-    Pending: `item` (once seen) and the votes so far. Decided: only `decided_at`, kept for a
-    window so late votes and re-sent items are recognised. A tombstone (no value) forgets the id.
+    Pending: `item` (once seen) and the votes so far. Escalated: `decided_at` and the `ticket`
+    the judge's verdict must carry, kept until that verdict arrives. Decided: only `decided_at`,
+    kept for a window so late votes and re-sent items are recognised. A tombstone (no value)
+    forgets the id.
     """
 
+    derived: ClassVar[bool] = True
+
     item: Item | None = None
-    votes: tuple[Vote, ...] = ()
+    votes: tuple[Vote, ...] = Field(default=(), max_length=MAX_VOTES)
     first_seen: NonNegative
     decided_at: NonNegative | None = None
+    ticket: str | None = Field(default=None, min_length=1, max_length=64)

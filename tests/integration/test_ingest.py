@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 from tests.integration.kit import REPO, child_env, isolated_settings, make_topics, read_topic
+from tribunal.core.errors import ExitCode
 from tribunal.schemas.messages import Item
 
 
@@ -48,7 +49,7 @@ async def test_ingest_publishes_valid_lines_and_reports_malformed(kafka_bootstra
     result = await asyncio.to_thread(
         subprocess.run, command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300, check=False
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == ExitCode.SOME_REJECTED, result.stderr
     summary = json.loads(result.stdout)
     assert summary["published"] == 10_000
     assert {r["line"] for r in summary["rejected"]} == bad_lines

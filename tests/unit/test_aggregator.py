@@ -6,10 +6,11 @@ from __future__ import annotations
 from aiokafka import TopicPartition
 
 from tribunal.consumers.aggregator import AggregatorProcessor, PartitionState
+from tribunal.consumers.verdicts import verdict_for
+from tribunal.schemas.codec import decode, encode
+from tribunal.schemas.messages import AggregatorEntry, DeadLetter, DecidedBy, Item, JudgeRequest, Verdict, Vote
 from tribunal.core.runtime import Output, Record
 from tribunal.core.settings import Settings, load_settings
-from tribunal.schemas.codec import decode
-from tribunal.schemas.messages import AggregatorEntry, Item, JudgeRequest, Verdict, Vote
 
 T0 = 1_000_000.0
 
@@ -38,9 +39,22 @@ def _item(item_id: str = "a", gold: str | None = None) -> Record[Item]:
     return Record("u-items", 0, 0, item_id.encode(), item, 0, b"")
 
 
-def _vote(worker: str, label: str | None, item_id: str = "a", confidence: float = 0.8) -> Record[Vote]:
-    vote = Vote(item_id=item_id, worker=worker, model="m", task="sentiment", label=label, confidence=confidence)
-    return Record("u-votes", 0, 0, item_id.encode(), vote, 0, b"")
+def _vote(
+    worker: str, label: str | None, item_id: str = "a", confidence: float = 0.8, task: str = "sentiment"
+) -> Record[Vote]:
+    vote = Vote(item_id=item_id, worker=worker, model="m", task=task, label=label, confidence=confidence)
+    return Record("u-votes", 0, 3, item_id.encode(), vote, 0, encode(vote))
+
+
+def _verdict(request: JudgeRequest, label: str = "positive", ticket: str | None = "same") -> Record[Verdict]:
+    verdict = verdict_for(request, label, 0.9, DecidedBy.JUDGE, 10.0)
+    if ticket != "same":
+        verdict = verdict.model_copy(update={"ticket": ticket})
+    return Record("u-verdicts", request.partition or 0, 5, request.item.id.encode(), verdict, 0, encode(verdict))
+
+
+def _letters(outputs: list[Output], topic: str) -> list[DeadLetter]:
+    return [decode(o.value, DeadLetter) for o in _on(outputs, f"{topic}.dlq")]
 
 
 def _on(outputs: list[Output], topic: str) -> list[Output]:
@@ -75,7 +89,82 @@ async def test_disagreement_escalates_with_votes_and_text() -> None:
     [request] = [decode(o.value, JudgeRequest) for o in _on(outputs, "u-judge")]
     assert request.reason.value == "disagreement" and request.item.text == "text"
     assert [v.worker for v in request.votes] == ["w1", "w2", "w3"]
+    assert request.partition == 0 and request.ticket
     assert _on(outputs, "u-labels") == []
+
+
+async def _escalated(processor: AggregatorProcessor, item_id: str = "a") -> JudgeRequest:
+    outputs = await processor.process(
+        [
+            _item(item_id),
+            _vote("w1", "negative", item_id),
+            _vote("w2", None, item_id),
+            _vote("w3", "positive", item_id),
+        ],
+        T0,
+    )
+    [request] = [decode(o.value, JudgeRequest) for o in _on(outputs, "u-judge")]
+    return request
+
+
+async def test_the_judges_verdict_with_the_escalations_ticket_becomes_the_label() -> None:
+    """The verdict for an escalated item, carrying its ticket, is published to labels as the judge wrote it."""
+    processor = await _processor()
+    request = await _escalated(processor)
+    record = _verdict(request)
+    outputs = await processor.process([record], T0 + 1)
+    [label] = _on(outputs, "u-labels")
+    assert label.value == record.raw and label.key == b"a"
+    again = await processor.process([record], T0 + 2)
+    assert _on(again, "u-labels") == [] and [d.error_kind for d in _letters(again, "u-verdicts")] == [
+        "unsolicited_verdict"
+    ]
+
+
+async def test_verdicts_for_items_never_escalated_are_dead_lettered_never_labelled() -> None:
+    """A verdict for an unknown id, or with another ticket, labels nothing and lands in verdicts.dlq."""
+    processor = await _processor()
+    request = await _escalated(processor)
+    ghost = JudgeRequest(item=Item(id="ghost", text="t", task="sentiment"), reason="disagreement", policy="p",
+                         policy_version=1, partition=0, ticket="f00d")  # fmt: skip
+    outputs = await processor.process(
+        [_verdict(ghost), _verdict(request, ticket="forged"), _verdict(request, ticket=None)], T0
+    )
+    assert _on(outputs, "u-labels") == []
+    assert [d.error_kind for d in _letters(outputs, "u-verdicts")] == ["unsolicited_verdict"] * 3
+    assert [d.offset for d in _letters(outputs, "u-verdicts")] == [5, 5, 5]
+    outputs = await processor.process([_verdict(request)], T0 + 1)
+    assert len(_on(outputs, "u-labels")) == 1, "the real verdict still counts"
+
+
+async def test_awaiting_a_verdict_survives_a_restore() -> None:
+    """The escalation's ticket is in the changelog: after a restore the verdict is still accepted."""
+    processor = await _processor()
+    request = await _escalated(processor)
+    changelog = [o for o in await processor.tick(T0) if o.topic == "u-aggregator-state"]
+    state = PartitionState()
+    for entry in changelog:
+        assert entry.key is not None
+        state.apply(entry.key.decode(), decode(entry.value, AggregatorEntry) if entry.value else None)
+    restored = await _processor(restored={0: state})
+    assert len(_on(await restored.process([_item()], T0 + 1), "u-judge")) == 0, "still settled: not escalated again"
+    assert len(_on(await restored.process([_verdict(request)], T0 + 1), "u-labels")) == 1
+
+
+async def test_votes_for_another_task_than_the_items_never_count() -> None:
+    """Two votes naming another task (their labels valid there) sent before the item cannot label it;
+    they are dead-lettered when the item arrives, as is one arriving after it."""
+    processor = await _processor()
+    forged = [_vote(w, "age_limit", task="intent") for w in ("w1", "w2")]
+    assert await processor.process(forged, T0) == []
+    outputs = await processor.process([_item()], T0 + 0.1)
+    assert _on(outputs, "u-labels") == []
+    letters = _letters(outputs, "u-votes")
+    assert [(d.error_kind, d.offset) for d in letters] == [("task_mismatch", None)] * 2
+    late = await processor.process([_vote("w3", "age_limit", task="intent")], T0 + 0.2)
+    assert [(d.error_kind, d.offset) for d in _letters(late, "u-votes")] == [("task_mismatch", 3)]
+    outputs = await processor.process([_vote("w1", "positive"), _vote("w2", "positive")], T0 + 0.3)
+    assert decode(_on(outputs, "u-labels")[0].value, Verdict).label == "positive"
 
 
 async def test_late_vote_and_resent_item_never_make_a_second_outcome() -> None:
@@ -94,10 +183,11 @@ async def test_duplicate_vote_from_one_worker_counts_once() -> None:
 
 
 async def test_unknown_worker_is_ignored() -> None:
-    """Votes from a worker the aggregator does not expect do not count."""
+    """Votes from a worker the aggregator does not expect do not count; they are dead-lettered."""
     processor = await _processor()
     outputs = await processor.process([_item(), _vote("w1", "positive"), _vote("rogue", "positive")], T0)
     assert _on(outputs, "u-labels") == []
+    assert [d.error_kind for d in _letters(outputs, "u-votes")] == ["unexpected_worker"]
 
 
 async def test_deadline_escalates_incomplete_items_on_tick() -> None:

@@ -40,9 +40,13 @@ def _vote(worker: str, label: str | None, confidence: float = 0.8) -> Vote:
     return Vote(item_id="i", worker=worker, model="m", task="sentiment", label=label, confidence=confidence)
 
 
-def _record(text: str, reason: EscalationReason, votes: tuple[Vote, ...] = ()) -> Record[JudgeRequest]:
+def _record(
+    text: str, reason: EscalationReason, votes: tuple[Vote, ...] = (), partition: int | None = 4
+) -> Record[JudgeRequest]:
+    ticket = "t1" if partition is not None else None
     request = JudgeRequest(item=Item(id="i", text=text, task="sentiment", metadata={"label": "negative"}),
-                           votes=votes, reason=reason, policy="criterion1", policy_version=1)  # fmt: skip
+                           votes=votes, reason=reason, policy="criterion1", policy_version=1,
+                           partition=partition, ticket=ticket)  # fmt: skip
     return Record("j-judge", 1, 7, b"i", request, 0, encode(request))
 
 
@@ -52,9 +56,9 @@ async def test_judge_verdict_carries_votes_and_latency() -> None:
     outputs = await JudgeProcessor(SETTINGS, Scripted(), TASKS).process(
         [_record("fine", EscalationReason.DISAGREEMENT, votes)], 0
     )
-    [output] = [o for o in outputs if o.topic == "j-labels"]
+    [output] = [o for o in outputs if o.topic == "j-verdicts"]
     verdict = decode(output.value, Verdict)
-    assert output.topic == "j-labels"
+    assert (output.partition, output.key, verdict.ticket) == (4, b"i", "t1"), "back to the escalating aggregator"
     assert (verdict.label, verdict.decided_by.value, verdict.gold, verdict.judge_latency_ms) == (
         "negative",
         "judge",
@@ -71,9 +75,30 @@ async def test_permanent_failure_dead_letters_and_still_labels_by_plurality() ->
     outputs = await JudgeProcessor(SETTINGS, Scripted(), TASKS).process([record], 0)
     by_topic = {o.topic: o for o in outputs}
     letter = decode(by_topic["j-judge.dlq"].value, DeadLetter)
-    assert base64.b64decode(letter.value_b64) == record.raw and (letter.partition, letter.offset) == (1, 7)
-    verdict = decode(by_topic["j-labels"].value, Verdict)
-    assert (verdict.label, verdict.decided_by.value) == ("positive", "fallback")
+    assert letter.value_b64 is not None and base64.b64decode(letter.value_b64) == record.raw
+    assert (letter.partition, letter.offset, letter.error_kind) == (1, 7, "judge_failed")
+    verdict = decode(by_topic["j-verdicts"].value, Verdict)
+    assert (verdict.label, verdict.decided_by.value, verdict.ticket) == ("positive", "fallback", "t1")
+
+
+async def test_a_request_naming_no_partition_gets_a_verdict_routed_by_key() -> None:
+    """A request without partition or ticket (a judge-only run) is still judged; the key routes its verdict."""
+    outputs = await JudgeProcessor(SETTINGS, Scripted(), TASKS).process(
+        [_record("fine", EscalationReason.DISAGREEMENT, partition=None)], 0
+    )
+    [output] = [o for o in outputs if o.topic == "j-verdicts"]
+    assert output.partition is None and decode(output.value, Verdict).ticket is None
+
+
+async def test_a_request_naming_a_partition_that_does_not_exist_is_dead_lettered_unjudged() -> None:
+    """A request routed beyond the verdicts topic's partitions would fail the transaction: it is poison."""
+    partitions = SETTINGS.topics.partitions
+    outputs = await JudgeProcessor(SETTINGS, Scripted(), TASKS).process(
+        [_record("fine", EscalationReason.DISAGREEMENT, partition=partitions)], 0
+    )
+    [letter] = [decode(o.value, DeadLetter) for o in outputs if o.topic == "j-judge.dlq"]
+    assert letter.error_kind == "bad_partition"
+    assert not [o for o in outputs if o.topic == "j-verdicts"]
 
 
 def test_fallback_without_votes_is_marked_as_carrying_no_information() -> None:

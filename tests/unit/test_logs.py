@@ -1,5 +1,6 @@
 """Logging: in JSON mode every line on stderr is a JSON object, whoever logged it (Tribunal's
-structlog events, aiokafka's stdlib loggers, warnings), tracebacks included."""
+structlog events, aiokafka's stdlib loggers, warnings), tracebacks included; repeated library
+errors (a broker outage) are rate-limited with a count."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import orjson
 import pytest
 import structlog
 
-from tribunal.core.logs import configure_logging, get_logger, log_uncaught
+from tribunal.core.logs import RepeatFilter, configure_logging, get_logger, log_uncaught
 
 
 @pytest.fixture
@@ -76,3 +77,41 @@ def test_warnings_and_uncaught_exceptions_are_json(json_lines: None, capsys: pyt
     lines = _lines(capsys)
     assert "deprecated knob" in str(lines[0]["event"])
     assert lines[1]["event"] == "uncaught_exception" and "RuntimeError: boom" in str(lines[1]["exception"])
+
+
+def _record(msg: str, *args: object, name: str = "aiokafka.conn") -> logging.LogRecord:
+    return logging.LogRecord(name, logging.ERROR, __file__, 1, msg, args, None)
+
+
+def test_repeats_are_let_through_once_per_interval_with_the_count_held_back() -> None:
+    """100 identical connection errors in 10 s make one line; the next one after the interval says 99 were held back."""
+    now = [0.0]
+    repeat = RepeatFilter(interval_s=10.0, clock=lambda: now[0])
+    passed = []
+    for n in range(100):
+        now[0] = n * 0.1
+        record = _record("Unable connect to node with id %s: %s", 1, "refused")
+        if repeat.filter(record):
+            passed.append(record.getMessage())
+    now[0] = 10.5
+    last = _record("Unable connect to node with id %s: %s", 1, "refused")
+    assert repeat.filter(last)
+    assert passed == ["Unable connect to node with id 1: refused"]
+    assert "[99 similar lines suppressed" in last.getMessage()
+
+
+def test_different_messages_and_loggers_are_limited_separately() -> None:
+    """Each (logger, message template) has its own budget: a new error is never hidden by an old one."""
+    repeat = RepeatFilter(interval_s=10.0, clock=lambda: 0.0)
+    assert repeat.filter(_record("a %s", 1))
+    assert repeat.filter(_record("b %s", 1))
+    assert repeat.filter(_record("a %s", 1, name="aiokafka.client"))
+    assert not repeat.filter(_record("a %s", 2))
+
+
+def test_memory_is_bounded() -> None:
+    """Past max_keys distinct templates the filter forgets, rather than growing without bound."""
+    repeat = RepeatFilter(interval_s=10.0, clock=lambda: 0.0, max_keys=10)
+    for n in range(1_000):
+        repeat.filter(_record(f"unique {n}"))
+    assert len(repeat._seen) <= 10

@@ -26,8 +26,16 @@ class Echo(Processor):
         return []
 
 
-def _raw(offset: int, value: bytes) -> ConsumerRecord[bytes, bytes]:
-    return ConsumerRecord("r-items", 2, offset, 0, 0, b"k", value, None, len(b"k"), len(value), ())
+class Skipper(Echo):
+    """A tier that leaves the dead letters of its input to another tier (as workers do for items)."""
+
+    def owns_dead_letters(self, topic: str) -> bool:
+        return False
+
+
+def _raw(offset: int, value: bytes | None, key: bytes | None = b"a") -> ConsumerRecord[bytes, bytes]:
+    size = len(value) if value is not None else 0
+    return ConsumerRecord("r-items", 2, offset, 0, 0, key, value, None, len(key or b""), size, ())
 
 
 def test_decode_splits_good_records_from_dead_letters() -> None:
@@ -38,12 +46,98 @@ def test_decode_splits_good_records_from_dead_letters() -> None:
     assert [r.offset for r in records] == [0, 2] and records[0].value.id == "a" and records[0].raw == good
     [letter_out] = dead
     letter = decode(letter_out.value, DeadLetter)
-    assert letter_out.topic == "r-items.dlq" and letter_out.key == b"k"
+    assert letter_out.topic == "r-items.dlq" and letter_out.key == b"a"
     assert (letter.source_topic, letter.partition, letter.offset, letter.tier) == ("r-items", 2, 1, "echo")
-    assert base64.b64decode(letter.value_b64) == b"\x00junk" and "not JSON" in letter.error_message
+    assert letter.value_b64 is not None and base64.b64decode(letter.value_b64) == b"\x00junk"
+    assert "not JSON" in letter.error_message
+
+
+def test_a_record_keyed_by_another_id_is_refused() -> None:
+    """An item whose key is not its id is a dead letter of kind key_mismatch, not an item."""
+    runner = StreamRunner(SETTINGS, Echo(), group_id="g", decode_context=SETTINGS.decode_context())
+    good = encode(Item(id="a", text="fine"))
+    records, dead = runner._decode({TopicPartition("r-items", 2): [_raw(0, good, key=b"other")]})
+    assert records == [] and decode(dead[0].value, DeadLetter).error_kind == "key_mismatch"
+
+
+def test_a_tier_that_does_not_own_the_letters_skips_and_counts() -> None:
+    """Bad records are skipped without a letter by a tier that does not own the topic's letters, and counted."""
+    from tribunal.core.metrics import SKIPPED_RECORDS
+
+    runner = StreamRunner(SETTINGS, Skipper(), group_id="g", decode_context=SETTINGS.decode_context())
+    before = SKIPPED_RECORDS.labels("echo", "r-items", "tombstone")._value.get()
+    records, dead = runner._decode({TopicPartition("r-items", 2): [_raw(0, None), _raw(1, b"")]})
+    assert records == [] and dead == []
+    assert SKIPPED_RECORDS.labels("echo", "r-items", "tombstone")._value.get() == before + 1
 
 
 def test_transactional_id_is_stable_per_instance() -> None:
     """The transactional id is the group plus the instance id, so a restart fences its predecessor."""
     runner = StreamRunner(SETTINGS, Echo(), group_id="g", decode_context=SETTINGS.decode_context())
     assert runner.transactional_id == f"g-{SETTINGS.runtime.instance_id}"
+
+
+async def test_a_partition_rewound_between_fetches_is_not_handled_twice() -> None:
+    """A rebalance between two getmany calls of one batch rewinds the partition to its committed
+    offset: the records fetched again are kept once, in order."""
+    from tribunal.core.runtime import _fetch
+
+    tp = TopicPartition("r-items", 2)
+    good = encode(Item(id="a", text="fine"))
+
+    class Rewinding:
+        def __init__(self) -> None:
+            self.calls = [{tp: [_raw(0, good), _raw(1, good)]}, {tp: [_raw(0, good), _raw(1, good), _raw(2, good)]}]
+
+        async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
+            return self.calls.pop(0) if self.calls else {}
+
+    batch = await _fetch(Rewinding(), batch_size=10, wait_ms=1_000)
+    assert [r.offset for r in batch[tp]] == [0, 1, 2]
+
+
+async def test_a_batch_fetched_before_a_rebalance_is_dropped_not_handled() -> None:
+    """Records fetched before partitions were revoked and assigned again (the consumer rewinds to
+    the committed offsets and fetches them anew) are not handled: once per record, not twice."""
+    import asyncio
+    import contextlib
+
+    tp = TopicPartition("r-items", 2)
+    settings = load_settings(topics={"prefix": "r-"}, runtime={"batch_wait_ms": 0})  # one getmany per batch
+    runner = StreamRunner(settings, Echo(), group_id="g", decode_context=settings.decode_context())
+    await runner._on_assigned({tp})
+    stop = asyncio.Event()
+    sent: list[Any] = []
+
+    class Consumer:
+        calls = 0
+
+        async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
+            self.calls += 1
+            if self.calls == 1:  # a rebalance happens while the batch is in our hands
+                await runner._on_revoked({tp})
+                await runner._on_assigned({tp})
+            else:
+                stop.set()
+            return {tp: [_raw(0, b"\x00junk")]}
+
+        def pause(self, *tps: TopicPartition) -> None: ...
+
+        def resume(self, *tps: TopicPartition) -> None: ...
+
+        def highwater(self, tp: TopicPartition) -> None:
+            return None
+
+    class Producer:
+        @contextlib.asynccontextmanager
+        async def transaction(self) -> Any:
+            yield
+
+        async def send(self, topic: str, value: bytes, key: bytes, partition: int | None) -> None:
+            sent.append(topic)
+
+        async def send_offsets_to_transaction(self, offsets: dict[TopicPartition, int], group: str) -> None:
+            sent.append(offsets)
+
+    await runner._loop(Consumer(), Producer(), stop)
+    assert sent == ["r-items.dlq", {tp: 1}], "the letter once, from the batch fetched after the rebalance"

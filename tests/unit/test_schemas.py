@@ -7,6 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from tribunal.schemas import DecodeContext, DecodeError, Item, JudgeRequest, Verdict, Vote, decode, encode, load_tasks
+from tribunal.schemas.codec import REENCODE_SLACK_BYTES
 from tribunal.schemas.messages import DeadLetter, DecidedBy, EscalationReason
 
 TASKS = load_tasks()
@@ -46,9 +47,14 @@ def _vote(label: str | None = "positive", confidence: float = 0.9, reason: str |
             partition=0,
             offset=5,
             value_b64="AAE=",
+            value_bytes=2,
+            value_sha256="ab" * 32,
             error_kind="decode",
             error_message="x",
             tier="worker",
+        ),
+        DeadLetter(
+            source_topic="votes", partition=1, offset=None, value_b64=None, error_kind="x", error_message="", tier="t"
         ),
     ],
 )
@@ -77,7 +83,10 @@ def test_messages_are_frozen_and_versioned() -> None:
         (orjson.dumps({"id": "a", "text": "x" * 51}), "51 characters"),
         (orjson.dumps({"id": "a", "text": "t", "task": "astrology"}), "unknown task"),
         (None, "tombstone"),
+        (b"", "empty"),
         (b"{" + b" " * 3_000 + b"}", "more than the limit"),
+        (orjson.dumps({"id": "a", "text": "t", "metadata": {"label": "bogus"}}), "not in the label set"),
+        (orjson.dumps({"id": "a", "text": "t", "metadata": {"label": 1}}), "metadata.label must be a string"),
     ],
 )
 def test_bad_items_raise_decode_error_saying_why(raw: bytes | None, fragment: str) -> None:
@@ -111,6 +120,63 @@ def test_confidence_must_be_a_probability() -> None:
 
 
 def test_gold_label_comes_from_metadata() -> None:
-    """An item's gold label is metadata['label'] when it is a string."""
+    """An item's gold label is metadata['label']; absent or null means unlabelled."""
     assert Item(id="a", text="t", metadata={"label": "positive"}).gold == "positive"
-    assert Item(id="a", text="t", metadata={"label": 3}).gold is None
+    assert Item(id="a", text="t", metadata={"label": None}).gold is None
+    assert Item(id="a", text="t").gold is None
+
+
+def test_decode_errors_name_their_kind() -> None:
+    """A tombstone, an empty value and an oversized record are told apart (operators count them apart)."""
+    kinds = []
+    for raw in (None, b"", b"{" + b" " * 3_000 + b"}", b"{oops"):
+        with pytest.raises(DecodeError) as caught:
+            decode(raw, Item, STRICT)
+        kinds.append(caught.value.kind)
+    assert kinds == ["tombstone", "empty", "oversize", "decode"]
+
+
+def test_the_key_counts_towards_the_size_limit() -> None:
+    """A record within the limit on its own, but not with its key, is oversized."""
+    raw = encode(Item(id="a", text="t"))
+    decode(raw, Item, STRICT, key_bytes=STRICT.max_message_bytes - len(raw))
+    with pytest.raises(DecodeError, match="more than the limit"):
+        decode(raw, Item, STRICT, key_bytes=STRICT.max_message_bytes - len(raw) + 1)
+
+
+def test_records_that_grow_beyond_the_limit_when_re_encoded_are_oversized() -> None:
+    """`1E15` re-encodes as `1000000000000000.0`: an item under the limit as sent, over it once a
+    tier copies it into a request, is refused up front."""
+    context = DecodeContext(max_message_bytes=10_000)
+    numbers = b",".join([b"1E15"] * 1_000)
+    raw = b'{"id":"a","text":"t","metadata":{"n":[' + numbers + b"]}}"
+    assert len(raw) < context.max_message_bytes < len(encode(decode(raw, Item))) - REENCODE_SLACK_BYTES
+    with pytest.raises(DecodeError, match="once re-encoded") as caught:
+        decode(raw, Item, context)
+    assert caught.value.kind == "oversize"
+    lean = orjson.dumps({"id": "a", "text": "t", "metadata": {"pad": "x" * 9_950}})
+    assert len(lean) <= context.max_message_bytes < len(encode(decode(lean, Item))), "defaults add a few bytes"
+    decode(lean, Item, context)
+
+
+def test_derived_records_get_the_headroom() -> None:
+    """A judge request holding an item of the full size (plus votes) still decodes."""
+    item = Item(id="i", text="t", metadata={"pad": "x" * (STRICT.max_message_bytes - 120)})
+    assert len(encode(item)) <= STRICT.max_message_bytes
+    request = JudgeRequest(item=item, votes=(_vote(),), reason=EscalationReason.DEADLINE, policy="p", policy_version=1)
+    assert len(encode(request)) > STRICT.max_message_bytes
+    assert decode(encode(request), JudgeRequest, STRICT) == request
+
+
+def test_key_must_be_the_item_id() -> None:
+    """Every contract about an item is keyed by its id; any other key (or none) is refused."""
+    from tribunal.schemas.codec import check_key
+
+    check_key(Item(id="a", text="t"), b"a")
+    for wrong in (b"b", None, b"a "):
+        with pytest.raises(DecodeError) as caught:
+            check_key(Item(id="a", text="t"), wrong)
+        assert caught.value.kind == "key_mismatch"
+    check_key(_vote(), b"i1")
+    with pytest.raises(DecodeError):
+        check_key(_vote(), b"other")

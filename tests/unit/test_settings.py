@@ -10,6 +10,7 @@ import pytest
 import typer
 from pydantic import ValidationError
 
+from tribunal.core.errors import ConfigError
 from tribunal.core.kafka import connection_options
 from tribunal.core.settings import KafkaSettings, load_settings
 
@@ -36,8 +37,68 @@ def test_env_overrides_toml_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 def test_quorum_above_worker_count_is_rejected() -> None:
     """A quorum no set of workers can reach is a configuration error."""
-    with pytest.raises(ValidationError, match="quorum 4 exceeds"):
+    with pytest.raises(ConfigError, match="quorum 4 exceeds"):
         load_settings(aggregator={"quorum": 4})
+
+
+SECRET = "s3cr3t-VALUE-xyzzy"
+
+
+def _assert_secret_absent(message: str) -> None:
+    for fragment in (SECRET, SECRET[:6], SECRET[-6:]):
+        assert fragment not in message, f"{fragment!r} leaked into: {message}"
+
+
+def test_sasl_error_from_a_toml_file_never_echoes_the_password(tmp_path: Path) -> None:
+    """An incomplete SASL section in a TOML file fails naming what is missing, without the password."""
+    config = tmp_path / "tribunal.toml"
+    config.write_text(f'[kafka]\nsecurity_protocol = "SASL_SSL"\nsasl_password = "{SECRET}"\n')
+    with pytest.raises(ConfigError, match="TRIBUNAL_KAFKA__SASL_") as caught:
+        load_settings(config)
+    _assert_secret_absent(str(caught.value))
+    _assert_secret_absent(repr(caught.value))
+
+
+def test_sasl_error_from_env_vars_never_echoes_any_of_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same from TRIBUNAL_KAFKA__* env vars: not even a prefix of the password shows."""
+    monkeypatch.setenv("TRIBUNAL_KAFKA__SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("TRIBUNAL_KAFKA__SASL_PASSWORD", SECRET)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    _assert_secret_absent(str(caught.value))
+
+
+def test_wrongly_typed_secret_section_never_echoes_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A type error elsewhere in the kafka section does not print the section (and its secrets) either."""
+    monkeypatch.setenv("TRIBUNAL_KAFKA__SASL_PASSWORD", SECRET)
+    monkeypatch.setenv("TRIBUNAL_KAFKA__REQUEST_TIMEOUT_MS", "-5")
+    with pytest.raises(ConfigError, match="request_timeout_ms") as caught:
+        load_settings()
+    _assert_secret_absent(str(caught.value))
+
+
+def test_cli_prints_one_line_without_the_secret(tmp_path: Path) -> None:
+    """`tribunal topics create` with a bad SASL config exits 2 with one line on stderr and no secret."""
+    import subprocess
+    import sys
+
+    config = tmp_path / "tribunal.toml"
+    config.write_text(f'[kafka]\nsecurity_protocol = "SASL_SSL"\nsasl_password = "{SECRET}"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIBUNAL_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "tribunal.cli", "--config", str(config), "topics", "create"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    _assert_secret_absent(result.stdout + result.stderr)
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_aggregator_workers_are_bounded() -> None:
+    """More expected workers than a judge request may carry votes is a configuration error."""
+    with pytest.raises(ConfigError, match="workers"):
+        load_settings(aggregator={"workers": [f"w{n}" for n in range(17)]})
 
 
 def test_sasl_needs_credentials() -> None:

@@ -11,11 +11,12 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any
 
 import typer
+from aiokafka.errors import KafkaConnectionError
 from typer.core import TyperGroup
 
 from tribunal.cli import broker, dlq, ingest, lab, models, replay, tiers, topics
 from tribunal.cli.common import BootstrapOption, ConfigOption, hoist_global_options
-from tribunal.core.errors import TribunalError
+from tribunal.core.errors import BrokerUnavailableError, ExitCode, TribunalError
 from tribunal.core.logs import get_logger, is_configured
 
 __all__ = ["app", "main"]
@@ -68,11 +69,19 @@ for module in (broker, topics, ingest, tiers, models, replay, dlq, lab):
 
 
 def main() -> None:
+    """Every failure ends in one line (a log line for a tier) and an `ExitCode`, never a traceback."""
     try:
         app()
+    except (BrokerUnavailableError, KafkaConnectionError) as exc:
+        _say(exc)
+        sys.exit(ExitCode.BROKER_UNAVAILABLE)
     except TribunalError as exc:
-        if is_configured():  # a tier: its last log line says what to fix, as JSON in JSON mode
-            get_logger("tribunal.cli").error("fatal_error", error=str(exc), error_type=type(exc).__name__)
-        else:
-            typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        _say(exc)
+        sys.exit(ExitCode.FATAL)
+
+
+def _say(exc: Exception) -> None:
+    if is_configured():  # a tier: its last log line says what to fix, as JSON in JSON mode
+        get_logger("tribunal.cli").error("fatal_error", error=str(exc), error_type=type(exc).__name__)
+    else:
+        typer.echo(f"error: {exc}", err=True)

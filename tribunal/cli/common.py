@@ -98,10 +98,9 @@ def settings_from(ctx: typer.Context, **overrides: Any) -> Settings:
     bootstrap = _bootstrap(ctx)
     if bootstrap:
         overrides["kafka"] = {**(overrides.get("kafka") or {}), "bootstrap_servers": bootstrap}
-    try:
-        return load_settings(config_path(ctx), **_given(overrides))
-    except ValueError as exc:
-        raise typer.BadParameter(f"invalid settings: {exc}") from None
+    # Invalid settings raise ConfigError naming each bad setting (never its value): `main`
+    # prints that one line and exits 2.
+    return load_settings(config_path(ctx), **_given(overrides))
 
 
 def _given(options: dict[str, Any]) -> dict[str, Any]:

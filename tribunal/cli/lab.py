@@ -133,6 +133,31 @@ def bench_cascade(
 def _register_bench(bench_app: typer.Typer) -> None:
     """`bench pipeline`, `bench ingest`, `bench policies`."""
 
+    @bench_app.command("chaos")
+    def chaos(
+        ctx: typer.Context,
+        items: Annotated[int, typer.Option(help="Good items to label")] = 3_000,
+        kills: Annotated[int, typer.Option(help="kill -9s of tiers while items flow (every tier in turn)")] = 5,
+        hostile: Annotated[int, typer.Option(help="Hostile records mixed in (every kind in turn)")] = 57,
+        rate: Annotated[float, typer.Option(help="Good items per second")] = 100.0,
+        broker_restart: Annotated[bool, typer.Option(help="Crash and restart the (own) broker once mid-run")] = True,
+        outage_s: Annotated[float, typer.Option(help="Seconds the broker stays down before it restarts")] = 0.0,
+        seed: Annotated[int, typer.Option(help="Seed of every random choice")] = 13,
+        json_out: JsonOption = False,
+    ) -> None:
+        """The pipeline on a broker of its own under kills, a broker crash and hostile records."""
+        from tribunal.lab.chaos import ChaosPlan, bench_chaos
+
+        plan = ChaosPlan(items=items, kills=kills, hostile=hostile, rate=rate, broker_restart=broker_restart,
+                         outage_s=outage_s, seed=seed)  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="tribunal-chaos-") as directory:
+            result = asyncio.run(bench_chaos(settings_from(ctx), plan, Path(directory)))
+        if json_out:
+            emit(result)
+            return
+        for name, value in result.items():
+            typer.echo(f"{name:>24}: {value}")
+
     @bench_app.command("ingest")
     def ingest_command(
         ctx: typer.Context,
@@ -201,7 +226,7 @@ def _register_bench(bench_app: typer.Typer) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    """`demo` on the main app; the `bench` group with its four commands."""
+    """`demo` on the main app; the `bench` group with its five commands."""
     app.command("demo")(demo)
     bench_app = typer.Typer(help="Benchmarks that print measured figures.", no_args_is_help=True)
     bench_app.command("cascade")(bench_cascade)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from tribunal.cli.common import config_path, settings_from
-from tribunal.core.errors import FatalError
+from tribunal.core.errors import BrokerUnavailableError, ExitCode, FatalError
 
 __all__ = ["register"]
 
@@ -54,9 +54,12 @@ def run_pipeline(ctx: typer.Context) -> None:
 def _run_tier(coroutine: Coroutine[Any, Any, None]) -> None:
     try:
         asyncio.run(coroutine)
+    except BrokerUnavailableError as exc:
+        typer.echo(f"fatal: {exc}", err=True)
+        raise typer.Exit(ExitCode.BROKER_UNAVAILABLE) from None
     except FatalError as exc:
         typer.echo(f"fatal: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(ExitCode.FATAL) from None
 
 
 def register(app: typer.Typer) -> None:

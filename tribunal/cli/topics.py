@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from tribunal.cli.common import JsonOption, emit, settings_from
-from tribunal.core.topics import create_topics, list_topics
+from tribunal.core.topics import create_topics, list_topics, message_limits, topic_specs
 
 __all__ = ["register"]
 
@@ -24,6 +24,13 @@ def topics_create(
     settings = settings_from(ctx, topics={"partitions": partitions} if partitions else None)
     created = asyncio.run(create_topics(settings))
     typer.echo(f"created {len(created)} topics: {', '.join(created) or '(all existed)'}")
+    # Existing topics are left alone: say which ones would refuse records the tiers may write.
+    wanted = {s.name: int(s.config["max.message.bytes"]) for s in topic_specs(settings) if s.name not in created}
+    limits = asyncio.run(message_limits(settings, sorted(wanted))) if wanted else {}
+    for name, limit in sorted(limits.items()):
+        if limit is not None and limit < wanted[name]:
+            typer.echo(f"warning: {name} accepts records up to {limit} bytes; tiers may write {wanted[name]}: "
+                       "raise its max.message.bytes", err=True)  # fmt: skip
 
 
 @topics_app.command("list")

@@ -20,10 +20,13 @@ Code steers by `disposition(exc)`, never by message text: each class says what i
 `poison`/`retriable` flags (as aiokafka's errors carry `retriable`). An exception that is not
 Tribunal's own (a third-party engine failing) counts as retryable: the batch is retried with
 backoff, and once the retries are spent the item that still fails is isolated as poison.
+
+Every command exits with one of `ExitCode`, after one line on stderr (never a traceback).
 """
 
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import ClassVar, Literal
 
 from tribunal.schemas.codec import DecodeError
@@ -36,6 +39,7 @@ __all__ = [
     "ClassifierError",
     "ConfigError",
     "Disposition",
+    "ExitCode",
     "FatalError",
     "InvalidOutputError",
     "PoisonError",
@@ -44,6 +48,22 @@ __all__ = [
     "TribunalError",
     "disposition",
 ]
+
+
+class ExitCode(IntEnum):
+    """What a `tribunal` command's exit status means."""
+
+    OK = 0
+    # A fatal error: bad settings, a failed transaction, a model that cannot load.
+    FATAL = 2
+    # No Kafka broker answered at the configured address (within `runtime.broker_wait_s` for tiers).
+    BROKER_UNAVAILABLE = 3
+    # `ingest`: the input was read to its end; some lines were rejected, every other published.
+    SOME_REJECTED = 4
+    # `ingest`: lines were read, every one was rejected, nothing was published.
+    ALL_REJECTED = 5
+    # Stopped by SIGINT/SIGTERM before finishing (128 + SIGINT, as shells report it).
+    INTERRUPTED = 130
 
 
 class TribunalError(Exception):

@@ -1,26 +1,97 @@
 """aiokafka client factories: every consumer, producer and admin client of Tribunal is built here,
-so security (TLS, SASL PLAIN/SCRAM) and timeouts are configured in exactly one place."""
+so security (TLS, SASL PLAIN/SCRAM), timeouts and record size limits are configured in exactly
+one place. `start` starts any of them and turns "no broker answers" into one clear error."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import ssl
-from typing import Any
+import time
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.helpers import create_ssl_context
 
-from tribunal.core.settings import KafkaSettings, RuntimeSettings
+from tribunal.core.errors import BrokerUnavailableError
+from tribunal.core.logs import get_logger
+from tribunal.core.settings import DEFAULT_RECORD_LIMIT, KafkaSettings, RuntimeSettings
 
 __all__ = [
     "admin_client",
     "connection_options",
     "consumer",
     "idempotent_producer",
+    "start",
     "transactional_producer",
 ]
+
+log = get_logger("tribunal.kafka")
+# A record batch's own header on top of the records it holds; producers may send, and topics
+# accept, a record of `max_record_bytes` plus this.
+BATCH_OVERHEAD_BYTES = 1_024
+
+
+class _Client(Protocol):
+    async def start(self) -> None: ...
+
+
+async def start(client: _Client, kafka: KafkaSettings, *, wait_s: float = 0.0) -> None:
+    """Start an aiokafka client, retrying for up to `wait_s` while no broker answers; then
+    `BrokerUnavailableError` (one line naming the address), the client closed so that nothing
+    is left behind to warn about at exit."""
+    deadline = time.monotonic() + wait_s
+    delay = 0.5
+    while True:
+        try:
+            with _quiet_bootstrap():
+                await client.start()
+            return
+        except (KafkaConnectionError, OSError) as exc:
+            await _close(client)
+            if time.monotonic() + delay > deadline:
+                raise BrokerUnavailableError(f"no Kafka broker answered at {kafka.bootstrap_servers} ({exc})") from None
+            log.warning("broker_unreachable_waiting", bootstrap=kafka.bootstrap_servers, retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+_quiet = {"depth": 0, "level": logging.NOTSET}
+
+
+@contextlib.contextmanager
+def _quiet_bootstrap() -> Iterator[None]:
+    """aiokafka logs each failed bootstrap connection as an error; `start` reports the failure
+    itself, once, so aiokafka's loggers (which inherit this level) are muted while clients
+    start. Overlapping starts are counted so the level is restored once, by the last."""
+    library = logging.getLogger("aiokafka")
+    if _quiet["depth"] == 0:
+        _quiet["level"] = library.level
+        library.setLevel(logging.CRITICAL)
+    _quiet["depth"] += 1
+    try:
+        yield
+    finally:
+        _quiet["depth"] -= 1
+        if _quiet["depth"] == 0:
+            library.setLevel(_quiet["level"])
+
+
+async def _close(client: object) -> None:
+    """Release a client whose start failed (aiokafka warns about unclosed clients otherwise)."""
+    closer = getattr(client, "stop", None) or getattr(client, "close", None)
+    if closer is None:
+        return
+    try:
+        await closer()
+    except (KafkaError, OSError, RuntimeError, AttributeError) as exc:  # half-started: best effort
+        log.debug("client_close_failed", error=repr(exc))
 
 
 def connection_options(kafka: KafkaSettings) -> dict[str, Any]:
@@ -59,6 +130,7 @@ def consumer(
     *topics: str,
     group_id: str | None,
     listener: ConsumerRebalanceListener | None = None,
+    record_limit: int = DEFAULT_RECORD_LIMIT,
     **overrides: Any,
 ) -> AIOKafkaConsumer:
     """A manually committing, read_committed consumer. With several topics, partitions are assigned
@@ -69,6 +141,8 @@ def consumer(
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "isolation_level": "read_committed",
+        # A partition fetch must hold the largest record any tier may write.
+        "max_partition_fetch_bytes": max(1024 * 1024, record_limit + BATCH_OVERHEAD_BYTES),
         "max_poll_interval_ms": runtime.max_poll_interval_ms,
         "session_timeout_ms": runtime.session_timeout_ms,
         "heartbeat_interval_ms": max(runtime.session_timeout_ms // 4, 500),
@@ -81,7 +155,15 @@ def consumer(
     return client
 
 
-def transactional_producer(kafka: KafkaSettings, runtime: RuntimeSettings, transactional_id: str) -> AIOKafkaProducer:
+def max_request_size(record_limit: int) -> int:
+    """A producer's `max_request_size` for records of up to `record_limit` bytes; `topics create`
+    gives every topic the same `max.message.bytes`, so what a producer sends, the topic takes."""
+    return record_limit + BATCH_OVERHEAD_BYTES
+
+
+def transactional_producer(
+    kafka: KafkaSettings, runtime: RuntimeSettings, transactional_id: str, record_limit: int = DEFAULT_RECORD_LIMIT
+) -> AIOKafkaProducer:
     """A producer whose sends and consumer offsets commit atomically. A stable transactional id
     per process fences a crashed predecessor with the same id as soon as this one starts."""
     return AIOKafkaProducer(
@@ -92,11 +174,14 @@ def transactional_producer(kafka: KafkaSettings, runtime: RuntimeSettings, trans
         acks="all",
         linger_ms=5,
         max_batch_size=256 * 1024,
+        max_request_size=max_request_size(record_limit),
         compression_type=None,
     )
 
 
-def idempotent_producer(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
+def idempotent_producer(
+    kafka: KafkaSettings, record_limit: int = DEFAULT_RECORD_LIMIT, **overrides: Any
+) -> AIOKafkaProducer:
     """A producer that never writes a record twice on retry (for ingest and replay)."""
     options: dict[str, Any] = {
         **connection_options(kafka),
@@ -104,6 +189,7 @@ def idempotent_producer(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaProdu
         "acks": "all",
         "linger_ms": 10,
         "max_batch_size": 512 * 1024,
+        "max_request_size": max_request_size(record_limit),
         **overrides,
     }
     return AIOKafkaProducer(**options)

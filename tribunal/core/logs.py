@@ -13,16 +13,52 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Literal
 
 import structlog
 
-__all__ = ["configure_logging", "get_logger", "is_configured", "log_uncaught"]
+__all__ = ["RepeatFilter", "configure_logging", "get_logger", "is_configured", "log_uncaught"]
 
 # Libraries (aiokafka above all) are chatty at info level; their warnings and errors are kept.
 FOREIGN_LEVEL = logging.WARNING
+# Through a broker outage aiokafka logs every failed connection attempt (ten a second per
+# client): one line per message per this many seconds, with the count of those held back.
+REPEAT_INTERVAL_S = 10.0
 _state = {"configured": False}
+
+
+class RepeatFilter(logging.Filter):
+    """Lets through one foreign record per (logger, message template) every `interval_s`; the next
+    one let through says how many were suppressed meanwhile. Tribunal's own events (one line
+    per unit of work) are never held back. Remembers at most `max_keys` templates."""
+
+    def __init__(
+        self, interval_s: float = REPEAT_INTERVAL_S, clock: Callable[[], float] = time.monotonic, max_keys: int = 1_000
+    ) -> None:
+        super().__init__()
+        self._interval = interval_s
+        self._clock = clock
+        self._max_keys = max_keys
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}  # key -> (last let through, held back)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("tribunal"):
+            return True
+        key = (record.name, str(record.msg))
+        now = self._clock()
+        last = self._seen.get(key)
+        if last is not None and now - last[0] < self._interval:
+            self._seen[key] = (last[0], last[1] + 1)
+            return False
+        if len(self._seen) >= self._max_keys and key not in self._seen:
+            self._seen.clear()
+        self._seen[key] = (now, 0)
+        if last is not None and last[1]:
+            record.msg = f"{record.msg} [{last[1]} similar lines suppressed in the last {now - last[0]:.0f}s]"
+        return True
 
 
 class _CurrentStderr:
@@ -65,6 +101,7 @@ def configure_logging(
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     handler = logging.StreamHandler(_CurrentStderr())
     handler.setFormatter(_formatter(use_json))
+    handler.addFilter(RepeatFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

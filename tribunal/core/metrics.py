@@ -17,6 +17,7 @@ from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
 
 __all__ = [
     "AUDITS",
+    "AWAITING_VERDICTS",
     "BATCH_SIZE",
     "BUILD_INFO",
     "CONSUMER_LAG",
@@ -28,6 +29,7 @@ __all__ = [
     "PENDING_ITEMS",
     "RECORDS_IN",
     "RECORDS_OUT",
+    "SKIPPED_RECORDS",
     "STAGE_SECONDS",
     "WORKER_ACCURACY",
     "forget_lag",
@@ -37,6 +39,11 @@ __all__ = [
 RECORDS_IN = Counter("tribunal_records_in_total", "Records consumed", ["tier", "topic"])
 RECORDS_OUT = Counter("tribunal_records_out_total", "Records produced", ["tier", "topic"])
 DEAD_LETTERS = Counter("tribunal_dead_letters_total", "Records sent to a dead-letter topic", ["tier", "topic", "kind"])
+# A bad record of a topic whose dead letters another tier writes (items: the aggregator), so
+# that one bad record makes one letter.
+SKIPPED_RECORDS = Counter(
+    "tribunal_skipped_records_total", "Bad records skipped without a dead letter", ["tier", "topic", "kind"]
+)
 BATCH_SIZE = Histogram(
     "tribunal_batch_records",
     "Records per processed batch",
@@ -52,6 +59,7 @@ STAGE_SECONDS = Histogram(
 DECISIONS = Counter("tribunal_decisions_total", "Aggregator outcomes", ["outcome", "reason"])
 LATE_VOTES = Counter("tribunal_late_votes_total", "Votes for items already decided (ignored)", ["worker"])
 PENDING_ITEMS = Gauge("tribunal_pending_items", "Items waiting for votes in this aggregator")
+AWAITING_VERDICTS = Gauge("tribunal_awaiting_verdicts", "Escalated items whose judge verdict has not arrived yet")
 CONSUMER_LAG = Gauge(
     "tribunal_consumer_lag_records",
     "Records between a partition's high watermark and our position",

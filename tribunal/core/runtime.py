@@ -1,7 +1,9 @@
 """The one consume-process-produce loop every tier runs, exactly once.
 
-Each iteration: fetch a batch (`getmany`), decode it into the tier's input models (undecodable
-records become `DeadLetter`s for `<topic>.dlq`), hand it to the tier's `Processor`, then, in ONE
+Each iteration: fetch a batch (`getmany`), admit it into the tier's input models
+(`tribunal.core.intake`: size, shape, key, partition; a refused record becomes a `DeadLetter` for
+`<topic>.dlq` if this tier owns that topic's dead letters, else it is skipped and counted, so
+one bad record makes one letter), hand it to the tier's `Processor`, then, in ONE
 Kafka transaction, produce every output and commit the consumed offsets
 (`send_offsets_to_transaction`). Outputs and progress therefore become visible together or not
 at all; consumers read with `isolation_level=read_committed`.
@@ -20,7 +22,6 @@ Contract with the `Processor`:
 from __future__ import annotations
 
 import asyncio
-import base64
 import signal
 import time
 from collections import Counter
@@ -33,13 +34,12 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel
 
-from tribunal.core import kafka, metrics
+from tribunal.core import intake, kafka, metrics
 from tribunal.core.errors import FatalError
 from tribunal.core.health import Health, serve_health
 from tribunal.core.logs import get_logger
 from tribunal.core.settings import Settings
-from tribunal.schemas.codec import DecodeContext, DecodeError, decode, encode
-from tribunal.schemas.messages import DeadLetter
+from tribunal.schemas.codec import DEFAULT_MAX_MESSAGE_BYTES, DecodeContext, DecodeError, encode
 
 __all__ = [
     "DeadLetterSource",
@@ -82,17 +82,27 @@ class Output:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetterSource:
-    """Where a dead letter's record came from, with its original key and bytes."""
+    """Where a dead letter's record came from, with its original key and bytes (offset None: a
+    record held in state whose position was not kept, such as a vote held until its item came)."""
 
     topic: str
     partition: int
-    offset: int
+    offset: int | None
     key: bytes | None
     value: bytes | None
 
 
-def dead_letter(dlq_topic: str, tier: str, source: DeadLetterSource, kind: str, message: str) -> Output:
-    """The one way any tier dead-letters a record: logged, counted, original bytes kept."""
+def dead_letter(
+    dlq_topic: str,
+    tier: str,
+    source: DeadLetterSource,
+    kind: str,
+    message: str,
+    *,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> Output:
+    """The one way any tier dead-letters a record: logged, counted, original bytes kept (a bounded
+    prefix of them, with their length and sha256, when the whole would not fit: `intake`)."""
     log.warning(
         "sent_to_dlq",
         topic=source.topic,
@@ -102,23 +112,20 @@ def dead_letter(dlq_topic: str, tier: str, source: DeadLetterSource, kind: str, 
         error=message,
     )
     metrics.DEAD_LETTERS.labels(tier, source.topic, kind).inc()
-    letter = DeadLetter(
-        source_topic=source.topic,
-        partition=source.partition,
-        offset=source.offset,
-        key_b64=base64.b64encode(source.key).decode() if source.key is not None else None,
-        value_b64=base64.b64encode(source.value or b"").decode(),
-        error_kind=kind,
-        error_message=message[:4000],
-        tier=tier,
-    )
-    return Output(dlq_topic, encode(letter), key=source.key)
+    letter = intake.dead_letter(
+        topic=source.topic, partition=source.partition, offset=source.offset, record_key=source.key,
+        value=source.value, kind=kind, message=message, tier=tier, max_message_bytes=max_message_bytes,
+    )  # fmt: skip
+    short_key = None if source.key is None else source.key[: intake.KEY_PREFIX_BYTES]
+    return Output(dlq_topic, encode(letter), key=short_key)
 
 
-def dead_letter_of(record: Record[Any], dlq_topic: str, tier: str, kind: str, message: str) -> Output:
+def dead_letter_of(
+    record: Record[Any], dlq_topic: str, tier: str, kind: str, message: str, *, max_message_bytes: int | None = None
+) -> Output:
     """`dead_letter` for a decoded record a processor gives up on (poison to its model)."""
     source = DeadLetterSource(record.topic, record.partition, record.offset, record.key, record.raw)
-    return dead_letter(dlq_topic, tier, source, kind, message)
+    return dead_letter(dlq_topic, tier, source, kind, message, max_message_bytes=max_message_bytes or DEFAULT_MAX_MESSAGE_BYTES)
 
 
 class Processor:
@@ -132,6 +139,12 @@ class Processor:
     def input_models(self) -> Mapping[str, type[BaseModel]]:
         """Input topic -> the model its records decode into."""
         raise NotImplementedError
+
+    def owns_dead_letters(self, topic: str) -> bool:
+        """Whether this tier dead-letters the records of `topic` it refuses. Exactly one tier
+        owns each topic's letters (items: the aggregator); the others skip such records and
+        count them (`tribunal_skipped_records_total`)."""
+        return True
 
     async def process(self, records: Sequence[Record[Any]], now: float) -> list[Output]:
         raise NotImplementedError
@@ -172,6 +185,9 @@ class StreamRunner:
         self._lock = asyncio.Lock()
         self._owned: set[TopicPartition] = set()
         self._paused: set[TopicPartition] = set()
+        self._partitions: dict[str, int] = {}  # topic -> partition count, for `intake.admit`
+        self._generation = 0  # bumped by every rebalance: a batch fetched before one is stale
+        self._consumer: AIOKafkaConsumer | None = None
         self.transactional_id = f"{group_id}-{settings.runtime.instance_id}"
         self.committed_batches = 0
         self._lag_exported_at = float("-inf")
@@ -181,19 +197,21 @@ class StreamRunner:
     async def run(self, stop: asyncio.Event) -> None:
         """Process until `stop` is set; commit everything handled; close the clients."""
         runtime = self._settings.runtime
-        consumer = kafka.consumer(
-            self._settings.kafka,
-            runtime,
-            *self._models,
-            group_id=self._group_id,
-            listener=_Listener(self),
-        )
-        producer = kafka.transactional_producer(self._settings.kafka, runtime, self.transactional_id)
+        limit = self._decode_context.max_record_bytes
+        producer = kafka.transactional_producer(self._settings.kafka, runtime, self.transactional_id, limit)
         self.health.beat()
-        await producer.start()
         try:
-            await consumer.start()
+            await kafka.start(producer, self._settings.kafka, wait_s=runtime.broker_wait_s)
+            consumer = self._consumer = kafka.consumer(
+                self._settings.kafka,
+                runtime,
+                *self._models,
+                group_id=self._group_id,
+                listener=_Listener(self),
+                record_limit=limit,
+            )
             try:
+                await kafka.start(consumer, self._settings.kafka, wait_s=runtime.broker_wait_s)
                 await self._loop(consumer, producer, stop)
             finally:
                 await consumer.stop()
@@ -209,8 +227,13 @@ class StreamRunner:
         while not stop.is_set():
             self.health.beat()
             self._apply_backpressure(consumer)
+            generation = self._generation
             batch = await _fetch(consumer, batch_size, runtime.batch_wait_ms)
             async with self._lock:
+                if generation != self._generation:
+                    # A rebalance since the fetch rewound our partitions to their committed offsets:
+                    # these records come again; handling them now too would handle them twice.
+                    batch = {}
                 await self._handle(batch, producer)
             await self._export_lag(consumer)
         log.info("runner_stopped", group_id=self._group_id, batches=self.committed_batches)
@@ -233,14 +256,16 @@ class StreamRunner:
     def _decode(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> tuple[list[Record[Any]], list[Output]]:
         records: list[Record[Any]] = []
         dead: list[Output] = []
+        context = self._decode_context
         for tp, raw_records in batch.items():
             model = self._models[tp.topic]
+            partitions = self._partitions.get(tp.topic)
             metrics.RECORDS_IN.labels(self._processor.tier, tp.topic).inc(len(raw_records))
             for raw in raw_records:
                 try:
-                    value = decode(raw.value, model, self._decode_context)
+                    value = intake.admit(raw.value, raw.key, raw.partition, model, context, partitions)
                 except DecodeError as exc:
-                    dead.append(self._dead_letter(raw, "decode", str(exc)))
+                    dead += self._refuse(raw, exc)
                     continue
                 records.append(
                     Record(
@@ -255,9 +280,15 @@ class StreamRunner:
                 )
         return records, dead
 
-    def _dead_letter(self, raw: ConsumerRecord, kind: str, message: str) -> Output:
-        letter = DeadLetterSource(raw.topic, raw.partition, raw.offset, raw.key, raw.value)
-        return dead_letter(self._settings.topics.dlq(raw.topic), self._processor.tier, letter, kind, message)
+    def _refuse(self, raw: ConsumerRecord, exc: DecodeError) -> list[Output]:
+        """A dead letter if this tier owns the topic's letters, else nothing (counted)."""
+        tier = self._processor.tier
+        if not self._processor.owns_dead_letters(raw.topic):
+            metrics.SKIPPED_RECORDS.labels(tier, raw.topic, exc.kind).inc()
+            return []
+        source = DeadLetterSource(raw.topic, raw.partition, raw.offset, raw.key, raw.value)
+        dlq = self._settings.topics.dlq(raw.topic)
+        return [dead_letter(dlq, tier, source, exc.kind, str(exc), max_message_bytes=self._decode_context.max_message_bytes)]
 
     async def _commit(
         self, producer: AIOKafkaProducer, outputs: list[Output], offsets: dict[TopicPartition, int]
@@ -302,6 +333,7 @@ class StreamRunner:
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         self.health.revoking()
         async with self._lock:  # wait for the in-flight transaction: its offsets are ours to commit
+            self._generation += 1
             self._owned -= revoked
             self._paused -= revoked
             await self._processor.revoked(revoked)
@@ -309,7 +341,11 @@ class StreamRunner:
         log.info("partitions_revoked", partitions=_names(revoked))
 
     async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        if self._consumer is not None:
+            for topic in {tp.topic for tp in assigned}:
+                self._partitions[topic] = len(self._consumer.partitions_for_topic(topic) or ())
         async with self._lock:
+            self._generation += 1
             await self._processor.assigned(assigned)
             self._owned |= assigned
         self.health.assigned(len(self._owned))
@@ -333,8 +369,13 @@ async def _fetch(
     while 0 < count < batch_size and (left_ms := int((deadline - time.monotonic()) * 1000)) > 0:
         more = await consumer.getmany(timeout_ms=left_ms, max_records=batch_size - count)
         for tp, records in more.items():
-            batch.setdefault(tp, []).extend(records)
-            count += len(records)
+            have = batch.setdefault(tp, [])
+            # A rebalance between two calls rewinds a partition to its committed offset, so the
+            # same records may come again: keep each offset once, or a batch handles it twice.
+            last = have[-1].offset if have else -1
+            fresh = [r for r in records if r.offset > last]
+            have.extend(fresh)
+            count += len(fresh)
     return batch
 
 
@@ -351,6 +392,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 def _names(partitions: set[TopicPartition]) -> list[str]:
     return sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions)
+
 
 
 async def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:

@@ -11,24 +11,28 @@ from __future__ import annotations
 import contextvars
 import os
 import socket
+import tomllib
 from pathlib import Path
 from typing import Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_core import to_jsonable_python
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
-from tribunal.schemas.codec import DEFAULT_MAX_MESSAGE_BYTES, DecodeContext
-from tribunal.schemas.messages import DEFAULT_MAX_TEXT_CHARS
+from tribunal.core.errors import ConfigError
+from tribunal.schemas.codec import DEFAULT_MAX_MESSAGE_BYTES, RECORD_HEADROOM_BYTES, DecodeContext
+from tribunal.schemas.messages import DEFAULT_MAX_TEXT_CHARS, MAX_VOTES
 from tribunal.schemas.tasks import TaskRegistry, load_tasks
 
 __all__ = [
+    "DEFAULT_RECORD_LIMIT",
     "AggregatorSettings",
     "BrokerSettings",
     "JudgeSettings",
@@ -43,6 +47,8 @@ __all__ = [
     "settings_env",
 ]
 
+# The largest record any tier writes with default settings (see `schemas.codec`).
+DEFAULT_RECORD_LIMIT = DEFAULT_MAX_MESSAGE_BYTES + RECORD_HEADROOM_BYTES
 _CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("config_file", default=None)
 
 
@@ -85,11 +91,12 @@ class TopicSettings(Section):
     items: str = "items"
     votes: str = "votes"
     judge: str = "judge"
+    verdicts: str = "verdicts"
     labels: str = "labels"
     audits: str = "audits"
     aggregator_state: str = "aggregator-state"
     reliability: str = "reliability"
-    # items and votes MUST share this count: the aggregator joins them partition by partition.
+    # items, votes and verdicts MUST share this count: the aggregator joins them partition by partition.
     partitions: int = Field(default=6, ge=1)
     judge_partitions: int = Field(default=3, ge=1)
     labels_partitions: int = Field(default=6, ge=1)
@@ -113,6 +120,10 @@ class TopicSettings(Section):
     @property
     def judge_topic(self) -> str:
         return self.name(self.judge)
+
+    @property
+    def verdicts_topic(self) -> str:
+        return self.name(self.verdicts)
 
     @property
     def labels_topic(self) -> str:
@@ -158,6 +169,9 @@ class RuntimeSettings(Section):
     retries: int = Field(default=3, ge=0)
     retry_backoff_ms: int = Field(default=200, ge=0)
     instance_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=100)
+    # How long a tier waits for an unreachable broker at start before it exits (code 3). Long
+    # enough to ride out a broker restart, so an outage costs a tier at most one exit.
+    broker_wait_s: float = Field(default=120.0, ge=0)
 
 
 class WorkerSettings(Section):
@@ -166,7 +180,8 @@ class WorkerSettings(Section):
 
 
 class AggregatorSettings(Section):
-    workers: tuple[str, ...] = ("w1", "w2", "w3")
+    # At most MAX_VOTES: a judge request carries one vote per worker, and its size is bounded.
+    workers: tuple[str, ...] = Field(default=("w1", "w2", "w3"), min_length=1, max_length=MAX_VOTES)
     quorum: int = Field(default=2, ge=1)
     deadline_ms: int = Field(default=2_000, ge=1)
     # Decided ids are remembered this long so late votes and re-sent items are ignored, then
@@ -280,6 +295,11 @@ class Settings(BaseSettings):
     def tasks(self) -> TaskRegistry:
         return load_tasks(self.tasks_file)
 
+    @property
+    def max_record_bytes(self) -> int:
+        """The largest record any tier writes: what topics and producers are sized for."""
+        return self.max_message_bytes + RECORD_HEADROOM_BYTES
+
     def decode_context(self, tasks: TaskRegistry | None = None) -> DecodeContext:
         return DecodeContext(
             tasks=tasks,
@@ -315,10 +335,28 @@ def _put(env: dict[str, str], key: str, value: object) -> None:
 
 
 def load_settings(config_file: Path | None = None, **overrides: object) -> Settings:
-    """Build settings from init overrides > `TRIBUNAL_*` env > TOML file (`TRIBUNAL_CONFIG`)."""
+    """Build settings from init overrides > `TRIBUNAL_*` env > TOML file (`TRIBUNAL_CONFIG`).
+
+    Invalid settings raise `ConfigError` naming each bad setting and why, never echoing a
+    value: pydantic's own message repeats the input, and a section's input holds its secrets."""
     path = config_file or (Path(os.environ["TRIBUNAL_CONFIG"]) if os.environ.get("TRIBUNAL_CONFIG") else None)
     token = _CONFIG_FILE.set(path)
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(f"invalid settings: {settings_errors(exc)}") from None
+    except SettingsError as exc:  # an env value that is not valid JSON for its field; names the field only
+        raise ConfigError(f"invalid settings: {exc}") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read settings file {path}: {exc}") from None
     finally:
         _CONFIG_FILE.reset(token)
+
+
+def settings_errors(exc: ValidationError) -> str:
+    """Each error as `where: why`, without the offending values (they may be secrets)."""
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        where = ".".join(str(p) for p in error["loc"]) or "settings"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)

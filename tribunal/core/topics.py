@@ -1,7 +1,11 @@
 """Topic administration: every topic a pipeline needs, created idempotently.
 
-items and votes MUST have the same partition count (and both are keyed by item id): the
+items, votes and verdicts MUST have the same partition count (all keyed by item id): the
 aggregator joins them partition by partition, and so is its state changelog.
+
+Every topic gets `max.message.bytes` = the producers' `max_request_size` for
+`settings.max_record_bytes`, so any record a tier may write is accepted, and nothing much
+larger reaches a tier. Existing topics are left alone; a lower limit on one is reported.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from dataclasses import dataclass
 
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.admin import NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from tribunal.core import kafka
@@ -24,6 +29,7 @@ __all__ = [
     "create_topics",
     "describe_partition_counts",
     "list_topics",
+    "message_limits",
     "partitions_of",
     "read_to_end",
     "topic_specs",
@@ -47,23 +53,25 @@ class TopicSpec:
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every topic of the pipeline that `settings` describe, DLQs included."""
     t = settings.topics
+    limit = {"max.message.bytes": str(kafka.max_request_size(settings.max_record_bytes))}
     specs = [
-        TopicSpec(t.items_topic, t.partitions, {}),
-        TopicSpec(t.votes_topic, t.partitions, {}),
-        TopicSpec(t.state_topic, t.partitions, COMPACTED),
-        TopicSpec(t.judge_topic, t.judge_partitions, {}),
-        TopicSpec(t.labels_topic, t.labels_partitions, {}),
-        TopicSpec(t.audits_topic, t.labels_partitions, {}),
-        TopicSpec(t.reliability_topic, t.judge_partitions, COMPACTED),
+        TopicSpec(t.items_topic, t.partitions, limit),
+        TopicSpec(t.votes_topic, t.partitions, limit),
+        TopicSpec(t.verdicts_topic, t.partitions, limit),
+        TopicSpec(t.state_topic, t.partitions, COMPACTED | limit),
+        TopicSpec(t.judge_topic, t.judge_partitions, limit),
+        TopicSpec(t.labels_topic, t.labels_partitions, limit),
+        TopicSpec(t.audits_topic, t.labels_partitions, limit),
+        TopicSpec(t.reliability_topic, t.judge_partitions, COMPACTED | limit),
     ]
-    dlqs = [TopicSpec(t.dlq(name), 1, {}) for name in (t.items_topic, t.votes_topic, t.judge_topic)]
-    return specs + dlqs
+    inputs = (t.items_topic, t.votes_topic, t.judge_topic, t.verdicts_topic)
+    return specs + [TopicSpec(t.dlq(name), 1, limit) for name in inputs]
 
 
 async def create_topics(settings: Settings) -> list[str]:
     """Create the missing topics; return the names created (existing ones are left alone)."""
     admin = admin_client(settings.kafka)
-    await admin.start()
+    await kafka.start(admin, settings.kafka)
     try:
         existing = set(await admin.list_topics())
         wanted = [s for s in topic_specs(settings) if s.name not in existing]
@@ -84,7 +92,7 @@ async def list_topics(settings: Settings, everything: bool = False) -> list[dict
     """The pipeline's topics (name, partitions wanted and found, whether it exists), or with
     `everything` every topic on the cluster that is not internal (name, partitions)."""
     admin = admin_client(settings.kafka)
-    await admin.start()
+    await kafka.start(admin, settings.kafka)
     try:
         existing = sorted(t for t in await admin.list_topics() if not t.startswith("__"))
     finally:
@@ -101,11 +109,29 @@ async def list_topics(settings: Settings, everything: bool = False) -> list[dict
     ]
 
 
+async def message_limits(settings: Settings, topics: list[str]) -> dict[str, int | None]:
+    """Each topic's effective `max.message.bytes` (None where the broker did not say)."""
+    admin = admin_client(settings.kafka)
+    await kafka.start(admin, settings.kafka)
+    try:
+        resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in topics]
+        responses = await admin.describe_configs(resources)
+    finally:
+        await admin.close()
+    limits: dict[str, int | None] = dict.fromkeys(topics)
+    for response in responses:
+        for resource in response.resources:  # (error_code, error_message, type, name, configs)
+            for entry in resource[4]:
+                if entry[0] == "max.message.bytes" and entry[1] is not None:
+                    limits[resource[3]] = int(entry[1])
+    return limits
+
+
 async def read_to_end(settings: Settings, tps: list[TopicPartition]) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
     """Every committed record of `tps` from the beginning up to their end offsets at the start
     (how state is restored from a compacted changelog before processing resumes)."""
-    consumer = kafka.consumer(settings.kafka, settings.runtime, group_id=None)
-    await consumer.start()
+    consumer = kafka.consumer(settings.kafka, settings.runtime, group_id=None, record_limit=settings.max_record_bytes)
+    await kafka.start(consumer, settings.kafka, wait_s=settings.runtime.broker_wait_s)
     try:
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
@@ -132,7 +158,7 @@ async def partitions_of(settings: Settings, topic: str) -> list[TopicPartition]:
 async def describe_partition_counts(settings: Settings, topics: list[str]) -> dict[str, int]:
     """Partition count of each topic that exists."""
     admin = admin_client(settings.kafka)
-    await admin.start()
+    await kafka.start(admin, settings.kafka)
     try:
         described = await admin.describe_topics(topics)
         return {d["topic"]: len(d["partitions"]) for d in described if not d.get("error_code")}

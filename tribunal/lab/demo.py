@@ -64,7 +64,7 @@ def load_input(path: Path, task: str, settings: Settings, limit: int | None) -> 
     items: list[Item] = []
     rejected: list[Rejected] = []
     seen: set[str] = set()
-    with path.open(encoding="utf-8", newline="") as stream:
+    with path.open("rb") as stream:
         for number, result in parse_lines(stream, fmt, task, context):
             if limit is not None and len(items) >= limit:
                 break

@@ -278,7 +278,7 @@ def _vote_count(records: Sequence[Vote], wanted: set[str]) -> int:
 
 async def _send(settings: Settings, topic: str, messages: Sequence[tuple[str, BaseModel]]) -> None:
     """Publish (item id, message) pairs keyed by item id and wait until all are acknowledged."""
-    producer = kafka.idempotent_producer(settings.kafka, max_request_size=settings.max_message_bytes + 65_536)
+    producer = kafka.idempotent_producer(settings.kafka, settings.max_record_bytes)
     await producer.start()
     try:
         pending = [await producer.send(topic, encode(message), key=key(item_id)) for item_id, message in messages]
@@ -304,13 +304,14 @@ async def _warm_up(plan: Plan, cascade: Settings, alone: Settings, collector: Co
     await _send(cascade, cascade.topics.items_topic, [(i.id, _fresh(i)) for i in items])
     await _send(cascade, cascade.topics.judge_topic, [(probe.id, _request(probe))])
     await _send(alone, alone.topics.judge_topic, [(probe.id, _request(probe))])
-    cascade_ids = {i.id for i in items} | {probe.id}
+    item_ids = {i.id for i in items}
     labels, votes = collector.records[cascade.topics.labels_topic], collector.records[cascade.topics.votes_topic]
-    solo = collector.records[alone.topics.labels_topic]
-    total = len(cascade_ids) + len(items) * len(plan.workers) + 1
+    # The probes name no escalation, so their verdicts stay on `verdicts` (no aggregator takes them).
+    probed, solo = collector.records[cascade.topics.verdicts_topic], collector.records[alone.topics.verdicts_topic]
+    total = len(item_ids) + len(items) * len(plan.workers) + 2
 
     def done() -> int:
-        return _ids(labels, cascade_ids) + _vote_count(votes, cascade_ids) + _ids(solo, {probe.id})
+        return _ids(labels, item_ids) + _vote_count(votes, item_ids) + _ids(probed, {probe.id}) + _ids(solo, {probe.id})
 
     await collector.wait_for(done, total, "warm-up", progress, stall_s=WARMUP_TIMEOUT_S)
 
@@ -332,7 +333,7 @@ async def _cascade_round(chunk: Sequence[Item], sent: set[str], plan: Plan, casc
 async def _judge_only_round(chunk: Sequence[Item], sent: set[str], plan: Plan, alone: Settings,
                             collector: Collector, progress: Progress) -> Round:  # fmt: skip
     """Send `chunk` to the lone judge at once; wait for all its verdicts."""
-    labels = collector.records[alone.topics.labels_topic]
+    labels = collector.records[alone.topics.verdicts_topic]
     started = now()
     await _send(alone, alone.topics.judge_topic, [(i.id, _request(_fresh(i))) for i in chunk])
     await collector.wait_for(lambda: _ids(labels, sent), len(sent), "judge-only", progress, len(plan.items))
@@ -381,7 +382,8 @@ async def measure(settings: Settings, plan: Plan, config: Path | None, progress:
     models: dict[str, type[BaseModel]] = {
         cascade.topics.labels_topic: Verdict,
         cascade.topics.votes_topic: Vote,
-        alone.topics.labels_topic: Verdict,
+        cascade.topics.verdicts_topic: Verdict,
+        alone.topics.verdicts_topic: Verdict,
     }
     collector = Collector(settings, models, tiers)
     _cancel_on_sigterm()
@@ -408,7 +410,7 @@ async def measure(settings: Settings, plan: Plan, config: Path | None, progress:
         judge=plan.judge,
         verdicts=collector.records[cascade.topics.labels_topic],
         votes=collector.records[cascade.topics.votes_topic],
-        judge_only=collector.records[alone.topics.labels_topic],
+        judge_only=collector.records[alone.topics.verdicts_topic],
         cascade_rounds=cascade_rounds,
         judge_only_rounds=judge_rounds,
         machine=load,
