@@ -14,11 +14,11 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.partitioner import murmur2
 
-from tribunal.schemas.codec import encode, key
-from tribunal.schemas.messages import DeadLetter, EscalationReason, Item, JudgeRequest, Verdict, Vote
 from tests.integration.kit import isolated_settings, make_topics, read_topic, running
 from tests.integration.pipeline_kit import WORKERS, aggregator_main, judge_main, worker_main
 from tribunal.core.settings import Settings
+from tribunal.schemas.codec import encode, key
+from tribunal.schemas.messages import DeadLetter, EscalationReason, Item, JudgeRequest, Verdict, Vote
 
 Send = tuple[str, bytes | None, bytes | None, int | None]  # topic, key, value, partition
 

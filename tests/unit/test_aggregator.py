@@ -7,10 +7,10 @@ from aiokafka import TopicPartition
 
 from tribunal.consumers.aggregator import AggregatorProcessor, PartitionState
 from tribunal.consumers.verdicts import verdict_for
-from tribunal.schemas.codec import decode, encode
-from tribunal.schemas.messages import AggregatorEntry, DeadLetter, DecidedBy, Item, JudgeRequest, Verdict, Vote
 from tribunal.core.runtime import Output, Record
 from tribunal.core.settings import Settings, load_settings
+from tribunal.schemas.codec import decode, encode
+from tribunal.schemas.messages import AggregatorEntry, DeadLetter, DecidedBy, Item, JudgeRequest, Verdict, Vote
 
 T0 = 1_000_000.0
 

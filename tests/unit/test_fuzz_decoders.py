@@ -20,10 +20,10 @@ from pydantic import BaseModel
 
 from tribunal.consumers.reliability import Reliability
 from tribunal.consumers.reliability_feed import _absorb_record, decode_snapshot
+from tribunal.core.intake import admit
 from tribunal.producers.ingest import Rejected, parse_lines
 from tribunal.schemas import DecodeContext, DecodeError, Item, JudgeRequest, Verdict, Vote, decode, encode, load_tasks
 from tribunal.schemas.messages import AggregatorEntry, DeadLetter, DecidedBy, EscalationReason
-from tribunal.core.intake import admit
 
 CONTEXT = DecodeContext(tasks=load_tasks(), max_text_chars=2_000, max_message_bytes=20_000)
 # Per decoder and input family; each example must finish within the deadline (the time bound).

@@ -6,9 +6,9 @@ import io
 
 import pytest
 
+from tribunal.core.errors import ExitCode
 from tribunal.producers.ingest import IngestReport, Rejected, parse_lines, stable_id
 from tribunal.schemas import DecodeContext, Item, load_tasks
-from tribunal.core.errors import ExitCode
 
 CONTEXT = DecodeContext(tasks=load_tasks(), max_text_chars=100, max_message_bytes=4_000)
 

@@ -125,7 +125,9 @@ def dead_letter_of(
 ) -> Output:
     """`dead_letter` for a decoded record a processor gives up on (poison to its model)."""
     source = DeadLetterSource(record.topic, record.partition, record.offset, record.key, record.raw)
-    return dead_letter(dlq_topic, tier, source, kind, message, max_message_bytes=max_message_bytes or DEFAULT_MAX_MESSAGE_BYTES)
+    return dead_letter(
+        dlq_topic, tier, source, kind, message, max_message_bytes=max_message_bytes or DEFAULT_MAX_MESSAGE_BYTES
+    )
 
 
 class Processor:
@@ -288,7 +290,9 @@ class StreamRunner:
             return []
         source = DeadLetterSource(raw.topic, raw.partition, raw.offset, raw.key, raw.value)
         dlq = self._settings.topics.dlq(raw.topic)
-        return [dead_letter(dlq, tier, source, exc.kind, str(exc), max_message_bytes=self._decode_context.max_message_bytes)]
+        return [
+            dead_letter(dlq, tier, source, exc.kind, str(exc), max_message_bytes=self._decode_context.max_message_bytes)
+        ]
 
     async def _commit(
         self, producer: AIOKafkaProducer, outputs: list[Output], offsets: dict[TopicPartition, int]
@@ -392,7 +396,6 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 def _names(partitions: set[TopicPartition]) -> list[str]:
     return sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions)
-
 
 
 async def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:

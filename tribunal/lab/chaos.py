@@ -30,13 +30,13 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import SecretStr
 
-from tribunal.schemas.codec import DecodeError, decode, encode, key
-from tribunal.schemas.messages import DeadLetter, Item, Verdict
 from tribunal.core.broker import LocalBroker
-from tribunal.lab.hostile import CROSS_TASK, HostileRecord, account, hostile_records
 from tribunal.core.logs import configure_logging
 from tribunal.core.settings import Settings, settings_env
 from tribunal.core.topics import create_topics, partitions_of, read_to_end
+from tribunal.lab.hostile import CROSS_TASK, HostileRecord, account, hostile_records
+from tribunal.schemas.codec import DecodeError, decode, encode, key
+from tribunal.schemas.messages import DeadLetter, Item, Verdict
 
 __all__ = ["ChaosPlan", "bench_chaos"]
 

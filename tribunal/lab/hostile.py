@@ -19,10 +19,10 @@ from typing import Any
 
 import orjson
 
-from tribunal.schemas.codec import encode, key
-from tribunal.schemas.messages import DeadLetter, DecidedBy, EscalationReason, Item, JudgeRequest, Verdict, Vote
 from tribunal.core.intake import KEY_PREFIX_BYTES, default_partition
 from tribunal.core.settings import Settings
+from tribunal.schemas.codec import encode, key
+from tribunal.schemas.messages import DeadLetter, DecidedBy, EscalationReason, Item, JudgeRequest, Verdict, Vote
 
 __all__ = ["CROSS_TASK", "HostileRecord", "account", "hostile_records"]
 
