@@ -42,7 +42,7 @@ def _run(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     "args",
     [
         ("topics", "create"),
-        ("ingest", "ITEMS"),
+        ("ingest", "--input", "ITEMS"),
         ("worker", "--name", "w1", "--classifier", "hash"),
         ("aggregator",),
         ("judge", "--classifier", "hash"),

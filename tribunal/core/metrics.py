@@ -59,7 +59,7 @@ STAGE_SECONDS = Histogram(
 DECISIONS = Counter("tribunal_decisions_total", "Aggregator outcomes", ["outcome", "reason"])
 LATE_VOTES = Counter("tribunal_late_votes_total", "Votes for items already decided (ignored)", ["worker"])
 PENDING_ITEMS = Gauge("tribunal_pending_items", "Items waiting for votes in this aggregator")
-AWAITING_VERDICTS = Gauge("tribunal_awaiting_verdicts", "Escalated items whose judge verdict has not arrived yet")
+AWAITING_VERDICTS = Gauge("tribunal_awaiting_verdict_items", "Escalated items whose judge verdict has not arrived yet")
 CONSUMER_LAG = Gauge(
     "tribunal_consumer_lag_records",
     "Records between a partition's high watermark and our position",
