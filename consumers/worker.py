@@ -74,7 +74,10 @@ class WorkerProcessor(Processor):
                 # Poison to this model: the abstain vote lets the aggregator decide without
                 # waiting; the dead letter lets an operator see what the model could not take.
                 reason = f"worker {self._name} ({self._classifier.model_id}): {prediction.reason}"
-                outputs.append(dead_letter_of(record, topics.dlq(record.topic), self.tier, "model_poison", reason))
+                limit = self._settings.max_message_bytes
+                letter = dead_letter_of(record, topics.dlq(record.topic), self.tier, "model_poison", reason,
+                                        max_message_bytes=limit)  # fmt: skip
+                outputs.append(letter)
         return outputs
 
     def _vote(self, item: Item, prediction: Prediction) -> Vote:
