@@ -123,13 +123,14 @@ class LocalBroker:
 
     def ensure(self) -> tuple[str, Outcome]:
         """(bootstrap address, how): start our broker, reuse ours, or use a foreign Kafka that
-        already answers on the port. Anything else on the port is a `BrokerUnavailableError`."""
+        already answers on the port. Anything else on the port is a `ConfigError` (exit 2: the
+        ports are the thing to change; exit 3 means no broker answered where one should)."""
         if self.pid() is not None and self.reachable():
             return self.bootstrap, Outcome.REUSED
         if self.pid() is None and self.reachable():
             if speaks_kafka(self.settings.port):
                 return self.bootstrap, Outcome.FOREIGN
-            raise BrokerUnavailableError(
+            raise ConfigError(
                 f"port {self.settings.port} is taken by a process that is not a Kafka broker; stop it, or give "
                 f"this checkout other ports (TRIBUNAL_BROKER__PORT, TRIBUNAL_BROKER__CONTROLLER_PORT and "
                 f"TRIBUNAL_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:<port>)"
