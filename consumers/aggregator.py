@@ -413,7 +413,8 @@ class AggregatorProcessor(Processor):
             if item_id:
                 states[record.partition].apply(item_id, entry)
         log.info("state_restored", partitions=sorted(numbers), pending=sum(len(s.pending) for s in states.values()),
-                 decided=sum(len(s.decided) for s in states.values()))  # fmt: skip
+                 decided=sum(len(s.decided) for s in states.values()),
+                 awaiting=sum(len(s.awaiting) for s in states.values()))  # fmt: skip
         return states
 
 

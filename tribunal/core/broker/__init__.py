@@ -29,7 +29,7 @@ from pathlib import Path
 from tribunal.core.errors import BrokerUnavailableError, ConfigError
 from tribunal.core.settings import BrokerSettings
 
-__all__ = ["LocalBroker", "Outcome", "speaks_kafka"]
+__all__ = ["LocalBroker", "Outcome", "new_cluster_id", "speaks_kafka"]
 
 READY_LINE = "Kafka Server started"
 
@@ -181,7 +181,7 @@ class LocalBroker:
     def _format(self, java: str, properties: Path) -> None:
         if (self._data_dir / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         command = [java, "-cp", self._classpath(), "kafka.tools.StorageTool", "format",
                    "-t", cluster_id, "-c", str(properties), "--ignore-formatted"]  # fmt: skip
         result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -215,6 +215,16 @@ class LocalBroker:
         raise BrokerUnavailableError(
             f"the broker did not start within {self.settings.start_timeout_s}s; see {self.log_file}"
         )
+
+
+def new_cluster_id() -> str:
+    """A random cluster id as Kafka's `Uuid.randomUuid()` makes one: 16 bytes in URL-safe base64,
+    never starting with '-' (the storage tool would read such an id as an option: 1 format in 64
+    failed with "argument --cluster-id/-t: expected one argument")."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _resource(name: str) -> str:
