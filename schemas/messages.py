@@ -14,7 +14,7 @@ import time
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationInfo, field_validator, model_validator
 
 __all__ = [
     "DEFAULT_MAX_TEXT_CHARS",
@@ -130,8 +130,26 @@ class Vote(Message):
         return label
 
 
-class JudgeRequest(Message):
-    """An item the workers could not settle, with their votes and why it escalated."""
+class _Decided(Message):
+    """Schema 2 of the two records a decision produces (`JudgeRequest`, `Verdict`) adds
+    `audit_rate`: the target policy's audit-sample rate when the item was decided (None for
+    other policies), which the judge needs to weigh the item as evidence. Schema-1 records (no
+    such field) still decode, with `audit_rate` None; readers must be upgraded before writers.
+    For the target policy, `policy_version` is the version of the rule that decided the item."""
+
+    schema_version: Literal[1, 2] = 2  # type: ignore[assignment]
+    audit_rate: Probability | None = None
+
+    @model_validator(mode="after")
+    def _field_in_schema(self) -> _Decided:
+        if self.schema_version == 1 and self.audit_rate is not None:
+            raise ValueError("audit_rate needs schema_version 2")
+        return self
+
+
+class JudgeRequest(_Decided):
+    """An item the workers could not settle (or an audit of one they did), with their votes and
+    why it went to the judge."""
 
     item: Item
     votes: tuple[Vote, ...] = ()
@@ -141,7 +159,7 @@ class JudgeRequest(Message):
     escalated_at: NonNegative = Field(default_factory=now)
 
 
-class Verdict(Message):
+class Verdict(_Decided):
     """The final label of one item: exactly one per item id reaches the `labels` topic."""
 
     item_id: ItemId

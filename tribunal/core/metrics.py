@@ -29,6 +29,7 @@ __all__ = [
     "RECORDS_IN",
     "RECORDS_OUT",
     "STAGE_SECONDS",
+    "TARGET_RULE",
     "WORKER_ACCURACY",
     "forget_lag",
     "serve_metrics",
@@ -63,6 +64,11 @@ FAST_PATH_PRECISION = Gauge(
     "tribunal_fast_path_precision_ratio",
     "Share of audited worker labels the judge confirmed, with a 95% Wilson interval",
     ["task", "bound"],
+)
+TARGET_RULE = Gauge(
+    "tribunal_target_rule",
+    "The target policy's rule in force: version, cutoff (-1 = accept nothing), audit_rate",
+    ["task", "field"],
 )
 JUDGE_BACKLOG = Gauge("tribunal_judge_backlog_records", "Escalations not yet judged, as the aggregator last measured")
 BUILD_INFO = Info("tribunal_build", "Version of the running Tribunal (the value is always 1)")

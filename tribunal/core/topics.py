@@ -55,6 +55,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.labels_topic, t.labels_partitions, {}),
         TopicSpec(t.audits_topic, t.labels_partitions, {}),
         TopicSpec(t.reliability_topic, t.judge_partitions, COMPACTED),
+        TopicSpec(t.evidence_topic, t.judge_partitions, COMPACTED),
+        # One partition: every aggregator reads every task's rule, in the order it was published.
+        TopicSpec(t.rules_topic, 1, COMPACTED),
     ]
     dlqs = [TopicSpec(t.dlq(name), 1, {}) for name in (t.items_topic, t.votes_topic, t.judge_topic)]
     return specs + dlqs
