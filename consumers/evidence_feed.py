@@ -21,14 +21,13 @@ import orjson
 from aiokafka import TopicPartition
 
 from tribunal.consumers.calibration import Evidence, evidence_role
-from tribunal.consumers.decision import plurality
-from tribunal.consumers.reliability_feed import ballots
+from tribunal.consumers.decision import ballots, plurality
 from tribunal.consumers.trust import AGAINST, FOR, NONE
-from tribunal.schemas.messages import EscalationReason, JudgeRequest
-from tribunal.schemas.tasks import TaskRegistry
 from tribunal.core.runtime import Output
 from tribunal.core.settings import Settings
 from tribunal.core.topics import partitions_of, read_to_end
+from tribunal.schemas.messages import EscalationReason, JudgeRequest
+from tribunal.schemas.tasks import TaskRegistry
 
 __all__ = ["EVIDENCE_FORMAT", "EvidenceBook", "PartitionEvidence", "evidence_key", "parse_key", "row_of"]
 

@@ -2,10 +2,11 @@
 
 The choice is `decision.choose_policy`'s: `aggregator.policy` if set explicitly (env, file or
 flag), else the task's own `policy` in the tasks file, else the default, `target`, which is built
-from the shared rule (`consumers.rule_feed`); the others by `decision.make_policy`. Criterion 2's thresholds are keyed by
-worker name and must resolve: a name that is not one of `aggregator.workers` is a configuration
-error, and so is a worker left without a threshold when no default threshold was set explicitly
-(`aggregator.default_threshold` or the task's `threshold`). Nothing silently falls back to 0.5.
+from the shared rule (`consumers.rule_feed`); the others by `decision.make_policy`.
+Criterion 2's thresholds are keyed by worker name and must resolve: a name that is not one of
+`aggregator.workers` is a configuration error, and so is a worker left without a threshold when
+no default threshold was set explicitly (`aggregator.default_threshold` or the task's
+`threshold`). Nothing silently falls back to 0.5.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ epoch, and the judges' evidence. Nothing of the keeper lives only in memory.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -29,13 +30,13 @@ from tribunal.consumers.calibration import Ledger, TargetConfig, WarmStart, cali
 from tribunal.consumers.evidence_feed import PartitionEvidence, evidence_key, parse_key
 from tribunal.consumers.risk import DriftTest
 from tribunal.consumers.target import Rule, cold_rule
-from tribunal.schemas.tasks import TaskRegistry
 from tribunal.core import kafka, metrics
 from tribunal.core.errors import ConfigError
 from tribunal.core.logs import get_logger
 from tribunal.core.runtime import Output
 from tribunal.core.settings import Settings, TargetSettings
 from tribunal.core.topics import partitions_of, read_to_end
+from tribunal.schemas.tasks import TaskRegistry
 
 __all__ = [
     "RuleKeeper",
@@ -287,9 +288,9 @@ def _fresh(rule: Rule, version: int, calibration_total: int) -> Rule:
 
 
 def _export(rule: Rule) -> None:
-    metrics.TARGET_RULE.labels(rule.task, "version").set(rule.version)
-    metrics.TARGET_RULE.labels(rule.task, "cutoff").set(-1.0 if rule.cutoff is None else rule.cutoff)
-    metrics.TARGET_RULE.labels(rule.task, "audit_rate").set(rule.audit_rate)
+    metrics.TARGET_CUTOFF.labels(rule.task).set(math.nan if rule.cutoff is None else rule.cutoff)
+    metrics.TARGET_AUDIT_RATE.labels(rule.task).set(rule.audit_rate)
+    metrics.TARGET_RULE.labels(rule.task).info({"version": str(rule.version), "reason": rule.reason})
 
 
 async def publish_rule(settings: Settings, warm: WarmStart) -> Rule:

@@ -10,17 +10,12 @@ import pytest
 from aiokafka import TopicPartition
 
 from tribunal.consumers.aggregator import AggregatorProcessor, PartitionState
-from tribunal.core.runtime import Output, Record
-from tribunal.core.settings import Settings, load_settings
-from tribunal.schemas.codec import decode
-from tribunal.schemas.messages import AggregatorEntry, Item, JudgeRequest, Verdict, Vote
-from tribunal.consumers.aggregator import AggregatorProcessor, PartitionState
-from tribunal.schemas.codec import decode
-from tribunal.schemas.messages import AggregatorEntry, Item, JudgeRequest, Verdict, Vote
-from tribunal.schemas.tasks import BUNDLED_TASKS_FILE
 from tribunal.core.errors import ConfigError
 from tribunal.core.runtime import Output, Record
 from tribunal.core.settings import Settings, load_settings
+from tribunal.schemas.codec import decode
+from tribunal.schemas.messages import AggregatorEntry, Item, JudgeRequest, Verdict, Vote
+from tribunal.schemas.tasks import BUNDLED_TASKS_FILE
 
 T0 = 1_000_000.0
 

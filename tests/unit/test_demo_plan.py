@@ -90,6 +90,8 @@ def test_demo_judges_answer_in_small_batches_and_no_tier_inherits_a_metrics_port
         env = child_env(alone, child_specs(alone)[0], None)
         assert env["TRIBUNAL_JUDGE__BATCH_SIZE"] == str(wanted)
         assert "TRIBUNAL_METRICS_PORT" not in env
+
+
 def test_the_target_policy_keeps_the_configured_quorum(tmp_path: Path) -> None:
     """The default policy (target) has no quorum to raise: the plan keeps the configured one and
     says which policy decides, so the report prints exactly what ran."""
@@ -103,8 +105,8 @@ def test_audits_due_follow_the_aggregators_draw() -> None:
     """The demo waits for exactly the audits the aggregator sent: accepted items whose audit draw
     is below the rate their verdict records (else the configured shadow-audit rate)."""
     from tribunal.consumers.target import audit_draw
-    from tribunal.schemas.messages import DecidedBy, Verdict
     from tribunal.lab.measure import audits_due
+    from tribunal.schemas.messages import DecidedBy, Verdict
 
     def verdict(item: str, by: DecidedBy, rate: float | None) -> Verdict:
         return Verdict(item_id=item, task="sentiment", label="positive", decided_by=by, policy="target",

@@ -41,6 +41,7 @@ def test_binom_cdf_table(k: int, n: int, p: float, expected: float) -> None:
     assert binom_cdf(k, n, p) == pytest.approx(expected, rel=1e-12, abs=1e-300)
 
 
+@settings(deadline=None)  # no timing in tests: a busy machine is not a failure
 @given(st.integers(0, 60), st.integers(0, 60), st.floats(0.001, 0.999))
 def test_binom_cdf_matches_the_definition(k: int, n: int, p: float) -> None:
     """The log-space sum equals the textbook sum of binomial probabilities."""
@@ -63,6 +64,7 @@ def test_clopper_pearson_table(k: int, n: int, delta: float, expected: float) ->
     assert clopper_pearson_upper(k, n, delta) == pytest.approx(expected, rel=1e-6)
 
 
+@settings(deadline=None)  # no timing in tests: a busy machine is not a failure
 @given(st.integers(1, 200), st.data(), st.floats(0.01, 0.5))
 def test_clopper_pearson_is_the_largest_p_the_test_keeps(n: int, data: st.DataObject, delta: float) -> None:
     """At the bound the binomial tail equals delta; just above it, the test rejects."""
@@ -95,6 +97,7 @@ def test_fixed_sequence_table(tests: list[tuple[int, int]], expected: int | None
     assert fixed_sequence(tests, 0.01, 0.05) == expected
 
 
+@settings(deadline=None)  # no timing in tests: a busy machine is not a failure
 @given(st.lists(st.tuples(st.integers(0, 2000), st.integers(0, 50)), max_size=12), st.floats(0.005, 0.2))
 def test_fixed_sequence_certifies_a_prefix_of_passing_tests(raw: list[tuple[int, int]], alpha: float) -> None:
     """Every certified candidate passes its own test, and the next one (if any) fails."""

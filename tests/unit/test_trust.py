@@ -6,7 +6,7 @@ import math
 import random
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tribunal.consumers.decision import Ballot
@@ -83,6 +83,7 @@ def test_fit_logistic_weights_act_like_repeated_rows() -> None:
     assert weighted == pytest.approx(doubled, abs=0.05)
 
 
+@settings(deadline=None)  # no timing in tests: a busy machine is not a failure
 @given(st.lists(st.tuples(st.floats(-3, 3), st.booleans()), min_size=5, max_size=40))
 def test_fit_logistic_is_finite_on_any_data(data: list[tuple[float, bool]]) -> None:
     """Separable, constant or tiny data never produce NaN or infinite weights (the L2 penalty)."""

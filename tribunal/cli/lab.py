@@ -24,8 +24,8 @@ from tribunal.core.settings import Settings
 from tribunal.lab.bench import bench_ingest, bench_pipeline
 from tribunal.lab.demo import DEFAULT_DATA_DIR, DEFAULT_DEADLINE_MS, DemoOptions, run_demo
 from tribunal.lab.policy_bench import bench_policies, latencies, load_or_record, load_recording, plot, table
-from tribunal.lab.target_bench import DEFAULT_TARGETS, bench_config, bench_target, summary_table
 from tribunal.lab.report_view import print_report, render_html
+from tribunal.lab.target_bench import DEFAULT_TARGETS, bench_config, bench_target, summary_table
 
 __all__ = ["register"]
 

@@ -29,6 +29,8 @@ __all__ = [
     "RECORDS_IN",
     "RECORDS_OUT",
     "STAGE_SECONDS",
+    "TARGET_AUDIT_RATE",
+    "TARGET_CUTOFF",
     "TARGET_RULE",
     "WORKER_ACCURACY",
     "forget_lag",
@@ -65,10 +67,14 @@ FAST_PATH_PRECISION = Gauge(
     "Share of audited worker labels the judge confirmed, with a 95% Wilson interval",
     ["task", "bound"],
 )
-TARGET_RULE = Gauge(
-    "tribunal_target_rule",
-    "The target policy's rule in force: version, cutoff (-1 = accept nothing), audit_rate",
-    ["task", "field"],
+TARGET_CUTOFF = Gauge(
+    "tribunal_target_cutoff_ratio",
+    "Trust-score cut-off of the target policy's rule in force (NaN: nothing certified, every item judged)",
+    ["task"],
+)
+TARGET_AUDIT_RATE = Gauge("tribunal_target_audit_rate_ratio", "Audit-sample rate of the rule in force", ["task"])
+TARGET_RULE = Info(
+    "tribunal_target_rule", "The target policy's rule in force: version and why it was published", ["task"]
 )
 JUDGE_BACKLOG = Gauge("tribunal_judge_backlog_records", "Escalations not yet judged, as the aggregator last measured")
 BUILD_INFO = Info("tribunal_build", "Version of the running Tribunal (the value is always 1)")

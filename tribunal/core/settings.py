@@ -145,6 +145,7 @@ class TopicSettings(Section):
     @property
     def judge_group(self) -> str:
         return self.name("tribunal-judge")
+
     @property
     def evidence_topic(self) -> str:
         return self.name(self.evidence)

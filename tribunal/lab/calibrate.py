@@ -7,35 +7,31 @@ is evidence as a cold start would have gathered it (audit rate 1): half of the i
 the trust score, the other half certify the cut-off at `aggregator.target` (Learn then Test,
 `consumers.calibration.calibrate_offline`). The rule is written as JSON (`--out`), with its
 provenance (data, its sha256, workers, judge, target, date, the command), and with `--publish`
-sent to the rules topic, where every aggregator takes it up as the next version. Live audits
+sent to the rules topic, where every aggregator takes it up as the next version (the command is
+`tribunal.cli.calibrate`). Live audits
 keep checking it: the rule opens a new evidence epoch, so the first live re-fit and the drift
 test judge it on the live stream alone.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import hashlib
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import orjson
-import typer
-
+from tribunal import __version__
 from tribunal.consumers.calibration import WarmStart, calibrate_offline
 from tribunal.consumers.classifiers.registry import parse_spec
-from tribunal.consumers.rule_feed import calibration_document, publish_rule, target_config
+from tribunal.consumers.rule_feed import target_config
 from tribunal.consumers.target import Rule
-from tribunal import __version__
-from tribunal.core.errors import TribunalError
-from tribunal.lab.policy_bench import load_or_record
 from tribunal.core.settings import Settings
+from tribunal.lab.policy_bench import load_or_record
 from tribunal.lab.target_sim import evidence_rows
 
-__all__ = ["calibrate_recording", "register"]
+__all__ = ["calibrate_recording", "summary"]
 
 
 def _sha256(path: Path) -> str:
@@ -71,7 +67,7 @@ def calibrate_recording(
     return calibrate_offline(task, recording.workers, rows, config, provenance, models)
 
 
-def _summary(rule: Rule) -> dict[str, Any]:
+def summary(rule: Rule) -> dict[str, Any]:
     return {
         "task": rule.task,
         "version": rule.version,
@@ -80,50 +76,3 @@ def _summary(rule: Rule) -> dict[str, Any]:
         "certificate": dict(rule.certificate),
         "provenance": dict(rule.provenance),
     }
-
-
-def register(app: typer.Typer) -> None:
-    """Add `calibrate` to the main app."""
-
-    @app.command("calibrate")
-    def calibrate(
-        ctx: typer.Context,
-        task: Annotated[str, typer.Option("--task", "-t", help="Task name from the tasks file")],
-        data: Annotated[Path, typer.Option("--data", "-d", help="JSONL (id, text, label) to record", dir_okay=False)],
-        cache: Annotated[Path | None, typer.Option("--cache", help="Recording file: reused if present")] = None,
-        limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="First N items only")] = None,
-        out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the rule (JSON) here")] = None,
-        publish: Annotated[bool, typer.Option("--publish", help="Send it to the rules topic")] = False,
-        note: Annotated[str, typer.Option("--note", help="Provenance note (data source, licence)")] = "",
-        json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
-    ) -> None:
-        """Fit and certify the target policy's rule on a judged history; write and/or publish it."""
-        from tribunal.cli.common import emit, settings_from
-
-        settings = settings_from(ctx)
-        try:
-            warm = calibrate_recording(settings, task, data, cache, limit, note)
-            rule = warm.rule
-            if out is not None:
-                document = calibration_document(warm, settings.aggregator.target.window)
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_bytes(orjson.dumps(document, option=orjson.OPT_SORT_KEYS) + b"\n")
-            if publish:
-                rule = asyncio.run(publish_rule(settings, warm))
-        except TribunalError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
-        summary = _summary(rule)
-        if json_out:
-            emit(summary)
-            return
-        cert = rule.certificate
-        where = "no cut-off certified: every item will go to the judge" if rule.cutoff is None else (
-            f"cut-off {rule.cutoff:.4f}: accepts {cert.get('accept_share', 0):.1%} of the calibration items, "
-            f"{int(cert.get('k', 0))} of {int(cert.get('n', 0))} changed by the judge"
-        )  # fmt: skip
-        typer.echo(f"{task}: rule v{rule.version}, {where}; audit rate {rule.audit_rate:.3f}")
-        if out is not None:
-            typer.echo(f"written to {out}")
-        if publish:
-            typer.echo(f"published to {settings.topics.rules_topic} as version {rule.version}")

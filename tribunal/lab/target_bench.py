@@ -23,10 +23,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from tribunal.consumers.calibration import TargetConfig, WarmStart, calibrate_offline
+from tribunal.consumers.rule_feed import target_config
+from tribunal.core.settings import Settings
 from tribunal.lab.policy_sim import Recording
 from tribunal.lab.target_sim import TargetRun, evidence_rows, order_of, simulate_target
 
-__all__ = ["TargetSummary", "bench_target", "summary_table", "warm_from"]
+__all__ = ["TargetSummary", "bench_config", "bench_target", "summary_table", "warm_from"]
 
 DEFAULT_TARGETS = (0.01, 0.02, 0.05)
 
@@ -59,6 +61,13 @@ class TargetSummary:
             "drift_alarms": sum(r.drift_alarms for r in runs),
             "rules_mean": statistics.fmean(r.rules for r in runs),
         }
+
+
+def bench_config(settings: Settings) -> TargetConfig:
+    """`aggregator.target` as the simulation's config. The live keeper merges one evidence window
+    per judge partition, so the simulated ledger holds as many rows."""
+    windows = settings.aggregator.target.window * settings.topics.judge_partitions
+    return replace(target_config(settings.aggregator.target), window=windows)
 
 
 def _after_warmup(runs: Sequence[TargetRun]) -> float | None:

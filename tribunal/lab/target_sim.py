@@ -20,7 +20,15 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tribunal.consumers.calibration import Evidence, Ledger, TargetConfig, WarmStart, evidence_role, first_refit_at, step
+from tribunal.consumers.calibration import (
+    Evidence,
+    Ledger,
+    TargetConfig,
+    WarmStart,
+    evidence_role,
+    first_refit_at,
+    step,
+)
 from tribunal.consumers.decision import plurality
 from tribunal.consumers.target import Rule, TargetPolicy, audit_draw, cold_rule
 from tribunal.consumers.trust import features, vote_states
