@@ -70,7 +70,9 @@ class PolicyBook:
         self._other_models: dict[tuple[str, int], TargetPolicy] = {}
 
     def validate(self) -> None:
-        """Build every task's policy now, so a bad configuration stops the process at start."""
+        """Build every task's policy now (and read the target policy's calibrations), so a bad
+        configuration stops the process at start."""
+        self._keeper.check_calibrations()
         for task in self._tasks:
             if policy_name(self._config, task) != "target":
                 self.policy(task.name)

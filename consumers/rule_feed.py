@@ -126,6 +126,16 @@ class RuleKeeper:
         cold = cold_rule(task, self._workers, first_refit_at(self._config))
         return cold if after == 0 else _fresh(cold, after, self.calibration_total(task))
 
+    def check_calibrations(self) -> None:
+        """Read every task's shipped calibration now: one that is missing or unreadable is a
+        configuration error at start, not at the first item."""
+        for task in self._tasks:
+            if task.calibration is not None:
+                try:
+                    load_calibration(task.calibration, self._config.window)
+                except ValueError as exc:
+                    raise ConfigError(f"task {task.name!r}: {exc}") from None
+
     def _for_target(self, warm: WarmStart) -> WarmStart:
         """The shipped warm start, re-certified on its own history when it was certified for
         another target than `aggregator.target` (a pure function of the file and the settings, so

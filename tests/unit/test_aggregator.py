@@ -203,6 +203,8 @@ async def test_audit_sample_goes_to_judge_without_changing_the_label() -> None:
 def _tasks_with(tmp_path: Path, extra: str) -> Path:
     """The bundled tasks file with `extra` lines added to the sentiment task."""
     text = BUNDLED_TASKS_FILE.read_text().replace("[tasks.sentiment]\n", f"[tasks.sentiment]\n{extra}\n", 1)
+    # The shipped calibrations stay where they are (their paths are relative to the tasks file).
+    text = text.replace('calibration = "calibrations/', f'calibration = "{BUNDLED_TASKS_FILE.parent}/calibrations/')
     path = tmp_path / "tasks.toml"
     path.write_text(text)
     return path

@@ -87,6 +87,7 @@ def _settings_with_calibration(
     path.write_bytes(orjson.dumps(calibration_document(warm, 2000)))
     shipped = 'calibration = "calibrations/sentiment.json"'
     tasks = BUNDLED_TASKS_FILE.read_text().replace(shipped, f'calibration = "{path.name}"', 1)
+    tasks = tasks.replace('calibration = "calibrations/', f'calibration = "{BUNDLED_TASKS_FILE.parent}/calibrations/')
     (tmp_path / "tasks.toml").write_text(tasks)
     aggregator = {"workers": workers, "target": {"max_disagreement": target, "confidence": 0.9}}
     settings = load_settings(tasks_file=tmp_path / "tasks.toml", aggregator=aggregator)
@@ -165,3 +166,17 @@ def test_target_settings_map_to_the_pure_config_and_are_validated() -> None:
         TargetSettings(min_audit_rate=0.5, max_audit_rate=0.1)
     with pytest.raises(ValidationError):
         TargetSettings(max_disagreement=0.0)
+
+
+def test_a_missing_calibration_stops_the_aggregator_at_start(tmp_path: Path) -> None:
+    """A task naming a calibration file that does not exist is a configuration error, raised when
+    the aggregator is built, not at its first item."""
+    from tribunal.consumers.aggregator import AggregatorProcessor
+    from tribunal.core.errors import ConfigError
+
+    tasks = BUNDLED_TASKS_FILE.read_text().replace('"calibrations/sentiment.json"', '"nowhere.json"')
+    tasks = tasks.replace('calibration = "calibrations/', f'calibration = "{BUNDLED_TASKS_FILE.parent}/calibrations/')
+    (tmp_path / "tasks.toml").write_text(tasks)
+    settings = load_settings(tasks_file=tmp_path / "tasks.toml")
+    with pytest.raises(ConfigError, match=r"nowhere\.json"):
+        AggregatorProcessor(settings, settings.tasks())
