@@ -32,9 +32,11 @@ from aiokafka import TopicPartition
 from pydantic import BaseModel
 
 from tribunal.consumers.authority import foreign_votes, verdict_refusal, vote_refusal
-from tribunal.consumers.decision import Accept, Escalate, Policy, audited, ballots, choose_policy, make_policy
+from tribunal.consumers.decision import Accept, Escalate, Policy, audited, ballots
 from tribunal.consumers.judge_gate import JudgeGate, KafkaBacklogProbe
+from tribunal.consumers.policy_book import PolicyBook
 from tribunal.consumers.reliability_feed import ReliabilityFollower
+from tribunal.consumers.rule_feed import RuleKeeper
 from tribunal.consumers.verdicts import fallback_verdict
 from tribunal.core.logs import configure_logging, get_logger
 from tribunal.core.metrics import AWAITING_VERDICTS, DECISIONS, LATE_VOTES, PENDING_ITEMS, SKIPPED_RECORDS
@@ -111,9 +113,11 @@ class AggregatorProcessor(Processor):
         restore: Restorer | None = None,
         follower: ReliabilityFollower | None = None,
         gate: JudgeGate | None = None,
+        keeper: RuleKeeper | None = None,
     ) -> None:
         """`restore` rebuilds partitions' state (default: from the changelog topic); `follower`
-        supplies learned reliability (default: the prior only); `gate` the judge budget."""
+        supplies learned reliability (default: the prior only); `gate` the judge budget;
+        `keeper` the target policy's shared rules (default: this process's own, unpublished)."""
         self._settings = settings
         self._tasks = tasks
         self.batch_size = settings.aggregator.batch_size
@@ -121,7 +125,10 @@ class AggregatorProcessor(Processor):
         self._config = settings.aggregator
         self._follower = follower
         self._gate = gate or JudgeGate(settings.aggregator)
-        self._policies: dict[str, Policy] = {}
+        self._keeper = keeper or RuleKeeper(settings, tasks)
+        self._keeper_started = keeper is not None
+        self._book = PolicyBook(settings.aggregator, tasks, self._keeper, follower)
+        self._book.validate()
         self._reliability_polled_at = float("-inf")
         self._expected = tuple(settings.aggregator.workers)
         self._topics = settings.topics
@@ -224,15 +231,16 @@ class AggregatorProcessor(Processor):
             return []  # no decision without the item: the judge would need its text
         ballots_now = ballots(vote for _, vote in sorted(pending.votes.items()))
         elapsed_ms = (now - pending.first_seen) * 1000.0
-        policy = self._policy(pending.item.task)
+        policy = self._book.policy(pending.item.task, {v.worker: v.model for v in pending.votes.values()})
         decision = policy.decide(ballots_now, self._expected, elapsed_ms)
+        rate = self._book.audit_rate(policy)
         ticket = None
         if isinstance(decision, Accept):
-            outputs = [self._accept(pending.item, pending, decision, policy)]
-            if self._audited(item_id) and self._gate.admit(now):
-                outputs.append(self._escalate(pending.item, pending, EscalationReason.AUDIT, policy)[0])
+            outputs = [self._accept(pending.item, pending, decision, policy, rate)]
+            if audited(item_id, self._config.audit_rate if rate is None else rate) and self._gate.admit(now):
+                outputs.append(self._escalate(pending.item, pending, EscalationReason.AUDIT, policy, rate)[0])
         elif isinstance(decision, Escalate):
-            escalation, ticket = self._escalate(pending.item, pending, decision.reason, policy, now, partition)
+            escalation, ticket = self._escalate(pending.item, pending, decision.reason, policy, rate, now, partition)
             outputs = [escalation]
         else:
             return []
@@ -244,23 +252,7 @@ class AggregatorProcessor(Processor):
         state.dirty.add(item_id)
         return outputs
 
-    def _policy(self, task: str) -> Policy:
-        """The configured policy for one task (weighted votes need the task's label set)."""
-        policy = self._policies.get(task)
-        if policy is None:
-            policy = self._policies[task] = self._build_policy(task)
-        return policy
-
-    def _build_policy(self, task: str) -> Policy:
-        """The policy for one task's items (`choose_policy`), learning from the judges' shared
-        reliability counts when it is the weighted vote."""
-        definition = self._tasks.get(task) if task in self._tasks else None
-        choice = choose_policy(self._config, definition)
-        reliability = self._follower.reliability(task) if self._follower and choice.name == "weighted" else None
-        labels = definition.labels if definition else ()
-        return make_policy(choice, labels, reliability)
-
-    def _accept(self, item: Item, pending: Pending, decision: Accept, policy: Policy) -> Output:
+    def _accept(self, item: Item, pending: Pending, decision: Accept, policy: Policy, rate: float | None) -> Output:
         DECISIONS.labels("accept", "").inc()
         verdict = Verdict(
             item_id=item.id,
@@ -271,6 +263,7 @@ class AggregatorProcessor(Processor):
             votes=tuple(pending.votes[w] for w in sorted(pending.votes)),
             policy=policy.name,
             policy_version=policy.version,
+            audit_rate=rate,
             gold=item.gold,
             item_produced_at=item.produced_at,
         )
@@ -282,6 +275,7 @@ class AggregatorProcessor(Processor):
         pending: Pending,
         reason: EscalationReason,
         policy: Policy,
+        rate: float | None,
         now: float | None = None,
         partition: int | None = None,
     ) -> tuple[Output, str | None]:
@@ -297,6 +291,7 @@ class AggregatorProcessor(Processor):
             policy_version=policy.version,
             partition=partition if ticket else None,
             ticket=ticket,
+            audit_rate=rate,
         )
         if not admitted:
             DECISIONS.labels("fallback_budget", reason.value).inc()
@@ -305,16 +300,18 @@ class AggregatorProcessor(Processor):
         DECISIONS.labels("escalate", reason.value).inc()
         return Output(self._topics.judge_topic, encode(request), key(item.id)), ticket
 
-    def _audited(self, item_id: str) -> bool:
-        return audited(item_id, self._config.audit_rate)
-
     # --- time --------------------------------------------------------------------------------
     async def tick(self, now: float) -> list[Output]:
         await self._gate.refresh(now)
-        if self._follower is not None and now - self._reliability_polled_at >= 1.0:
-            self._reliability_polled_at = now
-            await self._follower.poll()
         outputs: list[Output] = []
+        if now - self._reliability_polled_at >= 1.0:
+            self._reliability_polled_at = now
+            if self._follower is not None:
+                await self._follower.poll()
+            if self._keeper_started:
+                await self._keeper.poll()
+                # The owner of partition 0 is the one rule writer (consumers/rule_feed.py).
+                outputs += self._keeper.step(leader=0 in self._states)
         while self._deadlines and self._deadlines[0][0] <= now:
             _, partition, item_id = heapq.heappop(self._deadlines)
             state = self._states.get(partition)
@@ -374,6 +371,7 @@ class AggregatorProcessor(Processor):
     async def close(self) -> None:
         if self._follower is not None:
             await self._follower.stop()
+        await self._keeper.stop()
         await self._gate.close()
 
     def paused_topics(self) -> frozenset[str]:
@@ -384,6 +382,8 @@ class AggregatorProcessor(Processor):
     async def assigned(self, partitions: set[TopicPartition]) -> None:
         if self._follower is not None:
             await self._follower.start()
+        if self._keeper_started:
+            await self._keeper.start()
         numbers = {tp.partition for tp in partitions} - set(self._states)
         if not numbers:
             return
@@ -422,7 +422,10 @@ def build(settings: Settings, tasks: TaskRegistry) -> AggregatorProcessor:
     """The aggregator the settings describe, wired to Kafka for reliability and judge backlog."""
     probe = KafkaBacklogProbe(settings, settings.topics.judge_group) if settings.aggregator.judge_max_backlog else None
     follower = ReliabilityFollower(settings, tasks)
-    return AggregatorProcessor(settings, tasks, follower=follower, gate=JudgeGate(settings.aggregator, probe))
+    keeper = RuleKeeper(settings, tasks)
+    return AggregatorProcessor(
+        settings, tasks, follower=follower, gate=JudgeGate(settings.aggregator, probe), keeper=keeper
+    )
 
 
 async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:

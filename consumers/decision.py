@@ -244,6 +244,10 @@ class Criterion2:
         for worker, value in [*self.thresholds.items(), ("<default>", self.default_threshold)]:
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"threshold of {worker} must be in [0, 1], got {value!r}")
+        unknown = sorted(set(self.thresholds) - set(self.workers or self.thresholds))
+        if unknown:
+            # A name that matches no worker would silently leave that worker on the default.
+            raise ValueError(f"thresholds name {unknown}, which are not among the workers {sorted(self.workers or [])}")
 
     def threshold(self, worker: str) -> float:
         """The confidence a ballot of `worker` needs to count toward the quorum."""

@@ -8,7 +8,8 @@ A request the judge fails on permanently still gets exactly one final label: the
 plurality, marked `decided_by=fallback` so it is visibly unverified, and the request itself goes
 to `judge.dlq` with its original bytes. Audit requests (reason=audit) concern items the workers
 already labelled: their verdicts go to `audits`, never to `labels`, and measure the fast path's
-precision. Every judge label (audits included) also teaches the learned worker reliability.
+precision. Every judge label (audits included) also teaches the learned worker reliability and,
+for items the target policy decided, becomes its evidence (`consumers.evidence_feed`).
 
 A model server that is down (`ServerUnavailableError` from its client, after the client's own
 retries or while its circuit breaker is open) is not a per-item failure: the judge exits without
@@ -28,6 +29,7 @@ from pydantic import BaseModel
 from tribunal.consumers.classifiers import Classifier, build_classifier
 from tribunal.consumers.classifiers.base import Prediction
 from tribunal.consumers.decision import ballots, plurality
+from tribunal.consumers.evidence_feed import EvidenceBook
 from tribunal.consumers.reliability_feed import ReliabilityBook
 from tribunal.consumers.resilience import ResilientClassifier
 from tribunal.consumers.verdicts import fallback_verdict, verdict_for
@@ -62,6 +64,7 @@ class JudgeProcessor(Processor):
             classifier, tasks, retries=settings.runtime.retries, backoff_s=settings.runtime.retry_backoff_ms / 1000.0
         )
         self._book = ReliabilityBook(settings, tasks)
+        self._evidence = EvidenceBook(settings, tasks)
         self._audits: Counter[tuple[str, bool]] = Counter()
 
     def input_models(self) -> Mapping[str, type[BaseModel]]:
@@ -69,9 +72,11 @@ class JudgeProcessor(Processor):
 
     async def assigned(self, partitions: set[TopicPartition]) -> None:
         await self._book.restore({tp.partition for tp in partitions})
+        await self._evidence.restore({tp.partition for tp in partitions})
 
     async def revoked(self, partitions: set[TopicPartition]) -> None:
         self._book.forget({tp.partition for tp in partitions})
+        self._evidence.forget({tp.partition for tp in partitions})
 
     async def process(self, records: Sequence[Record[Any]], now: float) -> list[Output]:
         outputs: list[Output] = []
@@ -93,7 +98,7 @@ class JudgeProcessor(Processor):
             raise FatalError(f"judge model server unavailable: {exc}") from exc
         for record, prediction in zip(valid, predictions, strict=True):
             outputs.extend(self._outputs(record, prediction))
-        return outputs + self._book.outputs()
+        return outputs + self._book.outputs() + self._evidence.outputs()
 
     def _outputs(self, record: Record[JudgeRequest], prediction: Prediction) -> list[Output]:
         request = record.value
@@ -101,6 +106,7 @@ class JudgeProcessor(Processor):
         if prediction.label is None:
             return self._failed(record, prediction.reason or "judge abstained")
         self._book.record(request.item.task, record.partition, request.votes, prediction.label)
+        self._evidence.record(record.partition, request, prediction.label)
         if audit:
             self._count_audit(request, prediction.label)
         verdict = verdict_for(request, prediction.label, prediction.confidence, DecidedBy.JUDGE, prediction.latency_ms)

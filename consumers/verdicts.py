@@ -25,6 +25,7 @@ def verdict_for(
         reason=request.reason,
         policy=request.policy,
         policy_version=request.policy_version,
+        audit_rate=request.audit_rate,
         gold=item.gold,
         item_produced_at=item.produced_at,
         judge_latency_ms=latency_ms,

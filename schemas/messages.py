@@ -14,7 +14,7 @@ import time
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationInfo, field_validator, model_validator
 
 __all__ = [
     "DEFAULT_MAX_TEXT_CHARS",
@@ -168,13 +168,31 @@ class Vote(Message):
         return self.item_id
 
 
-class JudgeRequest(Message):
-    """An item the workers could not settle, with their votes and why it escalated.
+class _Decided(Message):
+    """Schema 2 of the two records a decision produces (`JudgeRequest`, `Verdict`) adds
+    `audit_rate`: the target policy's audit-sample rate when the item was decided (None for
+    other policies), which the judge needs to weigh the item as evidence. Schema-1 records (no
+    such field) still decode, with `audit_rate` None; readers must be upgraded before writers.
+    For the target policy, `policy_version` is the version of the rule that decided the item."""
+
+    schema_version: Literal[1, 2] = 2  # type: ignore[assignment]
+    audit_rate: Probability | None = None
+
+    @model_validator(mode="after")
+    def _field_in_schema(self) -> _Decided:
+        if self.schema_version == 1 and self.audit_rate is not None:
+            raise ValueError("audit_rate needs schema_version 2")
+        return self
+
+
+class JudgeRequest(_Decided):
+    """An item the workers could not settle (or an audit of one they did), with their votes and
+    why it went to the judge.
 
     `partition` and `ticket` route the judge's verdict back to the aggregator that escalated the
     item: the verdict goes to that partition of `verdicts`, and the aggregator accepts it only if
-    it carries the ticket it issued (requests without them, e.g. a judge-only run, still get a
-    verdict, which no aggregator will take as a label).
+    it carries the ticket it issued (requests without them, e.g. a judge-only run or an audit,
+    still get a verdict, which no aggregator will take as a label).
     """
 
     derived: ClassVar[bool] = True
@@ -193,7 +211,7 @@ class JudgeRequest(Message):
         return self.item.id
 
 
-class Verdict(Message):
+class Verdict(_Decided):
     """The final label of one item: exactly one per item id reaches the `labels` topic.
 
     The judge writes its verdicts to `verdicts`; the aggregator that escalated the item checks

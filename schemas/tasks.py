@@ -41,13 +41,15 @@ class Task(BaseModel):
     examples: tuple[Example, ...] = ()
     workers: tuple[str, ...] = ()
     judge: str | None = None
-    # Decision policy for this task's items, overriding the aggregator's default (e.g. binary
-    # tasks, where 2 of 3 workers always agree, need confidence to ever reach the judge), and
-    # its threshold: Criterion 2's per-vote confidence, or the weighted vote's posterior.
-    policy: Literal["criterion1", "criterion2", "weighted"] | None = None
+    # Decision policy for this task's items, overriding the aggregator's default (`target`),
+    # and its threshold: Criterion 2's per-vote confidence, or the weighted vote's posterior.
+    policy: Literal["target", "criterion1", "criterion2", "weighted"] | None = None
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     # Criterion 2 per worker name: confidence scales differ per model (docs/policies.md).
     thresholds: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
+    # The target policy's warm start: a rule fitted by `tribunal calibrate` (JSON), used until
+    # the rules topic has one. A relative path is relative to the tasks file.
+    calibration: Path | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Task:
@@ -97,6 +99,14 @@ class TaskRegistry:
             raise TaskError(f"label {label!r} is not in the label set of task {task!r}")
 
 
+def _resolved(table: dict[str, object], base: Path) -> dict[str, object]:
+    """The table with a relative `calibration` path made relative to the tasks file."""
+    calibration = table.get("calibration")
+    if isinstance(calibration, str) and not Path(calibration).is_absolute():
+        return {**table, "calibration": base / calibration}
+    return table
+
+
 def load_tasks(path: Path | None = None) -> TaskRegistry:
     """Read a tasks TOML file (`[tasks.NAME]` tables); raise `TaskError` saying what is wrong."""
     source = path or BUNDLED_TASKS_FILE
@@ -108,7 +118,7 @@ def load_tasks(path: Path | None = None) -> TaskRegistry:
     if not isinstance(tables, dict) or not tables:
         raise TaskError(f"{source} has no [tasks.NAME] tables")
     try:
-        tasks = {name: Task(name=name, **table) for name, table in tables.items()}
+        tasks = {name: Task(name=name, **_resolved(table, source.parent)) for name, table in tables.items()}
     except ValidationError as exc:
         raise TaskError(f"invalid task definition in {source}: {exc}") from None
     return TaskRegistry(tasks)

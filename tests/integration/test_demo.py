@@ -29,10 +29,13 @@ FIELDS = (
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 
 
-def run_demo(bootstrap: str, tmp_path: Path, *args: str, timeout_s: float = 500) -> dict[str, Any]:
+def run_demo(
+    bootstrap: str, tmp_path: Path, *args: str, timeout_s: float = 500, env_extra: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Run `tribunal demo` as a subprocess against `bootstrap`; return its JSON report."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIBUNAL_")}
     env["TRIBUNAL_KAFKA__BOOTSTRAP_SERVERS"] = bootstrap
+    env.update(env_extra or {})
     report, page = tmp_path / "report.json", tmp_path / "report.html"
     command = [sys.executable, "-m", "tribunal.cli", "demo", "--report", str(report), "--html", str(page), *args]
     done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout_s, check=False)
@@ -53,8 +56,10 @@ def hashed_labels(spec: str, limit: int) -> dict[str, str | None]:
 def test_demo_with_instant_classifiers_reports_exactly_what_the_votes_imply(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    """hash workers on 40 demo items: unanimous items decided by workers, the rest by the judge, figures consistent."""
-    report = run_demo(kafka_bootstrap, tmp_path, "--limit", "40", *HASH_TIERS)
+    """hash workers on 40 demo items under Criterion 1 (named explicitly; binary task, so unanimity):
+    unanimous items decided by workers, the rest by the judge, figures consistent."""
+    criterion1 = {"TRIBUNAL_AGGREGATOR__POLICY": "criterion1"}
+    report = run_demo(kafka_bootstrap, tmp_path, "--limit", "40", *HASH_TIERS, env_extra=criterion1)
     votes = [hashed_labels(f"hash:{n}", 40) for n in (1, 2, 3)]
     judge, gold = (
         hashed_labels("hash:judge", 40),
@@ -63,12 +68,12 @@ def test_demo_with_instant_classifiers_reports_exactly_what_the_votes_imply(
     escalated = [i for i in gold if len({v[i] for v in votes}) > 1]
     final = {i: judge[i] if i in escalated else votes[0][i] for i in gold}
 
-    assert report["items"] == 40 and report["quorum"] == 3
+    assert report["items"] == 40 and report["quorum"] == 3 and report["policy"]["name"] == "criterion1"
     assert report["judge_rate"] == pytest.approx(len(escalated) / 40)
     assert report["decided_by"]["fallback"] == 0.0
     assert report["accuracy_cascade"] == pytest.approx(sum(final[i] == gold[i] for i in gold) / 40)
     assert report["accuracy_judge_only"] == pytest.approx(sum(judge[i] == gold[i] for i in gold) / 40)
-    assert report["per_worker"]["w1-hash"]["accuracy"] == pytest.approx(sum(votes[0][i] == gold[i] for i in gold) / 40)
+    assert report["per_worker"]["w1"]["accuracy"] == pytest.approx(sum(votes[0][i] == gold[i] for i in gold) / 40)
     assert report["worker_agreement"]["final"]["judge_only"] == pytest.approx(
         sum(final[i] == judge[i] for i in gold) / 40
     )
@@ -88,5 +93,7 @@ def test_demo_with_the_task_defaults_reports_every_field_with_sane_values(kafka_
     assert report["expected_speedup"] is not None and report["expected_speedup"] > 0
     # The demo texts are plain; chance is 0.5, every default model is far above it.
     assert report["accuracy_cascade"] >= 0.7 and report["accuracy_judge_only"] >= 0.7
-    assert set(report["per_worker"]) == {"w1-vader", "w2-tfidf", "w3-tfidf-nb"}
+    assert set(report["per_worker"]) == {"w1", "w2", "w3"}
+    assert report["policy"]["name"] == "target" and report["policy"]["rule"]["version"] >= 0
+    assert report["judge_calls"] >= round(report["judge_rate"] * 40)
     assert all(0.5 <= w["agreement_with_final"] <= 1.0 for w in report["per_worker"].values())

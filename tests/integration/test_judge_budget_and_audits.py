@@ -26,7 +26,9 @@ from tribunal.schemas.messages import JudgeRequest, Verdict
 
 async def test_audit_sample_reaches_judge_and_never_changes_labels(kafka_bootstrap: str, tmp_path: Path) -> None:
     """audit_rate=0.05: about 5% of agreed items also go to the judge (reason audit); every label stays the workers'."""
-    settings = isolated_settings(kafka_bootstrap, aggregator={"audit_rate": 0.05, "deadline_ms": 120_000})
+    settings = isolated_settings(
+        kafka_bootstrap, aggregator={"policy": "criterion1", "audit_rate": 0.05, "deadline_ms": 120_000}
+    )
     await make_topics(settings)
     unanimous = [PATTERNS[0]]  # all workers say positive; the scripted judge says negative
     expected = write_scripted_items(tmp_path / "items.jsonl", 600, unanimous)

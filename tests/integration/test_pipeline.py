@@ -49,7 +49,7 @@ async def test_happy_path_labels_match_policy_and_judge_sees_only_disagreements(
 
 async def test_one_worker_down_decides_by_two_or_escalates_at_deadline(kafka_bootstrap: str, tmp_path: Path) -> None:
     """w3 never runs: items where w1 and w2 agree are accepted; the rest escalate with reason deadline."""
-    settings = isolated_settings(kafka_bootstrap, aggregator={"deadline_ms": 700})
+    settings = isolated_settings(kafka_bootstrap, aggregator={"policy": "criterion1", "deadline_ms": 700})
     await make_topics(settings)
     write_scripted_items(tmp_path / "items.jsonl", 70)
     await ingest(settings, str(tmp_path / "items.jsonl"))

@@ -70,7 +70,9 @@ def criterion2_accepts(scripted: dict[str, str]) -> str | None:
 
 async def test_replay_votes_redecides_the_log_without_workers(kafka_bootstrap: str, tmp_path: Path) -> None:
     """criterion2 at 0.8 over a criterion1 log: the report and RUN- topics match the policy's rule."""
-    source = isolated_settings(kafka_bootstrap, aggregator={"deadline_ms": 120_000, "audit_rate": 0.5})
+    source = isolated_settings(
+        kafka_bootstrap, aggregator={"policy": "criterion1", "deadline_ms": 120_000, "audit_rate": 0.5}
+    )
     answers = await record_pipeline(source, tmp_path)
     original = {v.item_id: v for v in await read_topic(source, source.topics.labels_topic, Verdict)}
     audited = {v.item_id: v.label for v in await read_topic(source, source.topics.audits_topic, Verdict)}

@@ -3,22 +3,28 @@ late votes, expiry, changelog entries and restore."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import pytest
 from aiokafka import TopicPartition
 
 from tribunal.consumers.aggregator import AggregatorProcessor, PartitionState
 from tribunal.consumers.verdicts import verdict_for
+from tribunal.core.errors import ConfigError
 from tribunal.core.runtime import Output, Record
 from tribunal.core.settings import Settings, load_settings
 from tribunal.schemas.codec import decode, encode
 from tribunal.schemas.messages import AggregatorEntry, DeadLetter, DecidedBy, Item, JudgeRequest, Verdict, Vote
+from tribunal.schemas.tasks import BUNDLED_TASKS_FILE
 
 T0 = 1_000_000.0
 
 
 def _settings(**aggregator: object) -> Settings:
-    return load_settings(
-        topics={"prefix": "u-"}, aggregator={"deadline_ms": 1_000, "decided_window_s": 60, **aggregator}
-    )
+    """Criterion 1 unless said otherwise: these tests are about the bookkeeping around a policy."""
+    config = {"policy": "criterion1", "deadline_ms": 1_000, "decided_window_s": 60, **aggregator}
+    return load_settings(topics={"prefix": "u-"}, aggregator=config)
 
 
 async def _processor(
@@ -284,13 +290,65 @@ async def test_audit_sample_goes_to_judge_without_changing_the_label() -> None:
     assert audit.reason.value == "audit"
 
 
-async def test_task_policy_applies_unless_the_aggregator_policy_is_set_explicitly() -> None:
-    """sentiment's own policy (Criterion 2, per-worker thresholds) escalates an unconfident 3-0 with
-    reason low_confidence; an explicit aggregator.policy=criterion1 accepts the same votes."""
+def _tasks_with(tmp_path: Path, extra: str) -> Path:
+    """The bundled tasks file with `extra` lines added to the sentiment task."""
+    text = BUNDLED_TASKS_FILE.read_text().replace("[tasks.sentiment]\n", f"[tasks.sentiment]\n{extra}\n", 1)
+    # The shipped calibrations stay where they are (their paths are relative to the tasks file).
+    text = text.replace('calibration = "calibrations/', f'calibration = "{BUNDLED_TASKS_FILE.parent}/calibrations/')
+    path = tmp_path / "tasks.toml"
+    path.write_text(text)
+    return path
+
+
+async def test_task_policy_applies_unless_the_aggregator_policy_is_set_explicitly(tmp_path: Path) -> None:
+    """A task's own policy (Criterion 2 at 0.5) escalates an unconfident 3-0 with reason
+    low_confidence; an explicit aggregator.policy=criterion1 accepts the same votes."""
+    tasks = _tasks_with(tmp_path, 'policy = "criterion2"\nthreshold = 0.5')
     weak = [_item("weak")] + [_vote(w, "positive", "weak", confidence=0.3) for w in ("w1", "w2", "w3")]
-    by_task = await _processor()
+    prefix = {"prefix": "u-"}
+    by_task = await _processor(load_settings(topics=prefix, tasks_file=tasks, aggregator={"deadline_ms": 1_000}))
     [request] = [decode(o.value, JudgeRequest) for o in _on(await by_task.process(weak, T0), "u-judge")]
     assert (request.reason.value, request.policy) == ("low_confidence", "criterion2")
-    explicit = await _processor(_settings(policy="criterion1"))
+    explicit = await _processor(load_settings(topics=prefix, tasks_file=tasks, aggregator={"policy": "criterion1"}))
     [label] = _on(await explicit.process(weak, T0), "u-labels")
     assert decode(label.value, Verdict).policy == "criterion1"
+
+
+async def test_target_policy_is_the_default_and_records_its_rule_and_audit_rate() -> None:
+    """With no policy configured anywhere, items are decided by the target policy; at a cold start
+    (no rule yet) every complete item goes to the judge, carrying rule version 0 and rate 1."""
+    settings = load_settings(topics={"prefix": "u-"}, aggregator={"deadline_ms": 1_000})
+    processor = await _processor(settings)
+    item = Item(id="t1", text="text", task="sentiment3", produced_at=T0)
+    votes = [Vote(item_id="t1", worker=w, model="m", task="sentiment3", label="neutral", confidence=0.99)
+             for w in ("w1", "w2", "w3")]  # fmt: skip
+    records = [Record("u-items", 0, 0, b"t1", item, 0, b"")] + [
+        Record("u-votes", 0, 0, b"t1", v, 0, b"") for v in votes
+    ]
+    [request] = [decode(o.value, JudgeRequest) for o in _on(await processor.process(records, T0), "u-judge")]
+    assert (request.policy, request.policy_version, request.audit_rate) == ("target", 0, 1.0)
+    assert request.reason.value == "low_confidence"
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ('policy = "criterion2"\nthresholds = { w1-vader = 0.6, w2 = 0.7, w3 = 0.7 }', "not among the workers"),
+        ('policy = "criterion2"\nthresholds = { w1 = 0.6 }', "no threshold for workers ['w2', 'w3']"),
+    ],
+)
+async def test_thresholds_must_name_the_expected_workers(tmp_path: Path, extra: str, fragment: str) -> None:
+    """A threshold keyed by a name the aggregator does not expect, or a worker left without one
+    and no explicit default, stops the aggregator at start: never a silent 0.5."""
+    settings = load_settings(topics={"prefix": "u-"}, tasks_file=_tasks_with(tmp_path, extra))
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        AggregatorProcessor(settings, settings.tasks())
+
+
+async def test_a_default_threshold_covers_workers_without_one(tmp_path: Path) -> None:
+    """With the task's `threshold` set, a partial per-worker map is fine."""
+    settings = load_settings(
+        topics={"prefix": "u-"},
+        tasks_file=_tasks_with(tmp_path, 'policy = "criterion2"\nthreshold = 0.5\nthresholds = { w1 = 0.6 }'),
+    )
+    AggregatorProcessor(settings, settings.tasks())

@@ -31,11 +31,12 @@ def test_quorum_becomes_unanimity_only_when_the_configured_one_cannot_fail(
     assert choose_quorum(workers, labels, configured, given) == expected
 
 
-def test_tiers_default_to_the_task_and_are_named_by_kind_and_head() -> None:
-    """Given specs win; names carry the kind (and head) so reports say which model each worker is."""
+def test_tiers_default_to_the_task_and_are_named_as_the_aggregator_expects() -> None:
+    """Given specs win; workers are named w1, w2, ... (the names the aggregator, thresholds and
+    calibrated rules use by default), each spec kept beside its name for reports."""
     task = load_tasks().get("sentiment")
     names, judge = choose_tiers(task, load_settings(), ["vader", "tfidf:m.npz?head=nb"], "hash:judge")
-    assert names == {"w1-vader": "vader", "w2-tfidf-nb": "tfidf:m.npz?head=nb"} and judge == "hash:judge"
+    assert names == {"w1": "vader", "w2": "tfidf:m.npz?head=nb"} and judge == "hash:judge"
     default_names, default_judge = choose_tiers(task, load_settings(), None, None)
     assert list(default_names.values()) == list(task.workers or ("hash:1", "hash:2", "hash:3"))
     assert default_judge == (task.judge or "hash:judge")
@@ -62,7 +63,7 @@ def test_children_get_their_pass_settings_through_env(tmp_path: Path) -> None:
     """The cascade's aggregator sees the run's prefix, worker names and quorum; the judge-only pass has one judge."""
     path = tmp_path / "in.jsonl"
     path.write_text(json.dumps({"id": "x", "text": "fine", "label": "positive"}) + "\n", encoding="utf-8")
-    settings = load_settings()
+    settings = load_settings(aggregator={"policy": "criterion1"})
     plan, rejected = make_plan(settings, DemoOptions(path, workers=["hash:1", "hash:2", "hash:3"], judge="hash:j"))
     cascade, alone = pass_settings(settings, "stamp", plan)
     assert rejected == 0 and plan.quorum == 3
@@ -70,7 +71,7 @@ def test_children_get_their_pass_settings_through_env(tmp_path: Path) -> None:
     aggregator = next(c for c in child_specs(cascade) if c.args[0] == "aggregator")
     env = child_env(cascade, aggregator, None)
     assert env["TRIBUNAL_TOPICS__PREFIX"] == "demo-stamp-" and alone.topics.prefix == "demo-stamp-jo-"
-    assert json.loads(env["TRIBUNAL_AGGREGATOR__WORKERS"]) == ["w1-hash", "w2-hash", "w3-hash"]
+    assert json.loads(env["TRIBUNAL_AGGREGATOR__WORKERS"]) == ["w1", "w2", "w3"]
     assert env["TRIBUNAL_AGGREGATOR__QUORUM"] == "3" and env["TRIBUNAL_JUDGE__CLASSIFIER"] == "hash:j"
 
 
@@ -89,3 +90,34 @@ def test_demo_judges_answer_in_small_batches_and_no_tier_inherits_a_metrics_port
         env = child_env(alone, child_specs(alone)[0], None)
         assert env["TRIBUNAL_JUDGE__BATCH_SIZE"] == str(wanted)
         assert "TRIBUNAL_METRICS_PORT" not in env
+
+
+def test_the_target_policy_keeps_the_configured_quorum(tmp_path: Path) -> None:
+    """The default policy (target) has no quorum to raise: the plan keeps the configured one and
+    says which policy decides, so the report prints exactly what ran."""
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps({"id": "x", "text": "fine", "label": "positive"}) + "\n", encoding="utf-8")
+    plan, _ = make_plan(load_settings(), DemoOptions(path, workers=["hash:1", "hash:2", "hash:3"], judge="hash:j"))
+    assert (plan.policy, plan.quorum) == ("target", 2)
+
+
+def test_audits_due_follow_the_aggregators_draw() -> None:
+    """The demo waits for exactly the audits the aggregator sent: accepted items whose audit draw
+    is below the rate their verdict records (else the configured shadow-audit rate)."""
+    from tribunal.consumers.target import audit_draw
+    from tribunal.lab.measure import audits_due
+    from tribunal.schemas.messages import DecidedBy, Verdict
+
+    def verdict(item: str, by: DecidedBy, rate: float | None) -> Verdict:
+        return Verdict(item_id=item, task="sentiment", label="positive", decided_by=by, policy="target",
+                       policy_version=1, audit_rate=rate, item_produced_at=0.0)  # fmt: skip
+
+    ids = [f"i{n}" for n in range(400)]
+    verdicts = [verdict(i, DecidedBy.WORKERS, 0.3) for i in ids[:200]] + [
+        verdict(i, DecidedBy.JUDGE, 1.0) for i in ids[200:]
+    ]
+    expected = sum(audit_draw(i) < 0.3 for i in ids[:200])
+    assert audits_due(verdicts, set(ids), 0.0) == expected > 0
+    assert audits_due(verdicts, set(ids[:100]), 0.0) == sum(audit_draw(i) < 0.3 for i in ids[:100])
+    shadow = [verdict(i, DecidedBy.WORKERS, None) for i in ids]
+    assert audits_due(shadow, set(ids), 0.5) == sum(audit_draw(i) < 0.5 for i in ids)

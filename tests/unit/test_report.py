@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -207,3 +208,30 @@ def test_html_is_self_contained_and_shows_every_chart() -> None:
     assert page.count("<svg") == 6
     assert not re.search(r"""(src|href)=["']?https?:""", page)
     assert "<script" not in page and "2.00x" in page
+
+
+def test_audits_are_judge_calls_and_count_in_the_cascade_time() -> None:
+    """An audit of accepted item a (decided by the judge at 1003.0): 3 judge calls of 4 items, the
+    cascade's wall time runs to the audit, and its judge latency counts as compute."""
+    audit = verdict("a", P, DecidedBy.JUDGE, 1003.0, judge_latency_ms=100.0, reason="audit")
+    m = replace(measurement(), audits=[audit], policy={"name": "target"})
+    report = build_report(m)
+    assert (report["audits"], report["judge_calls"]) == (1, 3)
+    assert report["judge_call_reduction"] == pytest.approx(4 / 3)
+    assert report["wall_s_cascade"] == pytest.approx(3.0)
+    assert report["compute_s_by_tier"]["judge"] == pytest.approx(0.3)
+    assert report["policy"] == {"name": "target", "versions": {"1": 4}}
+    assert report["judge_calls_over_time"] == [1.0, 1.0, 1.0, 0.0]
+    assert (report["first_accept"], report["disagreement_accepted"]) == (0, 0.0)
+
+
+def test_the_report_says_which_policy_decided_and_the_rule_in_force() -> None:
+    """The target policy's target, rule version, cut-off and origin are in the page's figures."""
+    rule = {"version": 3, "cutoff": 0.9123, "audit_rate": 0.02, "reason": "warm start",
+            "provenance": {"data": "dev.jsonl"}}  # fmt: skip
+    policy = {"name": "target", "max_disagreement": 0.02, "confidence": 0.95, "rule": rule}
+    m = replace(measurement(), policy=policy)
+    page = render_html(build_report(m))
+    for fragment in ("at most 2.0% of accepted labels changed by the judge", "at 95.0% confidence",
+                     "v3 (warm start, fitted on dev.jsonl)", "trust cut-off 0.9123", "audit rate 2.0%"):  # fmt: skip
+        assert fragment in page

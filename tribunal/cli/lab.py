@@ -23,8 +23,9 @@ from tribunal.core.errors import TribunalError
 from tribunal.core.settings import Settings
 from tribunal.lab.bench import bench_ingest, bench_pipeline
 from tribunal.lab.demo import DEFAULT_DATA_DIR, DEFAULT_DEADLINE_MS, DemoOptions, run_demo
-from tribunal.lab.policy_bench import bench_policies, latencies, load_or_record, plot, table
+from tribunal.lab.policy_bench import bench_policies, latencies, load_or_record, load_recording, plot, table
 from tribunal.lab.report_view import print_report, render_html
+from tribunal.lab.target_bench import DEFAULT_TARGETS, bench_config, bench_target, summary_table
 
 __all__ = ["register"]
 
@@ -101,6 +102,8 @@ BENCH_FIELDS = (
     "task", "source", "items", "workers", "judge", "accuracy_cascade", "macro_f1_cascade", "accuracy_judge_only",
     "macro_f1_judge_only", "judge_rate", "decided_by", "judge_overrule_rate", "wall_s_cascade", "wall_s_judge_only",
     "compute_s_cascade", "compute_s_judge_only", "speedup", "expected_speedup", "throughput_items_per_s", "latency_ms",
+    "audits", "judge_calls", "judge_call_reduction", "judge_calls_over_time", "first_accept", "disagreement_accepted",
+    "policy",
 )  # fmt: skip
 
 
@@ -201,14 +204,30 @@ def _register_bench(bench_app: typer.Typer) -> None:
         png: Annotated[Path | None, typer.Option("--png", help="Write the accuracy/judge-rate plot here")] = None,
         cache: Annotated[Path | None, typer.Option("--cache", help="Recording file: reused if present")] = None,
         json_out: JsonOption = False,
+        orders: Annotated[int, typer.Option("--orders", min=0, help="Target policy: K shuffled stream orders")] = 10,
+        targets: Annotated[
+            list[float] | None, typer.Option("--target", help="max_disagreement to bench (repeat) [0.02 0.05 0.1]")
+        ] = None,
+        warm_share: Annotated[
+            float, typer.Option("--warm-share", min=0.0, max=0.9, help="Warm start from this share of each order")
+        ] = 0.0,
+        warm_cache: Annotated[
+            Path | None, typer.Option("--warm", help="Warm start from this recording file (other data)")
+        ] = None,
     ) -> None:
-        """Judge rate, accuracy, macro-F1 and estimated speedup of each policy on recorded votes."""
+        """Judge rate, accuracy, macro-F1 and estimated speedup of each policy on recorded votes;
+        the target policy prequentially over K stream orders, cold and warm start."""
+        settings = settings_from(ctx)
         try:
-            recording = load_or_record(settings_from(ctx).tasks(), task, data, (limit, stride), batch_size, cache)
+            recording = load_or_record(settings.tasks(), task, data, (limit, stride), batch_size, cache)
+            warm = load_recording(warm_cache) if warm_cache is not None else None
         except TribunalError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
         scores = bench_policies(recording)
+        config = bench_config(settings)
+        chosen = tuple(targets or DEFAULT_TARGETS)
+        summaries = bench_target(recording, config, chosen, orders, warm_share, warm) if orders else []
         title = f"{task} on {data.parent.name}/{data.name} ({len(recording.items)} items)"
         if png is not None:
             plot(scores, title, png)
@@ -217,12 +236,16 @@ def _register_bench(bench_app: typer.Typer) -> None:
         workers = dict(zip(recording.workers, specs.workers, strict=False))
         meta |= {"workers": workers, "judge": specs.judge}
         meta |= {"machine": f"{platform.machine()} {os.cpu_count()} cores, Python {sys.version.split()[0]}"}
+        meta |= {"target_settings": settings.aggregator.target.model_dump()}
         if json_out:
-            emit({**meta, "policies": [s.as_dict() for s in scores]})
+            emit({**meta, "policies": [s.as_dict() for s in scores], "target": [t.as_dict() for t in summaries]})
             return
         typer.echo(f"{title}; " + ", ".join(f"{k}={v:.3f}" for k, v in latencies(recording).items()))
         typer.echo("workers: " + ", ".join(f"{w}={s}" for w, s in workers.items()) + f"; judge={specs.judge}")
         typer.echo(table(scores))
+        if summaries:
+            typer.echo(f"\ntarget policy, {orders} shuffled orders, every item counted (warm-up included):")
+            typer.echo(summary_table(summaries))
 
 
 def register(app: typer.Typer) -> None:

@@ -31,6 +31,9 @@ __all__ = [
     "RECORDS_OUT",
     "SKIPPED_RECORDS",
     "STAGE_SECONDS",
+    "TARGET_AUDIT_RATE",
+    "TARGET_CUTOFF",
+    "TARGET_RULE",
     "WORKER_ACCURACY",
     "forget_lag",
     "serve_metrics",
@@ -71,6 +74,15 @@ FAST_PATH_PRECISION = Gauge(
     "tribunal_fast_path_precision_ratio",
     "Share of audited worker labels the judge confirmed, with a 95% Wilson interval",
     ["task", "bound"],
+)
+TARGET_CUTOFF = Gauge(
+    "tribunal_target_cutoff_ratio",
+    "Trust-score cut-off of the target policy's rule in force (NaN: nothing certified, every item judged)",
+    ["task"],
+)
+TARGET_AUDIT_RATE = Gauge("tribunal_target_audit_rate_ratio", "Audit-sample rate of the rule in force", ["task"])
+TARGET_RULE = Info(
+    "tribunal_target_rule", "The target policy's rule in force: version and why it was published", ["task"]
 )
 JUDGE_BACKLOG = Gauge("tribunal_judge_backlog_records", "Escalations not yet judged, as the aggregator last measured")
 BUILD_INFO = Info("tribunal_build", "Version of the running Tribunal (the value is always 1)")

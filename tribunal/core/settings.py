@@ -40,6 +40,7 @@ __all__ = [
     "PipelineSettings",
     "RuntimeSettings",
     "Settings",
+    "TargetSettings",
     "TopicSettings",
     "WorkerProcess",
     "WorkerSettings",
@@ -96,6 +97,8 @@ class TopicSettings(Section):
     audits: str = "audits"
     aggregator_state: str = "aggregator-state"
     reliability: str = "reliability"
+    evidence: str = "evidence"
+    rules: str = "rules"
     # items, votes and verdicts MUST share this count: the aggregator joins them partition by partition.
     partitions: int = Field(default=6, ge=1)
     judge_partitions: int = Field(default=3, ge=1)
@@ -154,6 +157,14 @@ class TopicSettings(Section):
     def judge_group(self) -> str:
         return self.name("tribunal-judge")
 
+    @property
+    def evidence_topic(self) -> str:
+        return self.name(self.evidence)
+
+    @property
+    def rules_topic(self) -> str:
+        return self.name(self.rules)
+
 
 class RuntimeSettings(Section):
     """The consume-process-produce loop shared by every tier."""
@@ -179,6 +190,36 @@ class WorkerSettings(Section):
     classifier: str = "hash"
 
 
+class TargetSettings(Section):
+    """The target policy's quality bar and how it gathers evidence (consumers/calibration.py).
+
+    `max_disagreement`: the share of worker-accepted items whose label the judge would change
+    that the cut-off may allow (the judge is the reference); `confidence`: the probability that
+    the certified cut-off keeps it, across every re-fit (δ = 1 - confidence is spent over them).
+    """
+
+    max_disagreement: float = Field(default=0.05, gt=0.0, lt=1.0)
+    confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
+    # Audit sample of accepted items: never below the minimum (drift stays visible), at most the
+    # maximum while more audits could loosen the cut-off. Before a cut-off is certified every
+    # item goes to the judge, so the sample is all of them.
+    min_audit_rate: float = Field(default=0.02, gt=0.0, le=1.0)
+    max_audit_rate: float = Field(default=0.1, gt=0.0, le=1.0)
+    # Share of judged items (by id) that fit the score; the rest certify it. A logistic score on a
+    # dozen features needs far fewer rows than a tight binomial bound does.
+    fit_share: float = Field(default=0.3, gt=0.0, lt=1.0)
+    # Re-fit when the calibration sample has grown by this factor since the last one.
+    refit_growth: float = Field(default=1.5, gt=1.0)
+    # Evidence rows kept per side and judge partition (memory and snapshot size stay bounded).
+    window: int = Field(default=2_000, ge=100, le=20_000)
+
+    @model_validator(mode="after")
+    def _rates_ordered(self) -> TargetSettings:
+        if self.min_audit_rate > self.max_audit_rate:
+            raise ValueError("min_audit_rate must not exceed max_audit_rate")
+        return self
+
+
 class AggregatorSettings(Section):
     # At most MAX_VOTES: a judge request carries one vote per worker, and its size is bounded.
     workers: tuple[str, ...] = Field(default=("w1", "w2", "w3"), min_length=1, max_length=MAX_VOTES)
@@ -192,7 +233,10 @@ class AggregatorSettings(Section):
     max_pending: int = Field(default=50_000, ge=1)
     # Votes and items are cheap to process: big batches amortise each transaction's round trips.
     batch_size: int = Field(default=2_000, ge=1, le=20_000)
-    policy: Literal["criterion1", "criterion2", "weighted"] = "criterion1"
+    # The default: a quality target (`target`), not thresholds. An explicit value here wins
+    # over each task's own policy in the tasks file.
+    policy: Literal["target", "criterion1", "criterion2", "weighted"] = "target"
+    target: TargetSettings = TargetSettings()
     # Criterion 2: per-worker confidence thresholds, and the threshold of workers not listed.
     thresholds: dict[str, float] = Field(default_factory=dict)
     default_threshold: float = Field(default=0.5, ge=0.0, le=1.0)

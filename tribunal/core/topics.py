@@ -63,6 +63,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.labels_topic, t.labels_partitions, limit),
         TopicSpec(t.audits_topic, t.labels_partitions, limit),
         TopicSpec(t.reliability_topic, t.judge_partitions, COMPACTED | limit),
+        TopicSpec(t.evidence_topic, t.judge_partitions, COMPACTED | limit),
+        # One partition: every aggregator reads every task's rule, in the order it was published.
+        TopicSpec(t.rules_topic, 1, COMPACTED | limit),
     ]
     inputs = (t.items_topic, t.votes_topic, t.judge_topic, t.verdicts_topic)
     return specs + [TopicSpec(t.dlq(name), 1, limit) for name in inputs]

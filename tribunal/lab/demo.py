@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from tribunal.consumers.classifiers.registry import check_spec
+from tribunal.consumers.decision import choose_policy
 from tribunal.core.settings import Settings
 from tribunal.lab.measure import WARMUP_PREFIX, Plan, measure
 from tribunal.lab.report import build_report
@@ -50,9 +50,10 @@ def choose_tiers(
     task: Task, settings: Settings, workers: list[str] | None, judge: str | None
 ) -> tuple[dict[str, str], str]:
     """(worker name -> spec, judge spec): the given specs, else the task's defaults, else the
-    settings' pipeline. Names are `w<n>-<kind>` so reports say which model each worker is."""
+    settings' pipeline. Names are `w<n>`, the names the aggregator's settings, a task's
+    thresholds and a calibrated rule use by default (reports show each worker's spec beside it)."""
     specs = workers or list(task.workers) or [w.classifier for w in settings.pipeline.workers]
-    names = {f"w{n}-{_short_name(spec)}": spec for n, spec in enumerate(specs, start=1)}
+    names = {f"w{n}": spec for n, spec in enumerate(specs, start=1)}
     return names, judge or task.judge or settings.judge.classifier
 
 
@@ -92,15 +93,6 @@ def choose_quorum(workers: int, labels: int, configured: int, given: int | None)
     if given is not None:
         return given
     return workers if workers and math.ceil(workers / labels) >= configured else configured
-
-
-def _short_name(spec: str) -> str:
-    """`KIND` of a spec, plus its `head` option when it has one (tfidf vs tfidf-nb)."""
-    from tribunal.consumers.classifiers.registry import parse_spec
-
-    parsed = parse_spec(spec)
-    head = parsed.options.get("head")
-    return re.sub(r"[^A-Za-z0-9._-]", "-", parsed.kind + (f"-{head}" if head else ""))[:40]
 
 
 class _DemoBroker:
@@ -189,7 +181,10 @@ def make_plan(settings: Settings, options: DemoOptions) -> tuple[Plan, int]:
     # here, in one sentence, instead of as a tier's dying log.
     for spec in (*names.values(), judge):
         check_spec(spec, settings.tasks())
-    quorum = choose_quorum(len(names), len(task.labels), settings.aggregator.quorum, options.quorum)
+    policy = choose_policy(settings.aggregator, task).name
+    quorum = settings.aggregator.quorum
+    if policy != "target":  # the quorum means nothing to the target policy
+        quorum = choose_quorum(len(names), len(task.labels), quorum, options.quorum)
     plan = Plan(
         task=options.task,
         source=str(options.data),
@@ -201,6 +196,7 @@ def make_plan(settings: Settings, options: DemoOptions) -> tuple[Plan, int]:
         warmup_texts=[e.text for e in task.examples],
         keep_topics=options.keep_topics,
         rounds=options.rounds or choose_rounds(len(items)),
+        policy=policy,
     )
     return plan, len(rejected)
 
@@ -211,7 +207,8 @@ def run_demo(settings: Settings, config: Path | None, options: DemoOptions) -> d
     plan, rejected = make_plan(settings, options)
     tiers = ", ".join(f"{name}={spec}" for name, spec in plan.workers.items())
     err.print(f"[bold]{len(plan.items)}[/] items from {plan.source} ({rejected} lines rejected)")
-    err.print(f"workers {tiers}; judge {plan.judge}; quorum {plan.quorum} of {len(plan.workers)}", highlight=False)
+    decides = f"quorum {plan.quorum} of {len(plan.workers)}" if plan.policy != "target" else "target policy"
+    err.print(f"workers {tiers}; judge {plan.judge}; {decides}", highlight=False)
     try:
         with _DemoBroker(settings, options.keep_broker, err), _Bars(err) as bars:
             measurement = asyncio.run(measure(settings, plan, config, bars))
@@ -221,6 +218,7 @@ def run_demo(settings: Settings, config: Path | None, options: DemoOptions) -> d
         raise typer.Exit(130) from None
     report = build_report(measurement)
     report["rejected_lines"] = rejected
-    report["quorum"] = plan.quorum
+    if plan.policy != "target":
+        report["quorum"] = plan.quorum
     report["warm_up"] = "excluded: timing starts once every tier has loaded its model and answered a warm-up item"
     return report

@@ -36,6 +36,8 @@ from typing import IO, Any
 
 from pydantic import BaseModel
 
+from tribunal.consumers.rule_feed import RuleKeeper, current_rules, rule_summary
+from tribunal.consumers.target import audit_draw
 from tribunal.core import kafka
 from tribunal.core.errors import FatalError
 from tribunal.core.settings import AggregatorSettings, JudgeSettings, PipelineSettings, Settings, WorkerProcess
@@ -43,9 +45,9 @@ from tribunal.core.supervisor import ChildSpec, child_specs
 from tribunal.core.topics import create_topics, topic_specs
 from tribunal.lab.report import Measurement, Round
 from tribunal.schemas.codec import DecodeError, decode, encode, key
-from tribunal.schemas.messages import EscalationReason, Item, JudgeRequest, Verdict, Vote, now
+from tribunal.schemas.messages import DecidedBy, EscalationReason, Item, JudgeRequest, Verdict, Vote, now
 
-__all__ = ["WARMUP_PREFIX", "DemoError", "Plan", "Progress", "measure"]
+__all__ = ["WARMUP_PREFIX", "DemoError", "Plan", "Progress", "audits_due", "measure"]
 
 WARMUP_PREFIX = "__warmup-"
 JUDGE_ONLY_POLICY = "judge-only"
@@ -80,6 +82,7 @@ class Plan:
     warmup_texts: Sequence[str]
     rounds: int = 1
     keep_topics: bool = False
+    policy: str = "target"
 
 
 def _with(settings: Settings, prefix: str, pipeline: PipelineSettings, plan: Plan) -> Settings:
@@ -316,10 +319,24 @@ async def _warm_up(plan: Plan, cascade: Settings, alone: Settings, collector: Co
     await collector.wait_for(done, total, "warm-up", progress, stall_s=WARMUP_TIMEOUT_S)
 
 
+def audits_due(verdicts: Sequence[Verdict], wanted: set[str], configured_rate: float) -> int:
+    """How many of these items' accepted labels the aggregator also sent to the judge: its
+    audit draw is a hash of the id, below the rate the verdict records (the target policy's) or
+    else the configured shadow-audit rate."""
+    due = set()
+    for v in verdicts:
+        rate = configured_rate if v.audit_rate is None else v.audit_rate
+        if v.item_id in wanted and v.decided_by == DecidedBy.WORKERS and audit_draw(v.item_id) < rate:
+            due.add(v.item_id)
+    return len(due)
+
+
 async def _cascade_round(chunk: Sequence[Item], sent: set[str], plan: Plan, cascade: Settings,
                          collector: Collector, progress: Progress) -> Round:  # fmt: skip
-    """Send `chunk` at once; wait for its verdicts, then for every worker's vote on it."""
-    labels, votes = collector.records[cascade.topics.labels_topic], collector.records[cascade.topics.votes_topic]
+    """Send `chunk` at once; wait for its verdicts, for every worker's vote on it and for the
+    judge's audits of it (the cascade's judge calls are part of its time)."""
+    t = cascade.topics
+    labels, votes, audits = (collector.records[x] for x in (t.labels_topic, t.votes_topic, t.audits_topic))
     workers, everything = len(plan.workers), len(plan.items)
     started = now()
     await _send(cascade, cascade.topics.items_topic, [(i.id, _fresh(i)) for i in chunk])
@@ -327,6 +344,8 @@ async def _cascade_round(chunk: Sequence[Item], sent: set[str], plan: Plan, casc
     await collector.wait_for(
         lambda: _vote_count(votes, sent), len(sent) * workers, "votes", progress, everything * workers
     )
+    due = audits_due(labels, sent, cascade.aggregator.audit_rate)
+    await collector.wait_for(lambda: _ids(audits, sent), due, "audits", progress)
     return Round(started, [i.id for i in chunk])
 
 
@@ -383,6 +402,7 @@ async def measure(settings: Settings, plan: Plan, config: Path | None, progress:
         cascade.topics.labels_topic: Verdict,
         cascade.topics.votes_topic: Vote,
         cascade.topics.verdicts_topic: Verdict,
+        cascade.topics.audits_topic: Verdict,
         alone.topics.verdicts_topic: Verdict,
     }
     collector = Collector(settings, models, tiers)
@@ -396,6 +416,7 @@ async def measure(settings: Settings, plan: Plan, config: Path | None, progress:
         load = {"cpus": float(os.cpu_count() or 1), "load_1m_before": os.getloadavg()[0]}
         cascade_rounds, judge_rounds = await _timed_passes(plan, cascade, alone, collector, progress)
         load["load_1m_after"] = os.getloadavg()[0]
+        policy = await _policy(cascade, plan)
     finally:
         asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
         await collector.stop()
@@ -414,4 +435,21 @@ async def measure(settings: Settings, plan: Plan, config: Path | None, progress:
         cascade_rounds=cascade_rounds,
         judge_only_rounds=judge_rounds,
         machine=load,
+        audits=collector.records[cascade.topics.audits_topic],
+        policy=policy,
     )
+
+
+async def _policy(settings: Settings, plan: Plan) -> dict[str, Any]:
+    """The policy the cascade ran: its name, and for the target policy the target and the rule
+    in force at the end of the run (the rules topic, else the one every aggregator starts from)."""
+    if plan.policy != "target":
+        return {"name": plan.policy, "quorum": plan.quorum}
+    rule = (await current_rules(settings)).get(plan.task) or RuleKeeper(settings, settings.tasks()).rule(plan.task)
+    target = settings.aggregator.target
+    return {
+        "name": "target",
+        "max_disagreement": target.max_disagreement,
+        "confidence": target.confidence,
+        "rule": rule_summary(rule),
+    }

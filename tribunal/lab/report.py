@@ -74,6 +74,10 @@ class Measurement:
     cascade_rounds: Sequence[Round]
     judge_only_rounds: Sequence[Round]
     machine: Mapping[str, float] = field(default_factory=dict)
+    # The judge's audit verdicts (judge calls that publish no label) and the decision policy:
+    # its name, and for the target policy the target and the rule in force at the end.
+    audits: Sequence[Verdict] = ()
+    policy: Mapping[str, Any] = field(default_factory=dict)
 
 
 def latency_summary(verdicts: Sequence[Verdict]) -> dict[str, float]:
@@ -92,8 +96,11 @@ def decided_by_shares(verdicts: Sequence[Verdict]) -> dict[str, float]:
 
 
 def round_walls(rounds: Sequence[Round], verdicts: Sequence[Verdict]) -> list[float]:
-    """Per round: from its start to the last `decided_at` among its items' verdicts (0.0 if none)."""
-    decided = {v.item_id: v.decided_at for v in verdicts}
+    """Per round: from its start to the last `decided_at` among its items' verdicts (0.0 if none).
+    An item may have several (its label and an audit): the last one counts."""
+    decided: dict[str, float] = {}
+    for v in verdicts:
+        decided[v.item_id] = max(v.decided_at, decided.get(v.item_id, v.decided_at))
     walls = []
     for r in rounds:
         ends = [decided[i] for i in r.item_ids if i in decided]
@@ -221,7 +228,8 @@ def _speed(m: Measurement, cascade: Sequence[Verdict], judge_only: Sequence[Verd
     """Wall and compute time of both passes, measured and expected speedup."""
     ids = {v.item_id for v in cascade}
     votes = [v for v in m.votes if v.item_id in ids]
-    wall_cascade = wall_seconds(m.cascade_rounds, cascade)
+    audits = [v for v in m.audits if v.item_id in ids]
+    wall_cascade = wall_seconds(m.cascade_rounds, [*cascade, *audits])
     wall_judge = wall_seconds(m.judge_only_rounds, judge_only)
     worker_ms = max((mean_latency_ms([v.latency_ms for v in votes if v.worker == w]) for w in m.workers), default=0.0)
     judge_ms = mean_latency_ms([v.judge_latency_ms for v in judge_only if v.judge_latency_ms is not None])
@@ -229,20 +237,55 @@ def _speed(m: Measurement, cascade: Sequence[Verdict], judge_only: Sequence[Verd
     return {
         "wall_s_cascade": wall_cascade,
         "wall_s_judge_only": wall_judge,
-        "compute_s_cascade": compute_seconds(votes, cascade),
+        "compute_s_cascade": compute_seconds(votes, [*cascade, *audits]),
         "compute_s_judge_only": compute_seconds((), judge_only),
         "compute_s_by_tier": {
             **{w: sum(v.latency_ms for v in votes if v.worker == w) / 1000.0 for w in m.workers},
-            "judge": compute_seconds((), cascade),
+            "judge": compute_seconds((), [*cascade, *audits]),
             JUDGE_ONLY: compute_seconds((), judge_only),
         },
         "speedup": _ratio(wall_judge, wall_cascade) if judge_only else None,
-        "compute_speedup": _ratio(compute_seconds((), judge_only), compute_seconds(votes, cascade)),
+        "compute_speedup": _ratio(compute_seconds((), judge_only), compute_seconds(votes, [*cascade, *audits])),
         "expected_speedup": expected,
         "expected_speedup_inputs": {"worker_ms": worker_ms, "judge_ms": judge_ms, "agreement_rate": shares["workers"]},
         "throughput_items_per_s": len(cascade) / wall_cascade if wall_cascade > 0 else 0.0,
         "throughput_items_per_s_judge_only": len(judge_only) / wall_judge if wall_judge > 0 else 0.0,
     }
+
+
+def _judge_calls(m: Measurement, cascade: Sequence[Verdict]) -> dict[str, Any]:
+    """Judge calls of the cascade (escalations plus audits) and the policy that decided, with the
+    rule versions its verdicts record."""
+    ids = {v.item_id for v in cascade}
+    audits = sum(1 for v in m.audits if v.item_id in ids)
+    escalated = sum(1 for v in cascade if v.decided_by != DecidedBy.WORKERS)
+    calls = escalated + audits
+    versions = Counter(str(v.policy_version) for v in cascade)
+    policy = {**m.policy, "versions": dict(sorted(versions.items()))}
+    accepted = [v for v in cascade if v.decided_by == DecidedBy.WORKERS]
+    alone = {v.item_id: v.label for v in m.judge_only}
+    compared = [v for v in accepted if v.item_id in alone]
+    changed = sum(alone[v.item_id] != v.label for v in compared)
+    return {
+        "audits": audits,
+        "judge_calls": calls,
+        "judge_call_reduction": len(cascade) / calls if calls else None,
+        "judge_calls_over_time": _calls_over_time(m, cascade),
+        # Sent order: how many items streamed before the workers' label was first accepted.
+        "first_accept": next((n for n, v in enumerate(cascade) if v.decided_by == DecidedBy.WORKERS), None),
+        # The quality bar, checked against the judge-only pass: accepted labels it would change.
+        "disagreement_accepted": changed / len(compared) if compared else None,
+        "policy": policy,
+    }
+
+
+def _calls_over_time(m: Measurement, cascade: Sequence[Verdict], parts: int = 10) -> list[float]:
+    """Judge calls per item (escalations plus audits) in each tenth of the stream, in sent order:
+    a learning policy's judge rate falls as evidence accumulates."""
+    audited = {v.item_id for v in m.audits}
+    calls = [int(v.decided_by != DecidedBy.WORKERS) + int(v.item_id in audited) for v in cascade]
+    size = max(1, -(-len(calls) // parts))
+    return [sum(chunk) / len(chunk) for chunk in (calls[i : i + size] for i in range(0, len(calls), size))]
 
 
 def build_report(m: Measurement) -> dict[str, Any]:
@@ -270,6 +313,7 @@ def build_report(m: Measurement) -> dict[str, Any]:
         "latency_ms": latency_summary(cascade),
         "decided_by": shares,
         "judge_rate": shares[DecidedBy.JUDGE.value] + shares[DecidedBy.FALLBACK.value],
+        **_judge_calls(m, cascade),
         "worker_agreement": agreement_matrix(matrix_inputs),
         "judge_overrule_rate": judge_overrule_rate(cascade),
         "per_worker": _per_worker(m, ids, answers, final, gold),

@@ -37,7 +37,7 @@ def summary_rows(r: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows = [
         ("items", f"{r['items']} of {r['items_sent']} sent"),
         ("workers", ", ".join(r["workers"])),
-        ("quorum", f"{r.get('quorum', '?')} of {len(r['workers'])} workers"),
+        *policy_rows(r),
         ("judge", r["judge"]),
         ("throughput", f"{_num(r['throughput_items_per_s'], 1)} items/s"),
         ("latency p50 / p95 / p99", f"{_num(lat['p50'], 0)} / {_num(lat['p95'], 0)} / {_num(lat['p99'], 0)} ms"),
@@ -46,6 +46,8 @@ def summary_rows(r: Mapping[str, Any]) -> list[tuple[str, str]]:
             f"{_pct(by['workers'])} / {_pct(by['judge'])} / {_pct(by['fallback'])}",
         ),
         ("judge overrules workers' plurality", _pct(r["judge_overrule_rate"])),
+        ("judge calls (escalations + audits)", _calls(r)),
+        ("accepted labels the judge alone would change", _pct(r.get("disagreement_accepted"))),
         ("speedup measured (judge-only wall / cascade wall)", _times(r["speedup"])),
         ("speedup expected (paper: 1 / (w/j + 1 - a))", _times(r["expected_speedup"])),
         ("passes alternated in rounds", str(r["series"].get("rounds", 1))),
@@ -59,6 +61,36 @@ def summary_rows(r: Mapping[str, Any]) -> list[tuple[str, str]]:
             ("accuracy cascade / judge alone", f"{_pct(r['accuracy_cascade'])} / {_pct(r.get('accuracy_judge_only'))}")
         )
     return rows
+
+
+def _calls(r: Mapping[str, Any]) -> str:
+    calls, reduction = r.get("judge_calls"), r.get("judge_call_reduction")
+    if calls is None:
+        return "—"
+    return f"{calls} ({r.get('audits', 0)} audits): {_times(reduction)} fewer than judge-only"
+
+
+def policy_rows(r: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What decided: the policy, and for the target policy its target and the rule in force."""
+    policy = r.get("policy") or {}
+    name = policy.get("name", "criterion1")
+    if name != "target":
+        return [
+            ("policy", name),
+            ("quorum", f"{r.get('quorum', policy.get('quorum', '?'))} of {len(r['workers'])} workers"),
+        ]
+    rule = policy.get("rule") or {}
+    cutoff = "none yet: every item goes to the judge" if rule.get("cutoff") is None else f"{rule['cutoff']:.4f}"
+    source = (rule.get("provenance") or {}).get("data")
+    origin = f"{rule.get('reason', '?')}" + (f", fitted on {source}" if source else "")
+    versions = ", ".join(f"v{v}: {n}" for v, n in (policy.get("versions") or {}).items())
+    return [
+        ("policy", f"target: at most {_pct(policy.get('max_disagreement'))} of accepted labels changed by the judge, "
+                   f"at {_pct(policy.get('confidence'))} confidence"),
+        ("rule in force", f"v{rule.get('version', '?')} ({origin}); trust cut-off {cutoff}; "
+                          f"audit rate {_pct(rule.get('audit_rate'))}"),
+        ("items decided per rule version", versions or "—"),
+    ]  # fmt: skip
 
 
 def pass_rows(r: Mapping[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
@@ -128,6 +160,7 @@ def _kpis(r: Mapping[str, Any]) -> str:
     cards = [
         (_times(r["speedup"]), f"measured speedup (expected {_times(r['expected_speedup'])})"),
         (_pct(r["judge_rate"]), "of items sent to the judge"),
+        (_times(r.get("judge_call_reduction")), "fewer judge calls than judge-only (audits included)"),
         (_pct(r.get("accuracy_cascade")), f"cascade accuracy (judge alone {_pct(r.get('accuracy_judge_only'))})"),
         (f"{_num(r['latency_ms']['p50'], 0)} ms", f"p50 latency (p99 {_num(r['latency_ms']['p99'], 0)} ms)"),
         (f"{_num(r['throughput_items_per_s'], 1)}/s", f"throughput over {r['items']} items"),
