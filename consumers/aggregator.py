@@ -1,61 +1,69 @@
 """Aggregator tier: joins `items`, `votes` and `verdicts` per item id and labels each item once.
 
-`items`, `votes` and `verdicts` are co-partitioned (same partition count, keyed by item id) and
+`items`, `votes` and `verdicts` are co-partitioned (same partition count; items and verdicts
+keyed by id, a worker's `VoteBatch` for items partition p written to votes partition p) and
 assigned by range, so one instance owns partition number p of all three. For each item it asks
-the pure policy (`consumers.decision`) whether to wait, accept the workers' label (a `Verdict`
-to `labels`) or escalate (a `JudgeRequest` to `judge`, with a fresh ticket); ticks escalate
-items whose deadline passed. The judge's verdict comes back on `verdicts` and is published to
-`labels` only if it carries the ticket of an escalation still awaiting it: the aggregator is the
-one writer of `labels`, so a request or verdict for an item it never escalated labels nothing.
+the pure policy (`consumers.decision`, chosen per task by `consumers.policy_book`) whether to
+wait, accept the workers' label (a `Verdict` to `labels`) or escalate (a `JudgeRequest` to
+`judge`, with a fresh ticket). When the policy waits for missing votes, straggler detection
+(`consumers.stragglers`) says when to stop: a worker that is alive and behind is waited for (up
+to a ceiling); one that has passed the item, or fell silent past the deadline, is not. The
+judge's verdict comes back on `verdicts` and is published to `labels` only if it carries the
+ticket of an escalation still awaiting it: the aggregator is the one writer of `labels`.
 
-Authority: a vote counts only for an item of the vote's task, from an expected worker; refused
-votes and unsolicited verdicts go to their topic's dead-letter topic. This tier owns the dead
-letters of `items` (workers skip bad items without a letter), so each bad record makes one.
+Authority (`consumers.authority`): a vote counts only for an item of the vote's task, from an
+expected worker; refused votes and unsolicited verdicts go to their topic's dead-letter topic.
+This tier owns the dead letters of `items` (workers skip bad items without a letter), so each
+bad record makes one letter, and a record re-read after a restart makes none.
 
-State (pending items with their votes, recently decided ids) lives in memory per partition and
-in a compacted changelog topic, partition p for partition p, written in the SAME transaction as
-the outputs and the input offsets. On assignment a partition's state is restored from its
-changelog (read_committed) before any of its records are processed, so a crash, restart or
-rebalance neither loses nor repeats a decision. Decided ids are forgotten after a window.
+Exactly once (`consumers.aggregator_state`): outputs, the decided ids and awaited tickets of the
+transaction (the `aggregator-decided` log, partition p for partition p) and the input offsets
+commit in ONE transaction, and the items/votes offsets committed stop at the oldest undecided
+work, which a restart, crash or rebalance therefore re-reads. On assignment a partition's
+decided ids and awaited tickets are restored from its log before any of its records are
+processed. Decided ids are forgotten after a window; a ticket lives until its verdict comes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import TopicPartition
 from pydantic import BaseModel
 
-from tribunal.consumers.authority import foreign_votes, verdict_refusal, vote_refusal
-from tribunal.consumers.decision import Accept, Escalate, Policy, audited, ballots
+from tribunal.consumers.aggregator_letters import Letters
+from tribunal.consumers.aggregator_state import AWAITING_RELOG, MAX_LOG_ENTRIES, PartitionState, Pending
+from tribunal.consumers.aggregator_waits import Waits
+from tribunal.consumers.authority import verdict_refusal
+from tribunal.consumers.decision import Accept, Decision, Escalate, Policy, Wait, audited
+from tribunal.consumers.group_watch import GroupWatch, Membership
 from tribunal.consumers.judge_gate import JudgeGate, KafkaBacklogProbe
 from tribunal.consumers.policy_book import PolicyBook
 from tribunal.consumers.reliability_feed import ReliabilityFollower
 from tribunal.consumers.rule_feed import RuleKeeper
-from tribunal.consumers.verdicts import fallback_verdict
+from tribunal.consumers.stragglers import StragglerRule, settle
+from tribunal.consumers.verdicts import fallback_verdict, verdict_bytes, vote_model
 from tribunal.core.logs import configure_logging, get_logger
-from tribunal.core.metrics import AWAITING_VERDICTS, DECISIONS, LATE_VOTES, PENDING_ITEMS, SKIPPED_RECORDS
-from tribunal.core.runtime import DeadLetterSource, Output, Processor, Record, dead_letter, serve
+from tribunal.core.metrics import (
+    AWAITING_VERDICTS,
+    DECISIONS,
+    LATE_VOTES,
+    PENDING_ITEMS,
+    SKIPPED_RECORDS,
+    VOTE_WAITS_OVER,
+)
+from tribunal.core.runtime import Output, Processor, Record, serve, tune_gc
 from tribunal.core.settings import Settings
 from tribunal.core.topics import read_to_end
 from tribunal.schemas.codec import DecodeError, decode, encode, key
-from tribunal.schemas.messages import (
-    AggregatorEntry,
-    DecidedBy,
-    EscalationReason,
-    Item,
-    JudgeRequest,
-    Verdict,
-    Vote,
-)
+from tribunal.schemas.messages import AggregatorLog, EscalationReason, Item, JudgeRequest, Verdict, VoteBatch
 from tribunal.schemas.tasks import TaskRegistry
 
-__all__ = ["AggregatorProcessor", "audited", "group_id", "run", "serve_aggregator"]
+__all__ = ["AggregatorProcessor", "PartitionState", "audited", "group_id", "run", "serve_aggregator"]
 
 log = get_logger("tribunal.aggregator")
 
@@ -64,42 +72,9 @@ def group_id(settings: Settings) -> str:
     return settings.topics.aggregator_group
 
 
-@dataclass(slots=True)
-class Pending:
-    item: Item | None
-    first_seen: float
-    votes: dict[str, Vote] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class PartitionState:
-    """What one partition number knows: items waiting for votes, ids decided recently."""
-
-    pending: dict[str, Pending] = field(default_factory=dict)
-    decided: dict[str, float] = field(default_factory=dict)  # insertion order = decision order
-    awaiting: dict[str, tuple[str, float]] = field(default_factory=dict)  # escalated: (ticket, at)
-    dirty: set[str] = field(default_factory=set)  # ids whose changelog entry must be rewritten
-
-    def settled(self, item_id: str) -> bool:
-        """Decided, or escalated and awaiting the judge: no vote or copy of the item counts now."""
-        return item_id in self.decided or item_id in self.awaiting
-
-    def apply(self, item_id: str, entry: AggregatorEntry | None) -> None:
-        """Replay one changelog record (None = tombstone) into this state."""
-        self.pending.pop(item_id, None)
-        self.decided.pop(item_id, None)
-        self.awaiting.pop(item_id, None)
-        if entry is None:
-            return
-        if entry.decided_at is not None and entry.ticket is not None:
-            self.awaiting[item_id] = (entry.ticket, entry.decided_at)
-        elif entry.decided_at is not None:
-            self.decided[item_id] = entry.decided_at
-        else:
-            self.pending[item_id] = Pending(entry.item, entry.first_seen, {v.worker: v for v in entry.votes})
-
-
 Restorer = Callable[[set[int]], Awaitable[dict[int, PartitionState]]]
+_ACCEPTED = DECISIONS.labels("accept", "")
+_DUPLICATE = DECISIONS.labels("duplicate_item", "")
 
 
 class AggregatorProcessor(Processor):
@@ -114,29 +89,41 @@ class AggregatorProcessor(Processor):
         follower: ReliabilityFollower | None = None,
         gate: JudgeGate | None = None,
         keeper: RuleKeeper | None = None,
+        members: Membership | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        """`restore` rebuilds partitions' state (default: from the changelog topic); `follower`
-        supplies learned reliability (default: the prior only); `gate` the judge budget;
-        `keeper` the target policy's shared rules (default: this process's own, unpublished)."""
+        """`restore` rebuilds partitions' decided ids and tickets (default: from the log topic);
+        `follower` supplies learned reliability (default: the prior only); `gate` the judge
+        budget; `keeper` the target policy's shared rules (default: this process's own,
+        unpublished); `members` the worker groups' live members (default: unknown); `clock`
+        stamps when partitions were taken over (unheard workers count as heard then)."""
         self._settings = settings
         self._tasks = tasks
         self.batch_size = settings.aggregator.batch_size
-        self._restore = restore or self._restore_from_changelog
-        self._config = settings.aggregator
+        self._restore = restore or self._restore_from_log
+        self._config = config = settings.aggregator
         self._follower = follower
-        self._gate = gate or JudgeGate(settings.aggregator)
+        self._gate = gate or JudgeGate(config)
         self._keeper = keeper or RuleKeeper(settings, tasks)
         self._keeper_started = keeper is not None
-        self._book = PolicyBook(settings.aggregator, tasks, self._keeper, follower)
+        self._book = PolicyBook(config, tasks, self._keeper, follower)
         self._book.validate()
+        self._members = members
+        self._clock = clock
         self._reliability_polled_at = float("-inf")
-        self._expected = tuple(settings.aggregator.workers)
+        self._expected = tuple(config.workers)
+        rule = StragglerRule(config.deadline_ms, config.effective_ceiling_ms, config.effective_max_wait_ms)
+        self._waits = Waits(rule, self._expected, members, config.window_s)
+        self._deadline_s = config.deadline_ms / 1000.0
+        self._window_s = config.window_s
         self._topics = settings.topics
+        self._items_topic = settings.topics.items_topic
+        self._votes_topic = settings.topics.votes_topic
         self._states: dict[int, PartitionState] = {}
-        self._deadlines: list[tuple[float, int, str]] = []  # (due, partition, item id)
+        self._letters = Letters(settings, self.tier, self._expected)
 
     def input_models(self) -> Mapping[str, type[BaseModel]]:
-        return {self._topics.items_topic: Item, self._topics.votes_topic: Vote, self._topics.verdicts_topic: Verdict}
+        return {self._items_topic: Item, self._votes_topic: VoteBatch, self._topics.verdicts_topic: Verdict}
 
     # --- records -----------------------------------------------------------------------------
     async def process(self, records: Sequence[Record[Any]], now: float) -> list[Output]:
@@ -145,56 +132,57 @@ class AggregatorProcessor(Processor):
             state = self._states.get(record.partition)
             if state is None:
                 continue  # revoked while the batch was in flight: not ours to decide
-            if isinstance(record.value, Item):
-                outputs += self._on_item(state, record.partition, record.value, now)
-            elif isinstance(record.value, Vote):
-                outputs += self._on_vote(state, record, now)
+            if record.topic == self._items_topic:
+                state.touched = True
+                state.items_seen = max(state.items_seen, record.offset + 1)
+                outputs += self._on_item(state, record.partition, record.value, record.offset, now)
+            elif record.topic == self._votes_topic:
+                state.touched = True
+                state.votes_seen = max(state.votes_seen, record.offset + 1)
+                outputs += self._on_batch(state, record, now)
             else:
                 outputs += self._on_verdict(state, record, now)
         return outputs
 
-    def _on_item(self, state: PartitionState, partition: int, item: Item, now: float) -> list[Output]:
-        if state.settled(item.id):
-            DECISIONS.labels("duplicate_item", "").inc()
-            return []
-        pending = state.pending.get(item.id)
+    def _on_item(self, state: PartitionState, partition: int, item: Item, offset: int, now: float) -> list[Output]:
+        pending = state.add_item(item, offset, now)
         if pending is None:
-            pending = state.pending[item.id] = Pending(item, now)
-            self._schedule(now, partition, item.id)
-        elif pending.item is not None:
-            return []  # the same id sent twice before a decision: the first one counts
-        else:
-            pending.item = item
-        state.dirty.add(item.id)
-        return self._drop_foreign_votes(pending, partition, item) + self._evaluate(state, partition, item.id, now)
-
-    def _on_vote(self, state: PartitionState, record: Record[Vote], now: float) -> list[Output]:
-        vote, partition = record.value, record.partition
-        pending = state.pending.get(vote.item_id)
-        refusal = vote_refusal(vote, self._expected, pending.item if pending else None)
-        if refusal is not None:
-            return [self._refuse(record, *refusal)]
-        if state.settled(vote.item_id):
-            LATE_VOTES.labels(vote.worker).inc()
+            if offset >= state.replayed_items:  # a record re-read after a restart is no duplicate
+                _DUPLICATE.inc()
             return []
-        if pending is None:
-            pending = state.pending[vote.item_id] = Pending(None, now)
-            self._schedule(now, partition, vote.item_id)
-        if vote.worker in pending.votes:
-            return []
-        pending.votes[vote.worker] = vote
-        state.dirty.add(vote.item_id)
-        return self._evaluate(state, partition, vote.item_id, now)
+        letters = self._letters.foreign_held(state, partition, pending, item, offset)
+        if not pending.scheduled:
+            self._waits.schedule(pending.first_seen + self._deadline_s, partition, item.id, pending)
+            return letters + self._evaluate(state, partition, item.id, pending, now)
+        # Its votes came first: its deadline may have passed already, so ask the full question.
+        return letters + self._recheck(state, partition, item.id, now)
 
-    def _drop_foreign_votes(self, pending: Pending, partition: int, item: Item) -> list[Output]:
-        """Held votes for another task than their item's: dead-lettered as decoded (no offset kept)."""
-        letters = []
-        for worker in foreign_votes(pending.votes, item):
-            vote = pending.votes.pop(worker)
-            why = f"vote for task {vote.task!r} on an item of task {item.task!r}, held before the item arrived"
-            topic = self._topics.votes_topic
-            letters.append(self._letter(topic, partition, None, vote.item_id, encode(vote), "task_mismatch", why))
-        return letters
+    def _on_batch(self, state: PartitionState, record: Record[VoteBatch], now: float) -> list[Output]:
+        batch, partition, offset = record.value, record.partition, record.offset
+        worker = batch.worker
+        if worker not in self._expected:
+            return self._letters.unexpected(state, record)
+        outputs: list[Output] = []
+        late = 0
+        for row in batch.votes:
+            item_id = row[0]
+            held = state.pending.get(item_id)
+            if held is not None and held.item is not None and row[1] != held.item.task:
+                outputs += self._letters.foreign_row(state, record, row, held)
+                continue
+            pending = state.add_vote(item_id, worker, (batch.model, batch.voted_at, row, offset), offset, now)
+            if pending is None:
+                late += state.settled(item_id)
+            elif pending.item is None:
+                if not pending.scheduled:
+                    self._waits.schedule(now + self._deadline_s, partition, item_id, pending)
+            else:
+                outputs += self._evaluate(state, partition, item_id, pending, now)
+        if late and offset >= state.replayed_votes:
+            LATE_VOTES.labels(worker).inc(late)
+        for item_id in self._waits.hear(state, worker, batch.next_offset, now):
+            outputs += self._recheck(state, partition, item_id, now)
+        return outputs
 
     def _on_verdict(self, state: PartitionState, record: Record[Verdict], now: float) -> list[Output]:
         """The judge's verdict becomes the label if it answers an escalation awaiting it."""
@@ -202,72 +190,76 @@ class AggregatorProcessor(Processor):
         awaiting = state.awaiting.get(verdict.item_id)
         refusal = verdict_refusal(verdict, awaiting[0] if awaiting else None)
         if refusal is not None:
-            return [self._refuse(record, *refusal)]
-        del state.awaiting[verdict.item_id]
-        state.decided[verdict.item_id] = now
-        state.dirty.add(verdict.item_id)
+            return [self._letters.refuse(record, *refusal)]
+        state.decide(verdict.item_id, now)
         DECISIONS.labels("verdict_published", verdict.reason.value if verdict.reason else "").inc()
         return [Output(self._topics.labels_topic, record.raw, key(verdict.item_id))]
 
-    def _refuse(self, record: Record[Any], kind: str, why: str) -> Output:
-        return self._letter(record.topic, record.partition, record.offset, record.value.item_key, record.raw, kind, why)
-
-    def _letter(
-        self, topic: str, partition: int, offset: int | None, item_id: str, raw: bytes, kind: str, why: str
-    ) -> Output:
-        DECISIONS.labels(kind, "").inc()
-        source = DeadLetterSource(topic, partition, offset, key(item_id), raw)
-        limit = self._settings.max_message_bytes
-        return dead_letter(self._topics.dlq(topic), self.tier, source, kind, why, max_message_bytes=limit)
-
-    def _schedule(self, first_seen: float, partition: int, item_id: str) -> None:
-        """Re-examine the item at its deadline."""
-        heapq.heappush(self._deadlines, (first_seen + self._config.deadline_ms / 1000.0, partition, item_id))
-
     # --- decisions ---------------------------------------------------------------------------
-    def _evaluate(self, state: PartitionState, partition: int, item_id: str, now: float) -> list[Output]:
-        pending = state.pending[item_id]
-        if pending.item is None:
-            return []  # no decision without the item: the judge would need its text
-        ballots_now = ballots(vote for _, vote in sorted(pending.votes.items()))
-        elapsed_ms = (now - pending.first_seen) * 1000.0
-        policy = self._book.policy(pending.item.task, {v.worker: v.model for v in pending.votes.values()})
-        decision = policy.decide(ballots_now, self._expected, elapsed_ms)
+    def _policy(self, pending: Pending) -> Policy:
+        assert pending.item is not None
+        return self._book.policy(pending.item.task, {w: vote[0] for w, vote in pending.votes.items()})
+
+    def _evaluate(
+        self, state: PartitionState, partition: int, item_id: str, pending: Pending, now: float
+    ) -> list[Output]:
+        """After a new vote or the item: act if the policy decides; waiting is the checks' business.
+        No policy decides on no ballots (the quorum is at most the expected workers), so an item
+        that has none yet is not asked."""
+        if not pending.ballots:
+            return []
+        policy = self._policy(pending)
+        decision = settle(policy, pending.ballots, self._expected, False)
+        if isinstance(decision, Wait):
+            return []
+        return self._act(state, partition, item_id, pending, decision, policy, now)
+
+    def _recheck(self, state: PartitionState, partition: int, item_id: str, now: float) -> list[Output]:
+        """Decide, or stop waiting for missing votes if straggler detection says so, or say when
+        to look again (a slow worker's vote or position, its silence, the deadline, the ceiling)."""
+        pending = state.pending.get(item_id)
+        if pending is None or pending.item is None:
+            return []
+        policy = self._policy(pending)
+        ballots = pending.ballots
+        decision = settle(policy, ballots, self._expected, False)
+        if isinstance(decision, Wait):
+            cause = self._waits.over(state, partition, item_id, pending, now)
+            if cause is None:
+                return []
+            VOTE_WAITS_OVER.labels(cause).inc()
+            decision = settle(policy, ballots, self._expected, True)
+        return self._act(state, partition, item_id, pending, decision, policy, now)
+
+    def _act(
+        self,
+        state: PartitionState,
+        partition: int,
+        item_id: str,
+        pending: Pending,
+        decision: Decision,
+        policy: Policy,
+        now: float,
+    ) -> list[Output]:
+        item = pending.item
+        assert item is not None
         rate = self._book.audit_rate(policy)
-        ticket = None
         if isinstance(decision, Accept):
-            outputs = [self._accept(pending.item, pending, decision, policy, rate)]
+            _ACCEPTED.inc()
+            value = verdict_bytes(item, pending.votes, decision, policy, now, rate)
+            outputs = [Output(self._topics.labels_topic, value, key(item_id))]
             if audited(item_id, self._config.audit_rate if rate is None else rate) and self._gate.admit(now):
-                outputs.append(self._escalate(pending.item, pending, EscalationReason.AUDIT, policy, rate)[0])
+                outputs.append(self._escalate(item, pending, EscalationReason.AUDIT, policy, rate, None)[0])
         elif isinstance(decision, Escalate):
-            escalation, ticket = self._escalate(pending.item, pending, decision.reason, policy, rate, now, partition)
-            outputs = [escalation]
+            output, ticket = self._escalate(item, pending, decision.reason, policy, rate, partition, now)
+            if ticket is not None:
+                state.escalate(item_id, ticket, now)
+                return [output]
+            outputs = [output]
         else:
             return []
-        del state.pending[item_id]
-        if ticket is None:
-            state.decided[item_id] = now
-        else:
-            state.awaiting[item_id] = (ticket, now)
-        state.dirty.add(item_id)
+        state.decide(item_id, now)
         return outputs
-
-    def _accept(self, item: Item, pending: Pending, decision: Accept, policy: Policy, rate: float | None) -> Output:
-        DECISIONS.labels("accept", "").inc()
-        verdict = Verdict(
-            item_id=item.id,
-            task=item.task,
-            label=decision.label,
-            decided_by=DecidedBy.WORKERS,
-            confidence=decision.confidence,
-            votes=tuple(pending.votes[w] for w in sorted(pending.votes)),
-            policy=policy.name,
-            policy_version=policy.version,
-            audit_rate=rate,
-            gold=item.gold,
-            item_produced_at=item.produced_at,
-        )
-        return Output(self._topics.labels_topic, encode(verdict), key(item.id))
 
     def _escalate(
         self,
@@ -276,8 +268,8 @@ class AggregatorProcessor(Processor):
         reason: EscalationReason,
         policy: Policy,
         rate: float | None,
+        partition: int | None,
         now: float | None = None,
-        partition: int | None = None,
     ) -> tuple[Output, str | None]:
         """A JudgeRequest and the ticket its verdict must carry (None for audits, whose verdicts
         never label); or, when `now` is given and the judge budget is spent, a fallback label."""
@@ -285,7 +277,7 @@ class AggregatorProcessor(Processor):
         ticket = secrets.token_hex(8) if admitted and partition is not None else None
         request = JudgeRequest(
             item=item,
-            votes=tuple(pending.votes[w] for w in sorted(pending.votes)),
+            votes=tuple(vote_model(worker, pending.votes[worker]) for worker in sorted(pending.votes)),
             reason=reason,
             policy=policy.name,
             policy_version=policy.version,
@@ -304,6 +296,8 @@ class AggregatorProcessor(Processor):
     async def tick(self, now: float) -> list[Output]:
         await self._gate.refresh(now)
         outputs: list[Output] = []
+        if self._members is not None:
+            await self._members.refresh(now)
         if now - self._reliability_polled_at >= 1.0:
             self._reliability_polled_at = now
             if self._follower is not None:
@@ -312,71 +306,84 @@ class AggregatorProcessor(Processor):
                 await self._keeper.poll()
                 # The owner of partition 0 is the one rule writer (consumers/rule_feed.py).
                 outputs += self._keeper.step(leader=0 in self._states)
-        while self._deadlines and self._deadlines[0][0] <= now:
-            _, partition, item_id = heapq.heappop(self._deadlines)
-            state = self._states.get(partition)
-            pending = state.pending.get(item_id) if state else None
-            if state is None or pending is None:
-                continue
-            if pending.item is not None:
-                outputs += self._evaluate(state, partition, item_id, now)
-            elif now - pending.first_seen >= self._config.decided_window_s:
-                del state.pending[item_id]  # votes whose item never came: nothing to label
-                state.dirty.add(item_id)
-                DECISIONS.labels("orphan_votes_expired", "").inc()
-            else:
-                heapq.heappush(
-                    self._deadlines,
-                    (pending.first_seen + self._config.decided_window_s, partition, item_id),
-                )
+        for state, partition, item_id in self._waits.due(self._states, now):
+            outputs += self._recheck(state, partition, item_id, now)
+        for state, partition, item_id in self._waits.silent(self._states, now):
+            outputs += self._recheck(state, partition, item_id, now)
+        relog_before = now - AWAITING_RELOG * self._window_s
         for state in self._states.values():
-            self._expire_decided(state, now)
+            state.expire_decided(now - self._window_s, self._config.max_decided)
+            state.relog_awaiting(relog_before, now, 4 * MAX_LOG_ENTRIES)
         PENDING_ITEMS.set(sum(len(s.pending) for s in self._states.values()))
         AWAITING_VERDICTS.set(sum(len(s.awaiting) for s in self._states.values()))
-        return outputs + self._changelog()
+        return outputs + self._log_records()
 
-    def _expire_decided(self, state: PartitionState, now: float) -> None:
-        horizon = now - self._config.decided_window_s
-        while state.decided:
-            item_id, decided_at = next(iter(state.decided.items()))
-            if decided_at > horizon and len(state.decided) <= self._config.max_decided:
-                return
-            del state.decided[item_id]
-            state.dirty.add(item_id)
-
-    def _changelog(self) -> list[Output]:
-        """One record per id touched since the last transaction: its state now, or a tombstone."""
-        outputs = []
+    def _log_records(self) -> list[Output]:
+        """The log records of every partition touched in this transaction (see `AggregatorLog`)."""
         topic = self._topics.state_topic
-        for partition, state in self._states.items():
-            for item_id in state.dirty:
-                outputs.append(Output(topic, self._entry(state, item_id), key(item_id), partition))
-            state.dirty.clear()
-        return outputs
+        return [
+            Output(topic, value, None, partition)
+            for partition, state in self._states.items()
+            for value in state.log_records()
+        ]
 
-    @staticmethod
-    def _entry(state: PartitionState, item_id: str) -> bytes | None:
-        pending = state.pending.get(item_id)
-        if pending is not None:
-            votes = tuple(pending.votes[w] for w in sorted(pending.votes))
-            return encode(AggregatorEntry(item=pending.item, votes=votes, first_seen=pending.first_seen))
-        if item_id in state.awaiting:
-            ticket, at = state.awaiting[item_id]
-            return encode(AggregatorEntry(first_seen=at, decided_at=at, ticket=ticket))
-        decided_at = state.decided.get(item_id)
-        if decided_at is not None:
-            return encode(AggregatorEntry(first_seen=decided_at, decided_at=decided_at))
-        return None
+    # --- commits -----------------------------------------------------------------------------
+    def commit_offsets(self, consumed: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """Items and votes up to the oldest undecided work of each partition (a restart re-reads
+        it); verdicts as consumed (each is settled when read)."""
+        gated = {}
+        for tp, offset in consumed.items():
+            state = self._states.get(tp.partition)
+            if state is None:
+                continue  # not ours any more: its new owner commits
+            if tp.topic == self._items_topic:
+                gated[tp] = state.items_gate(offset)
+            elif tp.topic == self._votes_topic:
+                gated[tp] = state.votes_gate(offset)
+            else:
+                gated[tp] = offset
+        return gated
+
+    def read_to_end(self, partitions: set[TopicPartition], now: float) -> None:
+        for tp in partitions:
+            state = self._states.get(tp.partition)
+            if state is not None and tp.topic == self._votes_topic:
+                state.votes_read_to = now
+
+    def already_seen(self, topic: str, partition: int, offset: int) -> bool:
+        state = self._states.get(partition)
+        if state is None:
+            return False
+        if topic == self._items_topic:
+            return offset < state.replayed_items
+        return topic == self._votes_topic and offset < state.replayed_votes
 
     async def close(self) -> None:
         if self._follower is not None:
             await self._follower.stop()
+        if self._members is not None:
+            await self._members.close()
         await self._keeper.stop()
         await self._gate.close()
 
-    def paused_topics(self) -> frozenset[str]:
-        pending = sum(len(s.pending) for s in self._states.values())
-        return frozenset({self._topics.items_topic}) if pending >= self._config.max_pending else frozenset()
+    def paused_partitions(self, owned: set[TopicPartition]) -> set[TopicPartition]:
+        """Per partition, `max_pending` shared out: stop reading items while too many wait for
+        votes, and votes while too many wait for their items (a VoteBatch covers hundreds of
+        items, so the votes partition can run far ahead). Never both on one partition: votes
+        arrive in item order, so one side's backlog is the other side's progress. Verdicts are
+        never paused: each one settles an item."""
+        limit = max(1, self._config.max_pending // max(1, len(self._states)))
+        paused = set()
+        for tp in owned:
+            state = self._states.get(tp.partition)
+            if state is None or tp.topic not in (self._items_topic, self._votes_topic):
+                continue
+            is_items = tp.topic == self._items_topic
+            if (is_items and state.waiting >= limit and state.orphans < limit) or (
+                not is_items and state.orphans >= limit
+            ):
+                paused.add(tp)
+        return paused
 
     # --- ownership ---------------------------------------------------------------------------
     async def assigned(self, partitions: set[TopicPartition]) -> None:
@@ -388,49 +395,53 @@ class AggregatorProcessor(Processor):
         if not numbers:
             return
         restored = await self._restore(numbers)
-        for number, state in restored.items():
+        taken_at = self._clock()
+        for number in numbers:
+            state = restored.get(number) or PartitionState()
+            state.since = taken_at
+            state.items_seen = max(state.items_seen, state.replayed_items)
+            state.votes_seen = max(state.votes_seen, state.replayed_votes)
             self._states[number] = state
-            for item_id, pending in state.pending.items():
-                self._schedule(pending.first_seen, number, item_id)
 
     async def revoked(self, partitions: set[TopicPartition]) -> None:
         for number in {tp.partition for tp in partitions}:
             self._states.pop(number, None)
 
-    async def _restore_from_changelog(self, numbers: set[int]) -> dict[int, PartitionState]:
-        """Rebuild the state of `numbers` from the committed changelog, to its end."""
+    async def _restore_from_log(self, numbers: set[int]) -> dict[int, PartitionState]:
+        """Rebuild the decided ids and awaited tickets of `numbers` (and how far they were read)
+        from the log, to its end."""
         states = {n: PartitionState() for n in numbers}
         context = self._settings.decode_context()
+        horizon = self._clock() - self._window_s
         tps = [TopicPartition(self._topics.state_topic, n) for n in sorted(numbers)]
         async for record in read_to_end(self._settings, tps):
             try:
-                item_id = (record.key or b"").decode("utf-8")
-                entry = None if record.value is None else decode(record.value, AggregatorEntry, context)
-            except (UnicodeDecodeError, DecodeError) as exc:  # not ours: someone else wrote it
-                SKIPPED_RECORDS.labels(self.tier, record.topic, getattr(exc, "kind", "decode")).inc()
-                log.warning("changelog_entry_skipped", partition=record.partition, offset=record.offset, error=str(exc))
+                entry = decode(record.value, AggregatorLog, context)
+            except DecodeError as exc:  # not ours: someone else wrote it
+                SKIPPED_RECORDS.labels(self.tier, record.topic, exc.kind).inc()
+                log.warning("log_record_skipped", partition=record.partition, offset=record.offset, error=str(exc))
                 continue
-            if item_id:
-                states[record.partition].apply(item_id, entry)
-        log.info("state_restored", partitions=sorted(numbers), pending=sum(len(s.pending) for s in states.values()),
-                 decided=sum(len(s.decided) for s in states.values()),
+            states[record.partition].replay(entry, horizon, record.timestamp / 1000.0)
+        log.info("state_restored", partitions=sorted(numbers), decided=sum(len(s.decided) for s in states.values()),
                  awaiting=sum(len(s.awaiting) for s in states.values()))  # fmt: skip
         return states
 
 
 def build(settings: Settings, tasks: TaskRegistry) -> AggregatorProcessor:
-    """The aggregator the settings describe, wired to Kafka for reliability and judge backlog."""
+    """The aggregator the settings describe, wired to Kafka for reliability, judge backlog,
+    the target policy's shared rules and the worker groups' membership."""
     probe = KafkaBacklogProbe(settings, settings.topics.judge_group) if settings.aggregator.judge_max_backlog else None
     follower = ReliabilityFollower(settings, tasks)
     keeper = RuleKeeper(settings, tasks)
-    return AggregatorProcessor(
-        settings, tasks, follower=follower, gate=JudgeGate(settings.aggregator, probe), keeper=keeper
-    )
+    members = GroupWatch(settings, settings.aggregator.workers)
+    gate = JudgeGate(settings.aggregator, probe)
+    return AggregatorProcessor(settings, tasks, follower=follower, gate=gate, keeper=keeper, members=members)
 
 
 async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run one aggregator process until SIGINT/SIGTERM (or `stop`): the `tribunal aggregator` entry."""
     configure_logging(settings.log_format, settings.log_level, tier="aggregator")
+    tune_gc()
     await serve_aggregator(settings, stop=stop)
 
 

@@ -36,7 +36,7 @@ from tribunal.consumers.verdicts import fallback_verdict, verdict_for
 from tribunal.core.errors import FatalError, ServerUnavailableError
 from tribunal.core.logs import configure_logging, get_logger
 from tribunal.core.metrics import AUDITS, DECISIONS, FAST_PATH_PRECISION
-from tribunal.core.runtime import Output, Processor, Record, dead_letter_of, serve
+from tribunal.core.runtime import Output, Processor, Record, dead_letter_of, serve, tune_gc
 from tribunal.core.settings import Settings
 from tribunal.core.stats import wilson_interval
 from tribunal.schemas.codec import encode, key
@@ -154,6 +154,7 @@ class JudgeProcessor(Processor):
 async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run one judge process until SIGINT/SIGTERM (or `stop`): the `tribunal judge` entry."""
     configure_logging(settings.log_format, settings.log_level, tier="judge")
+    tune_gc()
     tasks = settings.tasks()
     await serve_judge(settings, build_classifier(settings.judge.classifier, tasks), stop=stop)
 

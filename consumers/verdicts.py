@@ -1,12 +1,19 @@
-"""Building final labels from a `JudgeRequest`: the judge's own, or the workers' fallback."""
+"""Building final labels: from a `JudgeRequest` (the judge's own, or the workers' fallback), and the
+workers' own straight from the aggregator's pending votes (its hot path: no model per vote)."""
 
 from __future__ import annotations
 
-from tribunal.consumers.decision import ballots, plurality
-from tribunal.schemas.messages import DecidedBy, JudgeRequest, Verdict
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from tribunal.consumers.aggregator_state import PendingVote
+from tribunal.consumers.decision import Accept, Policy, ballots, plurality
+from tribunal.schemas.messages import SCHEMA_VERSION, DecidedBy, Item, JudgeRequest, Verdict, Vote
 from tribunal.schemas.tasks import TaskRegistry
 
-__all__ = ["fallback_verdict", "verdict_for"]
+__all__ = ["fallback_verdict", "verdict_bytes", "verdict_for", "vote_dict", "vote_model"]
 
 
 def verdict_for(
@@ -42,3 +49,56 @@ def fallback_verdict(request: JudgeRequest, tasks: TaskRegistry) -> Verdict:
     best = plurality(ballots(request.votes))
     label, confidence = best if best is not None else (tasks.get(request.item.task).labels[0], 0.0)
     return verdict_for(request, label, confidence, DecidedBy.FALLBACK, None)
+
+
+def verdict_bytes(
+    item: Item,
+    votes: Mapping[str, PendingVote],
+    decision: Accept,
+    policy: Policy,
+    now: float,
+    audit_rate: float | None = None,
+) -> bytes:
+    """A worker-decided `Verdict`, encoded straight from the pending state: what `encode(Verdict(
+    ...))` gives (a unit test holds them equal), without building a model per vote."""
+    return orjson.dumps(
+        {
+            "schema_version": 2,
+            "audit_rate": audit_rate,
+            "item_id": item.id,
+            "task": item.task,
+            "label": decision.label,
+            "decided_by": DecidedBy.WORKERS.value,
+            "confidence": decision.confidence,
+            "votes": [vote_dict(worker, votes[worker]) for worker in sorted(votes)],
+            "reason": None,
+            "policy": policy.name,
+            "policy_version": policy.version,
+            "gold": item.gold,
+            "item_produced_at": item.produced_at,
+            "decided_at": now,
+            "judge_latency_ms": None,
+            "ticket": None,
+        }
+    )
+
+
+def vote_dict(worker: str, vote: PendingVote) -> dict[str, Any]:
+    model, voted_at, (item_id, task, label, confidence, latency_ms, reason), _ = vote
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "item_id": item_id,
+        "worker": worker,
+        "model": model,
+        "task": task,
+        "label": label,
+        "confidence": confidence,
+        "latency_ms": latency_ms,
+        "reason": reason,
+        "voted_at": voted_at,
+    }
+
+
+def vote_model(worker: str, vote: PendingVote) -> Vote:
+    """A pending vote as a `Vote` (for judge requests: escalations are the minority)."""
+    return Vote(**vote_dict(worker, vote))

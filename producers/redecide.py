@@ -13,7 +13,10 @@ published, without running a worker or the judge:
 
 Votes are counted like the aggregator counts them: the first vote of each expected worker per
 item, votes of other workers ignored. A `WeightedVote` policy learns from every reused judge
-label, in item order (the order of the items log), as it would online.
+label, in the order items are decided, as it would online.
+
+`Redecider` is the same decision one item at a time (what `tribunal replay votes` streams
+through, in bounded memory); `redecide` runs it over an in-memory `RecordedLog`.
 """
 
 from __future__ import annotations
@@ -21,12 +24,21 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from tribunal.consumers.decision import Accept, Ballot, Escalate, Policy, WeightedVote, ballots
 from tribunal.schemas.messages import DecidedBy, EscalationReason, Item, JudgeRequest, Verdict, Vote
 
-__all__ = ["NO_LABEL", "RecordedLog", "ReplayOutcome", "decide_final", "group_votes", "redecide"]
+__all__ = [
+    "NO_LABEL",
+    "Recorded",
+    "RecordedLog",
+    "Redecider",
+    "ReplayOutcome",
+    "decide_final",
+    "group_votes",
+    "redecide",
+]
 
 # The `by_class` key of items that had no original verdict (still in flight when recorded).
 NO_LABEL = "(none)"
@@ -50,6 +62,22 @@ def group_votes(votes: Iterable[Vote], expected: Sequence[str]) -> dict[str, lis
     return {item_id: [by_worker[w] for w in sorted(by_worker)] for item_id, by_worker in grouped.items()}
 
 
+class Recorded(Protocol):
+    """What replay needs of a recorded verdict (a `Verdict`, or a compact summary of one)."""
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def decided_by(self) -> DecidedBy: ...
+
+    @property
+    def confidence(self) -> float: ...
+
+    @property
+    def judge_latency_ms(self) -> float | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RecordedLog:
     """What the source pipeline recorded. `items` in log order; `verdicts` the first verdict per
@@ -57,15 +85,19 @@ class RecordedLog:
 
     items: Sequence[Item]
     votes: Sequence[Vote]
-    verdicts: Mapping[str, Verdict] = field(default_factory=dict)
-    judge_labels: Mapping[str, Verdict] = field(default_factory=dict)
+    verdicts: Mapping[str, Recorded] = field(default_factory=dict)
+    judge_labels: Mapping[str, Recorded] = field(default_factory=dict)
 
-    def judge_verdict(self, item_id: str) -> Verdict | None:
+    def judge_verdict(self, item_id: str) -> Recorded | None:
         """The judge's label for this item, if the source has one."""
-        original = self.verdicts.get(item_id)
-        if original is not None and original.decided_by == DecidedBy.JUDGE:
-            return original
-        return self.judge_labels.get(item_id)
+        return judge_label(self.verdicts.get(item_id), self.judge_labels.get(item_id))
+
+
+def judge_label(original: Recorded | None, audit: Recorded | None) -> Recorded | None:
+    """The source's judge label of an item: its verdict if the judge decided it, else its audit."""
+    if original is not None and original.decided_by == DecidedBy.JUDGE:
+        return original
+    return audit
 
 
 @dataclass(slots=True)
@@ -82,6 +114,7 @@ class ReplayOutcome:
     source_escalated: int = 0
     by_class: dict[str, Counter[str]] = field(default_factory=dict)
     gold_hits: Counter[str] = field(default_factory=Counter)  # "original" / "new" / "scored"
+    emitted_requests: int = 0  # judge requests handed to an `emit` callback instead of kept
 
     def report(self) -> dict[str, Any]:
         """The diff report (`tribunal replay votes --json`): counts and rates over `items`."""
@@ -92,7 +125,7 @@ class ReplayOutcome:
             "changed": self.changed,
             "escalated": self.escalated,
             "judge_reused": self.judge_reused,
-            "judge_requests": len(self.requests),
+            "judge_requests": len(self.requests) + self.emitted_requests,
             "source_judge_rate": self.source_escalated / n if n else 0.0,
             "new_judge_rate": self.escalated / n if n else 0.0,
             "by_class": {k: {"items": c["items"], "changed": c["changed"]} for k, c in sorted(self.by_class.items())},
@@ -107,57 +140,89 @@ class ReplayOutcome:
         return report
 
 
+class Redecider:
+    """Decides recorded items one at a time under `policy_for(task)` (see the module docstring).
+
+    `policy_for` is called once per item (return the same object for a task, so a learning
+    policy keeps its state); `now` stamps `decided_at`/`escalated_at`. `emit` receives every new
+    verdict and judge request; without it they are kept in `outcome.verdicts`/`requests`.
+    """
+
+    def __init__(
+        self,
+        policy_for: Callable[[str], Policy],
+        expected: Sequence[str],
+        now: float,
+        emit: Callable[[Verdict | JudgeRequest], None] | None = None,
+    ) -> None:
+        self._policy_for = policy_for
+        self._expected = expected
+        self._now = now
+        self._emit = emit
+        self.outcome: ReplayOutcome | None = None
+
+    def decide(self, item: Item, votes: list[Vote], original: Recorded | None, judge: Recorded | None) -> None:
+        """Decide `item` with its `votes` (first per expected worker, by worker), given the source's
+        verdict for it and its judge label, if any."""
+        policy = self._policy_for(item.task)
+        outcome = self.outcome = self.outcome or ReplayOutcome(policy=policy.name)
+        new = _decide_item(outcome, item, votes, policy, self._expected, self._now, judge)
+        if isinstance(new, Verdict):
+            if self._emit is None:
+                outcome.verdicts.append(new)
+            _count(outcome, item, original, new)
+        else:
+            if self._emit is None:
+                outcome.requests.append(new)
+            _count(outcome, item, original, None)
+        if self._emit is not None:
+            self._emit(new)
+            outcome.emitted_requests += isinstance(new, JudgeRequest)
+
+    def report(self) -> dict[str, Any]:
+        return (self.outcome or ReplayOutcome(policy="")).report()
+
+
 def redecide(
     log: RecordedLog, policy_for: Callable[[str], Policy], expected: Sequence[str], now: float
 ) -> ReplayOutcome:
-    """Decide every item of `log` under `policy_for(task)`; see the module docstring.
-
-    `policy_for` is called once per item (return the same object for a task, so a learning
-    policy keeps its state); `now` stamps `decided_at`/`escalated_at`. An item id seen twice
-    in `items` is decided once (the first copy counts, as in the aggregator).
-    """
+    """Decide every item of `log`, in log order, with all of its recorded votes. An item id seen
+    twice in `items` is decided once (the first copy counts, as in the aggregator)."""
     votes = group_votes(log.votes, expected)
-    outcome: ReplayOutcome | None = None
+    redecider = Redecider(policy_for, expected, now)
     seen: set[str] = set()
     for item in log.items:
         if item.id in seen:
             continue
         seen.add(item.id)
-        policy = policy_for(item.task)
-        outcome = outcome or ReplayOutcome(policy=policy.name)
-        _decide_item(outcome, log, item, votes.get(item.id, []), policy, expected, now)
-    return outcome or ReplayOutcome(policy="")
+        redecider.decide(item, votes.get(item.id, []), log.verdicts.get(item.id), log.judge_verdict(item.id))
+    return redecider.outcome or ReplayOutcome(policy="")
 
 
 def _decide_item(
     outcome: ReplayOutcome,
-    log: RecordedLog,
     item: Item,
     votes: list[Vote],
     policy: Policy,
     expected: Sequence[str],
     now: float,
-) -> None:
+    judge: Recorded | None,
+) -> Verdict | JudgeRequest:
     cast = ballots(votes)
     decision = decide_final(policy, cast, expected)
-    new: Verdict | None
     if isinstance(decision, Accept):
-        new = _verdict(item, votes, policy, now, decision.label, decision.confidence, DecidedBy.WORKERS, None)
-    else:
-        outcome.escalated += 1
-        new = _judged(item, votes, policy, now, decision.reason, log.judge_verdict(item.id))
-        if new is None:
-            outcome.requests.append(_request(item, votes, policy, now, decision.reason))
-        else:
-            outcome.judge_reused += 1
-            if isinstance(policy, WeightedVote):
-                policy.reliability.update(cast, new.label)  # learns as the judge tier does online
-    if new is not None:
-        outcome.verdicts.append(new)
-    _count(outcome, item, log.verdicts.get(item.id), new)
+        return _verdict(item, votes, policy, now, decision.label, decision.confidence, DecidedBy.WORKERS, None)
+    outcome.escalated += 1
+    new = _judged(item, votes, policy, now, decision.reason, judge)
+    if new is None:
+        return _request(item, votes, policy, now, decision.reason)
+    outcome.judge_reused += 1
+    if isinstance(policy, WeightedVote):
+        policy.reliability.update(cast, new.label)  # learns as the judge tier does online
+    return new
 
 
-def _count(outcome: ReplayOutcome, item: Item, original: Verdict | None, new: Verdict | None) -> None:
+def _count(outcome: ReplayOutcome, item: Item, original: Recorded | None, new: Verdict | None) -> None:
     outcome.items += 1
     changed = original is not None and new is not None and new.label != original.label
     outcome.changed += changed
@@ -179,7 +244,7 @@ def _judged(
     policy: Policy,
     now: float,
     reason: EscalationReason,
-    judge: Verdict | None,
+    judge: Recorded | None,
 ) -> Verdict | None:
     """The new verdict of an escalated item from the source's judge label, or None if it has none."""
     if judge is None:

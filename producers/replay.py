@@ -8,10 +8,10 @@ up to their end offsets at the start of the command (so a live pipeline never ma
 - `items`: copy an offset range and/or a time range (`offsets_for_times`) of the source items
   topic, record for record (same bytes, same key, same partition), with an idempotent producer.
 - `votes`: re-decide every recorded item from the vote log under another policy without running
-  a worker (`producers.redecide`): new verdicts go to `RUN-labels`, items that need a judge and
-  have no recorded judge label go to `RUN-judge` (a judge run on the run writes its verdicts to
-  `RUN-verdicts`: they name no escalation of an aggregator, so none publishes them as labels).
-  Prints the diff report.
+  a worker (`producers.redecide`), streamed in bounded memory (`producers.replay_votes`): new
+  verdicts go to `RUN-labels`, items that need a judge and have no recorded judge label go to
+  `RUN-judge` (a judge run on the run writes its verdicts to `RUN-verdicts`: they name no
+  escalation of an aggregator, so none publishes them as labels). Prints the diff report.
 """
 
 from __future__ import annotations
@@ -29,9 +29,8 @@ from tribunal.core import kafka
 from tribunal.core.errors import ConfigError
 from tribunal.core.settings import Settings
 from tribunal.core.topics import create_topics, describe_partition_counts
-from tribunal.producers.redecide import RecordedLog, ReplayOutcome, redecide
-from tribunal.schemas.codec import DecodeError, decode, encode, key
-from tribunal.schemas.messages import Item, Verdict, Vote
+from tribunal.producers.redecide import Redecider
+from tribunal.producers.replay_votes import Publisher, index_verdicts, stream_redecide
 
 __all__ = ["Bounds", "Window", "parse_thresholds", "parse_time", "replay_items", "replay_votes", "run_settings"]
 
@@ -135,17 +134,6 @@ async def _drain(consumer: AIOKafkaConsumer, bounds: Bounds) -> list[ConsumerRec
     return [r for p in sorted(by_partition) for r in by_partition[p]]
 
 
-def _decoded(records: list[ConsumerRecord[bytes, bytes]], model: type[Any], skipped: list[int]) -> list[Any]:
-    """Decode what decodes; count the rest in `skipped` (the source's DLQ already has them)."""
-    out = []
-    for record in records:
-        try:
-            out.append(decode(record.value, model))
-        except DecodeError:
-            skipped[0] += 1
-    return out
-
-
 # --- writing ------------------------------------------------------------------------------------
 async def _publish(settings: Settings, outputs: list[tuple[str, bytes, bytes | None, int | None]]) -> None:
     """Send (topic, value, key, partition) records idempotently and wait until all are acked."""
@@ -184,27 +172,6 @@ async def replay_items(source: Settings, run: str, window: Window) -> dict[str, 
     }
 
 
-async def read_log(source: Settings) -> tuple[RecordedLog, int]:
-    """The source's items (in time order), votes, first verdict per id and audit verdicts;
-    and how many records did not decode."""
-    t = source.topics
-    skipped = [0]
-    raw = {name: (await read_range(source, name))[0] for name in (t.items_topic, t.votes_topic)}
-    raw |= {name: (await read_range(source, name))[0] for name in (t.labels_topic, t.audits_topic)}
-    item_records = sorted(raw[t.items_topic], key=lambda r: (r.timestamp, r.partition, r.offset))
-    verdicts: dict[str, Verdict] = {}
-    for verdict in _decoded(raw[t.labels_topic], Verdict, skipped):
-        verdicts.setdefault(verdict.item_id, verdict)
-    audits = {v.item_id: v for v in _decoded(raw[t.audits_topic], Verdict, skipped)}
-    log = RecordedLog(
-        items=_decoded(item_records, Item, skipped),
-        votes=_decoded(raw[t.votes_topic], Vote, skipped),
-        verdicts=verdicts,
-        judge_labels=audits,
-    )
-    return log, skipped[0]
-
-
 def policy_factory(source: Settings, name: str, thresholds: Sequence[str]) -> Callable[[str], Policy]:
     """One policy per task, built on first use (a learning policy keeps its state per task)."""
     default, per_worker = parse_thresholds(thresholds)
@@ -226,14 +193,18 @@ def policy_factory(source: Settings, name: str, thresholds: Sequence[str]) -> Ca
 async def replay_votes(source: Settings, run: str, policy: str, thresholds: Sequence[str]) -> dict[str, Any]:
     """Re-decide the source's recorded items under `policy`; publish into the run; the diff report."""
     policy_for = policy_factory(source, policy, thresholds)
-    log, skipped = await read_log(source)
-    outcome: ReplayOutcome = redecide(log, policy_for, source.aggregator.workers, time.time())
     target = await _prepare_run(source, run)
-    outputs: list[tuple[str, bytes, bytes | None, int | None]] = []
-    outputs += [(target.topics.labels_topic, encode(v), key(v.item_id), None) for v in outcome.verdicts]
-    outputs += [(target.topics.judge_topic, encode(r), key(r.item.id), None) for r in outcome.requests]
-    await _publish(target, outputs)
-    report = outcome.report()
-    report.update(policy=report["policy"] or policy, run=run, undecodable=skipped)
+    started = time.perf_counter()
+    index = await index_verdicts(source)
+    publisher = Publisher(target)
+    await publisher.start()
+    redecider = Redecider(policy_for, source.aggregator.workers, time.time(), emit=publisher.emit)
+    try:
+        skipped = await stream_redecide(source, redecider, index, publisher.flush)
+    finally:
+        await publisher.stop()
+    report = redecider.report()
+    report.update(policy=report["policy"] or policy, run=run, undecodable=skipped + index.undecodable)
     report.update(labels_topic=target.topics.labels_topic, judge_topic=target.topics.judge_topic)
+    report["seconds"] = round(time.perf_counter() - started, 3)
     return report

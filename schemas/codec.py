@@ -1,4 +1,4 @@
-"""orjson codecs for the message contracts: `encode(model) -> bytes`, `decode(bytes, Model)`.
+"""JSON codecs for the message contracts: `encode(model) -> bytes`, `decode(bytes, Model)`.
 
 Every decoding failure (not JSON, wrong shape, out-of-bounds text, label outside the task's
 label set, oversized record, a key that is not the item's id) raises `DecodeError`, so a tier
@@ -7,7 +7,7 @@ has exactly one poison case to route to its dead-letter topic; `DecodeError.kind
 Size limits, end to end: a record a producer sends (an item, a vote) may have at most
 `max_message_bytes`, key included, checked before it is parsed; so may its re-encoding (JSON can
 grow when re-encoded: `1E9` becomes `1000000000.0`), since tiers copy items into the records
-they derive. A derived record (a judge request, a verdict, a changelog entry, a dead letter) is
+they derive. A derived record (a judge request, a verdict, an aggregator log record, a dead letter) is
 an item plus at most `MAX_VOTES` bounded votes and an envelope, so it fits in
 `max_message_bytes + RECORD_HEADROOM_BYTES` (`max_record_bytes`): the size that `topics create`
 gives every topic and every producer's `max_request_size`.
@@ -15,10 +15,9 @@ gives every topic and every producer's `max_request_size`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import orjson
 from pydantic import BaseModel, ValidationError
 
 from tribunal.schemas.messages import DEFAULT_MAX_TEXT_CHARS, Message
@@ -73,6 +72,11 @@ class DecodeContext:
     tasks: TaskRegistry | None = None
     max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    _validation: dict[str, Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Built once: decoding is per record, and the context never changes.
+        object.__setattr__(self, "_validation", {"tasks": self.tasks, "max_text_chars": self.max_text_chars})
 
     @property
     def max_record_bytes(self) -> int:
@@ -85,21 +89,23 @@ class DecodeContext:
         return self.max_record_bytes if derived else self.max_message_bytes
 
     def as_validation_context(self) -> dict[str, Any]:
-        return {"tasks": self.tasks, "max_text_chars": self.max_text_chars}
+        return self._validation
 
 
 _DEFAULT_CONTEXT = DecodeContext()
 
 
 def encode(model: BaseModel) -> bytes:
-    """Serialise a message to compact JSON bytes."""
-    return orjson.dumps(model.model_dump(mode="json"))
+    """Serialise a message to compact JSON bytes (pydantic-core's serializer: no dict in between)."""
+    return model.__pydantic_serializer__.to_json(model)
 
 
 def decode(data: bytes | None, model: type[M], context: DecodeContext = _DEFAULT_CONTEXT, *, key_bytes: int = 0) -> M:
     """Parse and validate `data` as `model`; raise `DecodeError` saying what was wrong.
 
-    `key_bytes` is the size of the record's key, which counts towards the record's size."""
+    `key_bytes` is the size of the record's key, which counts towards the record's size.
+    Straight from bytes into the model (pydantic-core parses the JSON itself), about twice as
+    fast as building a dict first; the hot path of every tier."""
     name = model.__name__
     if data is None:
         raise DecodeError(name, "the record has no value (a tombstone)", "tombstone")
@@ -109,13 +115,7 @@ def decode(data: bytes | None, model: type[M], context: DecodeContext = _DEFAULT
     if len(data) + key_bytes > limit:
         raise DecodeError(name, f"{len(data) + key_bytes} bytes, more than the limit of {limit}", "oversize")
     try:
-        raw = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise DecodeError(name, f"not JSON ({exc})") from None
-    if not isinstance(raw, dict):
-        raise DecodeError(name, f"expected a JSON object, got {type(raw).__name__}")
-    try:
-        value = model.model_validate(raw, context=context.as_validation_context())
+        value: M = model.__pydantic_validator__.validate_json(data, context=context.as_validation_context())
     except ValidationError as exc:
         raise DecodeError(name, _summarise(exc)) from None
     size = len(data) + key_bytes
@@ -141,8 +141,13 @@ def key(item_id: str) -> bytes:
 
 
 def _summarise(exc: ValidationError) -> str:
+    errors = exc.errors(include_url=False)
+    if errors and errors[0]["type"] == "json_invalid":
+        return f"not JSON ({errors[0]['msg']})"
+    if errors and errors[0]["type"] == "model_type" and not errors[0]["loc"]:
+        return "expected a JSON object"
     parts = []
-    for error in exc.errors(include_url=False)[:5]:
+    for error in errors[:5]:
         where = ".".join(str(p) for p in error["loc"]) or "record"
         parts.append(f"{where}: {error['msg']}")
     return "; ".join(parts)

@@ -20,7 +20,7 @@ __all__ = [
     "DEFAULT_MAX_TEXT_CHARS",
     "MAX_VOTES",
     "SCHEMA_VERSION",
-    "AggregatorEntry",
+    "AggregatorLog",
     "DeadLetter",
     "DecidedBy",
     "EscalationReason",
@@ -30,6 +30,8 @@ __all__ = [
     "Message",
     "Verdict",
     "Vote",
+    "VoteBatch",
+    "VoteRow",
     "now",
 ]
 
@@ -70,7 +72,7 @@ class Message(BaseModel):
     """Base of every contract: immutable, unknown fields rejected, versioned."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    # Built by a tier from an input (a request, a verdict, a changelog entry, a dead letter)
+    # Built by a tier from an input (a request, a verdict, a log record, a dead letter)
     # rather than sent by a producer: such records may exceed `max_message_bytes` by a bounded
     # headroom (the votes, the envelope), see `schemas.codec`.
     derived: ClassVar[bool] = False
@@ -166,6 +168,66 @@ class Vote(Message):
     @property
     def item_key(self) -> str:
         return self.item_id
+
+
+# One vote inside a VoteBatch: (item_id, task, label or None for an abstention, confidence,
+# latency_ms, reason). A plain tuple: it validates and encodes ~5x faster than a nested model.
+VoteRow = tuple[
+    ItemId,
+    Annotated[str, Field(min_length=1, max_length=64)],
+    Label | None,
+    Probability,
+    NonNegative,
+    Annotated[str, Field(max_length=1_000)] | None,
+]
+
+
+class VoteBatch(Message):
+    """A worker's votes on the items of one partition from one transaction, and how far it got.
+
+    Written to the votes partition with the same number as the items partition, after all of the
+    worker's earlier votes there. `next_offset`: every item of that partition below this offset
+    has been voted on by this worker group (in this record or an earlier one) or dead-lettered,
+    so a missing vote below it is never coming. An idle worker sends batches with no votes as
+    heartbeats. `expand()` gives the per-vote `Vote`s of the audit trail.
+    """
+
+    worker: str = Field(min_length=1, max_length=128)
+    model: str = Field(min_length=1, max_length=256)
+    next_offset: int = Field(ge=0)
+    votes: tuple[VoteRow, ...] = ()
+    voted_at: NonNegative = Field(default_factory=now)
+
+    @model_validator(mode="after")
+    def _labels_in_tasks(self, info: ValidationInfo) -> VoteBatch:
+        registry = _context(info).get("tasks")
+        if registry is not None:
+            for row in self.votes:
+                if row[2] is not None:
+                    registry.check_label(row[1], row[2])
+        return self
+
+    def vote(self, row: VoteRow) -> Vote:
+        """One row as a `Vote` (validated again, without the task registry: already checked)."""
+        item_id, task, label, confidence, latency_ms, reason = row
+        fields = {
+            "item_id": item_id,
+            "worker": self.worker,
+            "model": self.model,
+            "task": task,
+            "label": label,
+            "confidence": confidence,
+            "latency_ms": latency_ms,
+            "reason": reason,
+            "voted_at": self.voted_at,
+        }
+        # The validator straight from a dict is ~4x cheaper than `model_construct` here.
+        vote: Vote = Vote.__pydantic_validator__.validate_python(fields)
+        return vote
+
+    def expand(self) -> list[Vote]:
+        """Every vote of the batch as a `Vote`."""
+        return [self.vote(row) for row in self.votes]
 
 
 class _Decided(Message):
@@ -272,19 +334,26 @@ class DeadLetter(Message):
     failed_at: NonNegative = Field(default_factory=now)
 
 
-class AggregatorEntry(Message):
-    """The aggregator's state for one item id, as kept in its compacted changelog topic.
+class AggregatorLog(Message):
+    """One aggregator transaction's durable effect on one partition (the `aggregator-decided` log).
 
-    Pending: `item` (once seen) and the votes so far. Escalated: `decided_at` and the `ticket`
-    the judge's verdict must carry, kept until that verdict arrives. Decided: only `decided_at`,
-    kept for a window so late votes and re-sent items are recognised. A tombstone (no value)
-    forgets the id.
+    The aggregator commits its input offsets only up to the oldest item (and the oldest vote
+    record) it has not decided yet, so undecided work is re-read from `items`/`votes` after a
+    restart instead of being written out. What must survive is what was decided: `decided` holds
+    (item id, decided_at) for every item decided in the transaction, so a re-read item or vote of
+    a decided id is recognised. `escalated` holds (item id, ticket, escalated_at) for every item
+    escalated to the judge in the transaction: the judge's verdict becomes its label only if it
+    carries that ticket (`consumers.authority`), so the ticket must survive a restart; an entry
+    is written again while its verdict is awaited (`AWAITING_RELOG_S`), so time retention never
+    drops it, and the item's `decided` entry ends it. `items_to`/`votes_to` are the next offsets
+    this aggregator had read on the partition: below them a restart re-reads records it already
+    saw (and must not dead-letter twice). The topic is time-retained (`aggregator.window_s`), not
+    compacted; one transaction may write several records for one partition.
     """
 
     derived: ClassVar[bool] = True
 
-    item: Item | None = None
-    votes: tuple[Vote, ...] = Field(default=(), max_length=MAX_VOTES)
-    first_seen: NonNegative
-    decided_at: NonNegative | None = None
-    ticket: str | None = Field(default=None, min_length=1, max_length=64)
+    items_to: int = Field(ge=0)
+    votes_to: int = Field(ge=0)
+    decided: tuple[tuple[ItemId, NonNegative], ...] = ()
+    escalated: tuple[tuple[ItemId, Annotated[str, Field(min_length=1, max_length=64)], NonNegative], ...] = ()

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from tribunal.core.settings import Settings, load_settings, settings_env
 from tribunal.core.topics import create_topics
 from tribunal.schemas.codec import decode
+from tribunal.schemas.messages import Vote, VoteBatch
 
 M = TypeVar("M", bound=BaseModel)
 # A tier run as a task: `main(stop)` returns once `stop` is set and its last batch committed.
@@ -61,9 +62,13 @@ async def read_topic(
     await consumer.start()
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:
+        for _ in range(60):  # a topic created a moment ago can take a while to reach the metadata
+            if partitions:
+                break
             await consumer._client.force_metadata_update()
             partitions = consumer.partitions_for_topic(topic) or set()
+            if not partitions:
+                await asyncio.sleep(0.5)
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
@@ -118,3 +123,13 @@ async def start_tier(settings: Settings, *args: str, instance: str) -> asyncio.s
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tribunal.cli", *args, env=child_env(settings, instance), cwd=REPO
     )
+
+
+async def read_votes(settings: Settings, count: int, timeout_s: float = 60.0) -> list[Vote]:
+    """The votes on the votes topic (each worker batch's `VoteBatch` expanded), once `count` are in."""
+
+    def enough(batches: list[VoteBatch]) -> bool:
+        return sum(len(batch.votes) for batch in batches) >= count
+
+    batches = await read_topic(settings, settings.topics.votes_topic, VoteBatch, until=enough, timeout_s=timeout_s)
+    return [vote for batch in batches for vote in batch.expand()]

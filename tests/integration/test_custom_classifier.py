@@ -12,11 +12,11 @@ from types import ModuleType
 import orjson
 import pytest
 
-from tests.integration.kit import REPO, isolated_settings, make_topics, read_topic, running, start_tier
+from tests.integration.kit import REPO, isolated_settings, make_topics, read_votes, running, start_tier
 from tribunal.consumers.classifiers import build_classifier
 from tribunal.core.errors import ConfigError
 from tribunal.producers.ingest import ingest
-from tribunal.schemas.messages import Item, Vote
+from tribunal.schemas.messages import Item
 
 EXAMPLE = REPO / "examples" / "custom_classifier.py"
 
@@ -48,7 +48,7 @@ async def test_example_worker_votes_inside_the_host_program_without_touching_log
     handlers_before = list(logging.getLogger().handlers)
 
     async with running(lambda stop: example.main(settings, stop)):
-        votes = await read_topic(settings, settings.topics.votes_topic, Vote, until=lambda rs: len(rs) >= len(TEXTS))
+        votes = await read_votes(settings, len(TEXTS))
 
     assert logging.getLogger().handlers == handlers_before, "embedding a tier must not reconfigure logging"
     by_id = {vote.item_id: vote for vote in votes}
@@ -67,7 +67,7 @@ async def test_example_factory_by_module_spec_in_a_child_process(kafka_bootstrap
 
     process = await start_tier(settings, "worker", "--name", "w2", "--classifier", spec, instance="custom")
     try:
-        votes = await read_topic(settings, settings.topics.votes_topic, Vote, until=lambda rs: len(rs) >= len(TEXTS))
+        votes = await read_votes(settings, len(TEXTS))
     finally:
         process.terminate()
         await process.wait()

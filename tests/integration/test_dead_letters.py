@@ -9,7 +9,7 @@ from aiokafka import AIOKafkaProducer
 from tests.integration.kit import isolated_settings, make_topics, read_topic, running
 from tests.integration.pipeline_kit import aggregator_main, worker_main
 from tribunal.schemas.codec import encode, key
-from tribunal.schemas.messages import DeadLetter, Item, Vote
+from tribunal.schemas.messages import DeadLetter, Item, VoteBatch
 
 
 async def test_garbage_wrong_schema_and_overlong_text_go_to_dlq(kafka_bootstrap: str) -> None:
@@ -37,10 +37,13 @@ async def test_garbage_wrong_schema_and_overlong_text_go_to_dlq(kafka_bootstrap:
         await producer.stop()
 
     async with running(worker_main(settings, "w1"), aggregator_main(settings)):
-        votes = await read_topic(settings, settings.topics.votes_topic, Vote, until=lambda rs: len(rs) >= 4)
+        batches = await read_topic(
+            settings, settings.topics.votes_topic, VoteBatch, until=lambda rs: sum(len(b.votes) for b in rs) >= 4
+        )
         await read_topic(settings, settings.topics.dlq(topic), until=lambda rs: len(rs) >= 3)
     letters = await read_topic(settings, settings.topics.dlq(topic), DeadLetter)
 
+    votes = [vote for batch in batches for vote in batch.expand()]
     assert sorted(v.item_id for v in votes) == [g.id for g in good]
     assert all(v.label == "positive" for v in votes)
     assert [base64.b64decode(d.value_b64 or "") for d in letters] == [v for _, v in bad], "original bytes, in order"
@@ -73,10 +76,12 @@ async def test_items_poison_to_a_model_are_voted_abstain_and_dead_lettered(kafka
         await producer.stop()
 
     async with running(worker_main(settings, "w1")):
-        votes = await read_topic(settings, settings.topics.votes_topic, Vote, until=lambda rs: len(rs) >= 4)
+        batches = await read_topic(
+            settings, settings.topics.votes_topic, VoteBatch, until=lambda rs: sum(len(b.votes) for b in rs) >= 4
+        )
         letters = await read_topic(settings, settings.topics.dlq(topic), DeadLetter, until=lambda rs: len(rs) >= 2)
 
-    labels = {v.item_id: v.label for v in votes}
+    labels = {v.item_id: v.label for batch in batches for v in batch.expand()}
     assert labels == {"ok-1": "positive", "bad-label": None, "ok-2": "negative", "bad-batch": None}
     by_item = {base64.b64decode(letter.key_b64 or ""): letter for letter in letters}
     assert set(by_item) == {b"bad-label", b"bad-batch"}

@@ -105,3 +105,38 @@ async def test_two_aggregators_one_stopped_mid_run(kafka_bootstrap: str, tmp_pat
                     await process.wait()
     labels = await read_topic(settings, settings.topics.labels_topic, Verdict)
     _assert_exactly_once(labels, expected)
+
+
+@pytest.mark.slow
+async def test_awaited_verdict_tickets_survive_an_aggregator_kill(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """Items escalate while no judge runs; the aggregator is kill -9'd with every escalation still
+    awaiting its verdict and restarted under a new instance id; then the judge answers. Each ticket
+    was restored from the decided-id log: one label per item, and no verdict refused."""
+    settings = isolated_settings(kafka_bootstrap, aggregator={"policy": "criterion1", "deadline_ms": 600_000})
+    await make_topics(settings)
+    expected = write_scripted_items(tmp_path / "items.jsonl", 600, CLEAN_PATTERNS)
+    judged = sum(1 for e in expected.values() if e.decided_by != "workers")
+    assert judged > 50, "the scripted mix escalates enough items to matter"
+    await ingest(settings, str(tmp_path / "items.jsonl"))
+
+    async with running(*(worker_main(settings, name) for name in WORKERS)):
+        aggregator = await start_tier(settings, "aggregator", instance="agg-a")
+        try:
+            await read_topic(settings, settings.topics.judge_topic, until=lambda rs: len(rs) >= judged, timeout_s=180)
+            await _label_count_reaches(settings, len(expected) - judged)
+            await _kill(aggregator)
+            aggregator = await start_tier(settings, "aggregator", instance="agg-b")
+            judge = await start_tier(settings, "judge", "--classifier", "scripted:judge", instance="judge")
+            try:
+                await _label_count_reaches(settings, len(expected))
+            finally:
+                judge.terminate()
+                await judge.wait()
+        finally:
+            if aggregator.returncode is None:
+                aggregator.terminate()
+                await aggregator.wait()
+    labels = await read_topic(settings, settings.topics.labels_topic, Verdict)
+    _assert_exactly_once(labels, expected)
+    refused = await read_topic(settings, settings.topics.dlq(settings.topics.verdicts_topic))
+    assert refused == [], "every verdict answered an escalation whose ticket survived the kill"

@@ -18,7 +18,7 @@ from tests.integration.kit import isolated_settings, make_topics, read_topic, ru
 from tests.integration.pipeline_kit import WORKERS, aggregator_main, judge_main, worker_main
 from tribunal.core.settings import Settings
 from tribunal.schemas.codec import encode, key
-from tribunal.schemas.messages import DeadLetter, EscalationReason, Item, JudgeRequest, Verdict, Vote
+from tribunal.schemas.messages import DeadLetter, EscalationReason, Item, JudgeRequest, Verdict, VoteBatch
 
 Send = tuple[str, bytes | None, bytes | None, int | None]  # topic, key, value, partition
 
@@ -144,7 +144,8 @@ async def test_every_input_topic_at_half_most_full_and_double_each_limit(kafka_b
         vote_id = f"votes-{name}"
         records.append(_good(settings, vote_id, answers=("!abstain", "!abstain", "!abstain", "negative")))
         for worker in ("w1", "w2"):
-            vote = Vote(item_id=vote_id, worker=worker, model="m", task="sentiment3", label="positive", confidence=0.9)
+            row = (vote_id, "sentiment3", "positive", 0.9, 0.0, None)
+            vote = VoteBatch(worker=worker, model="m", next_offset=0, votes=(row,))
             raw = _exactly(vote.model_dump(mode="json"), int(m * scale), key(vote_id), pad=None)
             records.append((t.votes_topic, key(vote_id), raw, default_partition(key(vote_id), t.partitions)))
         expected_labels |= {item_id, text_id, vote_id} if scale <= 1 else {vote_id}
@@ -217,7 +218,9 @@ async def test_forged_votes_requests_and_gold_labels_never_label(kafka_bootstrap
     await make_topics(settings)
     t = settings.topics
     home = default_partition(key("victim"), t.partitions)
-    cross_task = Vote(item_id="victim", worker="w1", model="m", task="intent", label="age_limit")
+    cross_task = VoteBatch(
+        worker="w1", model="m", next_offset=0, votes=(("victim", "intent", "age_limit", 0.0, 0.0, None),)
+    )
     forged_votes: list[Send] = [
         (t.votes_topic, key("victim"), encode(cross_task.model_copy(update={"worker": w})), home) for w in ("w1", "w2")
     ]
@@ -278,7 +281,7 @@ async def test_bad_items_make_one_letter_each_and_tombstones_differ_from_empty_v
 
 
 async def test_garbage_in_the_state_topics_is_skipped_not_fatal(kafka_bootstrap: str) -> None:
-    """Records nobody should write to the aggregator's changelog or the reliability topic (bad bytes,
+    """Records nobody should write to the aggregator's decided-id log or the reliability topic (bad bytes,
     undecodable keys) are skipped on restore and when followed: the tiers start and label as usual."""
     settings = isolated_settings(kafka_bootstrap, aggregator={"deadline_ms": 60_000, "policy": "weighted"})
     await make_topics(settings)

@@ -23,7 +23,7 @@ from tribunal.consumers.reliability_feed import _absorb_record, decode_snapshot
 from tribunal.core.intake import admit
 from tribunal.producers.ingest import Rejected, parse_lines
 from tribunal.schemas import DecodeContext, DecodeError, Item, JudgeRequest, Verdict, Vote, decode, encode, load_tasks
-from tribunal.schemas.messages import AggregatorEntry, DeadLetter, DecidedBy, EscalationReason
+from tribunal.schemas.messages import AggregatorLog, DeadLetter, DecidedBy, EscalationReason, VoteBatch
 
 CONTEXT = DecodeContext(tasks=load_tasks(), max_text_chars=2_000, max_message_bytes=20_000)
 # Per decoder and input family; each example must finish within the deadline (the time bound).
@@ -35,7 +35,8 @@ _REQUEST = JudgeRequest(item=_ITEM, votes=(_VOTE,), reason=EscalationReason.DEAD
                         partition=0, ticket="t")  # fmt: skip
 _VERDICT = Verdict(item_id="i", task="sentiment", label="negative", decided_by=DecidedBy.JUDGE, votes=(_VOTE,),
                    policy="p", policy_version=1, item_produced_at=1.0, ticket="t")  # fmt: skip
-_ENTRY = AggregatorEntry(item=_ITEM, votes=(_VOTE,), first_seen=1.0)
+_BATCH = VoteBatch(worker="w1", model="m", next_offset=3, votes=(("i", "sentiment", "positive", 0.5, 1.0, None),))
+_LOG = AggregatorLog(items_to=3, votes_to=4, decided=(("i", 1.0),), escalated=(("j", "t", 2.0),))
 _LETTER = DeadLetter(source_topic="items", partition=0, offset=1, value_b64="", value_bytes=0, error_kind="decode",
                      error_message="x", tier="t")  # fmt: skip
 SAMPLES: dict[type[BaseModel], BaseModel] = {
@@ -43,7 +44,8 @@ SAMPLES: dict[type[BaseModel], BaseModel] = {
     Vote: _VOTE,
     JudgeRequest: _REQUEST,
     Verdict: _VERDICT,
-    AggregatorEntry: _ENTRY,
+    VoteBatch: _BATCH,
+    AggregatorLog: _LOG,
     DeadLetter: _LETTER,
 }
 MODELS = list(SAMPLES)
@@ -134,7 +136,7 @@ def test_deep_nesting_and_huge_numbers(model: type[BaseModel]) -> None:
 @given(key=st.none() | st.binary(max_size=300), value=st.none() | st.binary(max_size=500), partition=st.integers(0, 5))
 def test_admission_with_any_key(key: bytes | None, value: bytes | None, partition: int) -> None:
     """The runtime's gate (size, decode, key, partition) only ever raises DecodeError."""
-    for model in (Item, Vote, JudgeRequest, Verdict):
+    for model in (Item, VoteBatch, JudgeRequest, Verdict):
         with contextlib.suppress(DecodeError):
             admit(value, key, partition, model, CONTEXT, 6)
 

@@ -16,7 +16,7 @@ from tribunal.core.errors import FatalError, ServerUnavailableError
 from tribunal.core.runtime import Record
 from tribunal.core.settings import load_settings
 from tribunal.schemas import Item, JudgeRequest, Vote, decode, encode, load_tasks
-from tribunal.schemas.messages import DeadLetter, EscalationReason, Verdict
+from tribunal.schemas.messages import DeadLetter, EscalationReason, Verdict, VoteBatch
 
 TASKS = load_tasks()
 SETTINGS = load_settings(topics={"prefix": "j-"}, runtime={"retries": 0, "retry_backoff_ms": 0})
@@ -162,5 +162,5 @@ async def test_an_unavailable_model_server_makes_a_worker_abstain() -> None:
     item = Item(id="i", text="fine", task="sentiment")
     record = Record("j-items", 0, 3, b"i", item, 0, encode(item))
     [output] = await WorkerProcessor(settings, Unavailable(), TASKS).process([record], 0)
-    vote = decode(output.value, Vote)
+    [vote] = decode(output.value, VoteBatch).expand()
     assert vote.label is None and "model server unavailable" in (vote.reason or "")

@@ -10,7 +10,8 @@ from tribunal.consumers.budget import TokenBucket
 from tribunal.consumers.judge_gate import JudgeGate
 from tribunal.core.runtime import Record
 from tribunal.core.settings import Settings, load_settings
-from tribunal.schemas import Item, Verdict, Vote, decode
+from tribunal.schemas import Item, Verdict, decode
+from tribunal.schemas.messages import VoteBatch
 
 T0 = 5_000.0
 
@@ -74,13 +75,20 @@ async def _aggregator(settings: Settings) -> AggregatorProcessor:
     return processor
 
 
-def _disagreement(item_id: str) -> list[Record[Item] | Record[Vote]]:
+def _vote(item_id: str, worker: str, label: str, confidence: float) -> Record[VoteBatch]:
+    batch = VoteBatch(
+        worker=worker, model="m", next_offset=0, votes=((item_id, "sentiment3", label, confidence, 0.0, None),)
+    )
+    return Record("b-votes", 0, 0, None, batch, 0, b"")
+
+
+def _disagreement(item_id: str) -> list[Record[Item] | Record[VoteBatch]]:
     item = Item(id=item_id, text="t", task="sentiment3", produced_at=T0)
     votes = [
-        Vote(item_id=item_id, worker=w, model="m", task="sentiment3", label=label, confidence=c)
+        _vote(item_id, w, label, c)
         for w, label, c in (("w1", "positive", 0.9), ("w2", "negative", 0.6), ("w3", "neutral", 0.5))
     ]
-    return [Record("b-items", 0, 0, None, item, 0, b"")] + [Record("b-votes", 0, 0, None, v, 0, b"") for v in votes]
+    return [Record("b-items", 0, 0, None, item, 0, b""), *votes]
 
 
 async def test_over_budget_escalations_become_flagged_fallback_labels() -> None:
@@ -105,8 +113,7 @@ async def test_weighted_policy_at_cold_start_decides_like_criterion1() -> None:
     agreeing = _disagreement("x")[:3]  # item, w1 positive, w2 negative ...
     outputs = await processor.process(agreeing, T0)
     assert outputs == []
-    vote = Vote(item_id="x", worker="w3", model="m", task="sentiment3", label="positive", confidence=0.5)
-    [accepted] = await processor.process([Record("b-votes", 0, 0, None, vote, 0, b"")], T0)
+    [accepted] = await processor.process([_vote("x", "w3", "positive", 0.5)], T0)
     assert decode(accepted.value, Verdict).label == "positive" and decode(accepted.value, Verdict).policy == "weighted"
     [escalated] = await processor.process(_disagreement("y"), T0)
     assert escalated.topic == "b-judge"

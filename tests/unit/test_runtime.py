@@ -7,8 +7,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from tribunal.core import kafka
 from tribunal.core.runtime import Output, Processor, Record, StreamRunner
 from tribunal.core.settings import load_settings
 from tribunal.schemas import DeadLetter, Item, decode, encode
@@ -80,7 +85,7 @@ def test_transactional_id_is_stable_per_instance() -> None:
 async def test_a_partition_rewound_between_fetches_is_not_handled_twice() -> None:
     """A rebalance between two getmany calls of one batch rewinds the partition to its committed
     offset: the records fetched again are kept once, in order."""
-    from tribunal.core.runtime import _fetch
+    from tribunal.core.batches import fetch
 
     tp = TopicPartition("r-items", 2)
     good = encode(Item(id="a", text="fine"))
@@ -89,16 +94,29 @@ async def test_a_partition_rewound_between_fetches_is_not_handled_twice() -> Non
         def __init__(self) -> None:
             self.calls = [{tp: [_raw(0, good), _raw(1, good)]}, {tp: [_raw(0, good), _raw(1, good), _raw(2, good)]}]
 
-        async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
+        def assignment(self) -> set[TopicPartition]:
+            return {tp}
+
+        def paused(self) -> set[TopicPartition]:
+            return set()
+
+        def last_stable_offset(self, tp: TopicPartition) -> int:
+            return 3
+
+        async def position(self, tp: TopicPartition) -> int:
+            return 3
+
+        async def getmany(self, *tps: TopicPartition, timeout_ms: int, max_records: int) -> dict[TopicPartition, Any]:
             return self.calls.pop(0) if self.calls else {}
 
-    batch = await _fetch(Rewinding(), batch_size=10, wait_ms=1_000)
+    batch = await fetch(Rewinding(), batch_size=10, wait_ms=1_000)
     assert [r.offset for r in batch[tp]] == [0, 1, 2]
 
 
 async def test_a_batch_fetched_before_a_rebalance_is_dropped_not_handled() -> None:
-    """Records fetched before partitions were revoked and assigned again (the consumer rewinds to
-    the committed offsets and fetches them anew) are not handled: once per record, not twice."""
+    """Records fetched while partitions were revoked and assigned again are not handled, and their
+    partitions are rewound to the committed offsets: each record is handled once, after the
+    rebalance (whether it was fetched before the rebalance's own rewind or after it)."""
     import asyncio
     import contextlib
 
@@ -108,11 +126,29 @@ async def test_a_batch_fetched_before_a_rebalance_is_dropped_not_handled() -> No
     await runner._on_assigned({tp})
     stop = asyncio.Event()
     sent: list[Any] = []
+    rewound: list[tuple[TopicPartition, int]] = []
 
     class Consumer:
         calls = 0
 
-        async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
+        def assignment(self) -> set[TopicPartition]:
+            return {tp}
+
+        def paused(self) -> set[TopicPartition]:
+            return set()
+
+        def last_stable_offset(self, tp: TopicPartition) -> None:
+            return None
+
+        async def committed(self, tp: TopicPartition) -> int:
+            return 0
+
+        def seek(self, tp: TopicPartition, offset: int) -> None:
+            rewound.append((tp, offset))
+
+        async def getmany(self, *tps: TopicPartition, timeout_ms: int, max_records: int) -> dict[TopicPartition, Any]:
+            if tps:
+                return {}  # topping the batch up: nothing more fetched
             self.calls += 1
             if self.calls == 1:  # a rebalance happens while the batch is in our hands
                 await runner._on_revoked({tp})
@@ -133,7 +169,17 @@ async def test_a_batch_fetched_before_a_rebalance_is_dropped_not_handled() -> No
         async def transaction(self) -> Any:
             yield
 
-        async def send(self, topic: str, value: bytes, key: bytes, partition: int | None) -> None:
+        async def partitions_for(self, topic: str) -> set[int]:
+            return {0}
+
+        def create_batch(self) -> Any:
+            class Batch:
+                def append(self, key: bytes | None, value: bytes | None, timestamp: int | None) -> object:
+                    return object()
+
+            return Batch()
+
+        async def send_batch(self, batch: Any, topic: str, partition: int) -> None:
             sent.append(topic)
 
         async def send_offsets_to_transaction(self, offsets: dict[TopicPartition, int], group: str) -> None:
@@ -141,3 +187,17 @@ async def test_a_batch_fetched_before_a_rebalance_is_dropped_not_handled() -> No
 
     await runner._loop(Consumer(), Producer(), stop)
     assert sent == ["r-items.dlq", {tp: 1}], "the letter once, from the batch fetched after the rebalance"
+    assert rewound == [(tp, 0)], "the dropped batch's partition is read again from its committed offset"
+
+
+@given(st.binary(max_size=300))
+def test_murmur2_is_kafkas(data: bytes) -> None:
+    """Our murmur2 equals aiokafka's (the Java client's), so keyed records land where any client puts them."""
+    assert kafka.murmur2(data) == aiokafka_murmur2(data)
+
+
+@given(st.binary(min_size=1, max_size=64), st.integers(1, 50))
+def test_partition_for_matches_the_default_partitioner(key: bytes, count: int) -> None:
+    """The partition of a keyed record is the default partitioner's."""
+    partitions = list(range(count))
+    assert kafka.partition_for(key, partitions) == DefaultPartitioner()(key, partitions, partitions)

@@ -1,4 +1,4 @@
-"""`tribunal demo` and `tribunal bench cascade|pipeline|ingest|policies`: the lab's commands.
+"""`tribunal demo` and `tribunal bench cascade|pipeline|tiers|replay|ingest|policies`: the lab's commands.
 
 The measuring itself lives in `tribunal.lab`; these functions only parse options, build settings
 once and print.
@@ -22,6 +22,8 @@ from tribunal.cli.common import InputOption, JsonOption, LabelledInputOption, co
 from tribunal.core.errors import TribunalError
 from tribunal.core.settings import Settings
 from tribunal.lab.bench import bench_ingest, bench_pipeline
+from tribunal.lab.bench_replay import bench_replay
+from tribunal.lab.bench_tiers import bench_tiers
 from tribunal.lab.demo import DEFAULT_DATA_DIR, DEFAULT_DEADLINE_MS, DemoOptions, run_demo
 from tribunal.lab.policy_bench import bench_policies, latencies, load_or_record, load_recording, plot, table
 from tribunal.lab.report_view import print_report, render_html
@@ -133,8 +135,16 @@ def bench_cascade(
         typer.echo(f"{name:>24}: {orjson.dumps(value).decode() if isinstance(value, dict) else value}")
 
 
+def _print(result: dict[str, object], json_out: bool, width: int = 16) -> None:
+    if json_out:
+        emit(result)
+        return
+    for name, value in result.items():
+        typer.echo(f"{name:>{width}}: {value}")
+
+
 def _register_bench(bench_app: typer.Typer) -> None:
-    """`bench pipeline`, `bench ingest`, `bench policies`."""
+    """`bench pipeline`, `bench tiers`, `bench replay`, `bench ingest`, `bench policies`."""
 
     @bench_app.command("chaos")
     def chaos(
@@ -181,17 +191,33 @@ def _register_bench(bench_app: typer.Typer) -> None:
         ctx: typer.Context,
         items: Annotated[int, typer.Option(help="Items in the saturation phase")] = 20_000,
         workers: Annotated[int, typer.Option(help="Worker processes (instant classifiers)")] = 3,
-        rate: Annotated[float, typer.Option(help="Items/s of the fixed-rate latency phase")] = 1_000.0,
-        rate_items: Annotated[int, typer.Option(help="Items of the fixed-rate phase (0 skips it)")] = 5_000,
+        rate: Annotated[
+            list[float] | None, typer.Option(help="Items/s of a fixed-rate latency phase; repeatable [1000, 2000]")
+        ] = None,
+        rate_items: Annotated[int, typer.Option(help="Items of each fixed-rate phase (0 skips them)")] = 5_000,
         json_out: JsonOption = False,
     ) -> None:
         """End-to-end throughput and latency of all tiers, beside the raw broker round trip."""
-        result = asyncio.run(bench_pipeline(settings_from(ctx), items, workers, rate, rate_items))
-        if json_out:
-            emit(result)
-            return
-        for name, value in result.items():
-            typer.echo(f"{name:>28}: {value}")
+        rates = rate or [1_000.0, 2_000.0]
+        _print(asyncio.run(bench_pipeline(settings_from(ctx), items, workers, rates, rate_items)), json_out, 28)
+
+    @bench_app.command("tiers")
+    def tiers(
+        ctx: typer.Context,
+        items: Annotated[int, typer.Option(help="Items preloaded as the backlog")] = 30_000,
+        json_out: JsonOption = False,
+    ) -> None:
+        """Each tier's CPU per item over a backlog, one tier process at a time."""
+        _print(asyncio.run(bench_tiers(settings_from(ctx), items)), json_out)
+
+    @bench_app.command("replay")
+    def replay(
+        ctx: typer.Context,
+        items: Annotated[int, typer.Option(help="Recorded items to replay")] = 1_000_000,
+        json_out: JsonOption = False,
+    ) -> None:
+        """Items/s and peak RSS of `tribunal replay votes` over a recorded pipeline of N items."""
+        _print(asyncio.run(bench_replay(settings_from(ctx), items)), json_out)
 
     @bench_app.command("policies")
     def policies(

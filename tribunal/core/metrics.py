@@ -34,6 +34,7 @@ __all__ = [
     "TARGET_AUDIT_RATE",
     "TARGET_CUTOFF",
     "TARGET_RULE",
+    "VOTE_WAITS_OVER",
     "WORKER_ACCURACY",
     "forget_lag",
     "serve_metrics",
@@ -61,6 +62,12 @@ STAGE_SECONDS = Histogram(
 )
 DECISIONS = Counter("tribunal_decisions_total", "Aggregator outcomes", ["outcome", "reason"])
 LATE_VOTES = Counter("tribunal_late_votes_total", "Votes for items already decided (ignored)", ["worker"])
+VOTE_WAITS_OVER = Counter(
+    "tribunal_vote_waits_over_total",
+    "Items escalated for a missing vote, by why the wait ended: ceiling, passed (the worker went past "
+    "the item without a vote) or silent (no live worker on the partition past the deadline)",
+    ["cause"],
+)
 PENDING_ITEMS = Gauge("tribunal_pending_items", "Items waiting for votes in this aggregator")
 AWAITING_VERDICTS = Gauge("tribunal_awaiting_verdict_items", "Escalated items whose judge verdict has not arrived yet")
 CONSUMER_LAG = Gauge(

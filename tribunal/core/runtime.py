@@ -14,14 +14,19 @@ Contract with the `Processor`:
   partition revoked in between are dropped, never committed by us.
 - Any error escaping a `Processor` or a failed commit aborts the transaction and is fatal: the
   process exits non-zero without committing, and the next incarnation resumes from the last
-  committed offsets with state restored from its changelog. Per-item failures are the
+  committed offsets with its state restored (e.g. from a log topic). Per-item failures are the
   processor's to absorb (abstain votes, fallback labels); this loop never dies on bad input.
-- Backpressure: topics named by `paused_topics()` stop being fetched until it no longer names them.
+- Backpressure: partitions named by `paused_partitions()` (by default, those of the topics named by
+  `paused_topics()`) stop being fetched until it no longer names them.
+- Progress: the offsets committed are the next offsets consumed unless `commit_offsets` lowers
+  them (a processor that keeps undecided work only in memory has it re-read after a restart);
+  `already_seen` then names re-read records, whose dead letters were written the first time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import time
 from collections import Counter
@@ -35,6 +40,7 @@ from aiokafka.errors import KafkaError
 from pydantic import BaseModel
 
 from tribunal.core import intake, kafka, metrics
+from tribunal.core.batches import Output, at_end, fetch, produce
 from tribunal.core.errors import FatalError
 from tribunal.core.health import Health, serve_health
 from tribunal.core.logs import get_logger
@@ -51,15 +57,16 @@ __all__ = [
     "dead_letter_of",
     "run_until_signalled",
     "serve",
+    "tune_gc",
 ]
 
 M = TypeVar("M", bound=BaseModel)
 log = get_logger("tribunal.runtime")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass pays object.__setattr__ per field, per record
 class Record(Generic[M]):
-    """A consumed record, decoded."""
+    """A consumed record, decoded. Treat as immutable."""
 
     topic: str
     partition: int
@@ -68,16 +75,6 @@ class Record(Generic[M]):
     value: M
     timestamp_ms: int
     raw: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Output:
-    """A record to produce in the batch's transaction. `partition=None` lets the key decide."""
-
-    topic: str
-    value: bytes | None
-    key: bytes | None = None
-    partition: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +161,23 @@ class Processor:
     def paused_topics(self) -> frozenset[str]:
         return frozenset()
 
+    def paused_partitions(self, owned: set[TopicPartition]) -> set[TopicPartition]:
+        """Owned partitions not to fetch from for now."""
+        topics = self.paused_topics()
+        return {tp for tp in owned if tp.topic in topics}
+
+    def commit_offsets(self, consumed: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """The offsets to commit with this batch's outputs, given the next offsets consumed."""
+        return consumed
+
+    def already_seen(self, topic: str, partition: int, offset: int) -> bool:
+        """Whether this record was read before a restart (its dead letter, if any, is written)."""
+        return False
+
+    def read_to_end(self, partitions: set[TopicPartition], now: float) -> None:
+        """Called before `tick`: the owned partitions whose records this batch read to their end,
+        as far as the latest fetch responses tell (the others have records not handed to us yet)."""
+
     async def close(self) -> None:
         """Release models and clients."""
 
@@ -230,17 +244,32 @@ class StreamRunner:
             self.health.beat()
             self._apply_backpressure(consumer)
             generation = self._generation
-            batch = await _fetch(consumer, batch_size, runtime.batch_wait_ms)
+            batch = await fetch(consumer, batch_size, runtime.batch_wait_ms)
             async with self._lock:
                 if generation != self._generation:
-                    # A rebalance since the fetch rewound our partitions to their committed offsets:
-                    # these records come again; handling them now too would handle them twice.
+                    # A rebalance happened during the fetch: handle none of its records. Some were
+                    # fetched before it (the rebalance rewound their partitions: they come again),
+                    # some after it, from the committed offsets (the position is now past them).
+                    # Rewinding every owned partition of the batch to its committed offset covers
+                    # both: each record is handled once, after the rebalance.
+                    await self._rewind(consumer, {tp for tp, records in batch.items() if records})
                     batch = {}
-                await self._handle(batch, producer)
+                await self._handle(batch, consumer, producer)
             await self._export_lag(consumer)
         log.info("runner_stopped", group_id=self._group_id, batches=self.committed_batches)
 
-    async def _handle(self, batch: dict[TopicPartition, list[ConsumerRecord]], producer: AIOKafkaProducer) -> None:
+    async def _rewind(self, consumer: AIOKafkaConsumer, partitions: set[TopicPartition]) -> None:
+        """Seek owned `partitions` back to their committed offsets (the start without one)."""
+        for tp in partitions & self._owned:
+            committed = await consumer.committed(tp)
+            if committed is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)
+
+    async def _handle(
+        self, batch: dict[TopicPartition, list[ConsumerRecord]], consumer: AIOKafkaConsumer, producer: AIOKafkaProducer
+    ) -> None:
         tier = self._processor.tier
         owned = {tp: recs for tp, recs in batch.items() if tp in self._owned and recs}
         records, outputs = self._decode(owned)
@@ -249,9 +278,10 @@ class StreamRunner:
         if records:
             metrics.BATCH_SIZE.labels(tier).observe(len(records))
             outputs += await self._processor.process(records, now)
+        self._processor.read_to_end(await at_end(consumer, self._owned), now)
         outputs += await self._processor.tick(now)
         metrics.STAGE_SECONDS.labels(tier, "process").observe(time.perf_counter() - started)
-        offsets = {tp: recs[-1].offset + 1 for tp, recs in owned.items()}
+        offsets = self._processor.commit_offsets({tp: recs[-1].offset + 1 for tp, recs in owned.items()})
         if outputs or offsets:
             await self._commit(producer, outputs, offsets)
 
@@ -267,7 +297,8 @@ class StreamRunner:
                 try:
                     value = intake.admit(raw.value, raw.key, raw.partition, model, context, partitions)
                 except DecodeError as exc:
-                    dead += self._refuse(raw, exc)
+                    if not self._processor.already_seen(raw.topic, raw.partition, raw.offset):
+                        dead += self._refuse(raw, exc)
                     continue
                 records.append(
                     Record(
@@ -300,8 +331,7 @@ class StreamRunner:
         started = time.perf_counter()
         try:
             async with producer.transaction():
-                for out in outputs:
-                    await producer.send(out.topic, out.value, key=out.key, partition=out.partition)
+                await produce(producer, outputs)
                 if offsets:
                     await producer.send_offsets_to_transaction(offsets, self._group_id)
         except KafkaError as exc:
@@ -326,8 +356,7 @@ class StreamRunner:
                 metrics.CONSUMER_LAG.labels(self._processor.tier, self._group_id, tp.topic, str(tp.partition)).set(lag)
 
     def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
-        topics = self._processor.paused_topics()
-        wanted = {tp for tp in self._owned if tp.topic in topics}
+        wanted = self._processor.paused_partitions(self._owned) & self._owned
         if wanted - self._paused:
             consumer.pause(*(wanted - self._paused))
         if self._paused - wanted:
@@ -356,33 +385,6 @@ class StreamRunner:
         log.info("partitions_assigned", partitions=_names(assigned))
 
 
-async def _fetch(
-    consumer: AIOKafkaConsumer, batch_size: int, wait_ms: int
-) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
-    """Up to `batch_size` records, waiting at most `wait_ms` for the batch to fill.
-
-    Returning whatever arrived first would, at moderate load, mean one transaction per handful
-    of records; its round trips then dominate and the tier falls behind. Lingering caps the
-    transaction rate at about 1000/wait_ms per second, for at most `wait_ms` of added latency.
-    """
-    deadline = time.monotonic() + wait_ms / 1000.0
-    batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = await consumer.getmany(
-        timeout_ms=wait_ms, max_records=batch_size
-    )
-    count = sum(len(records) for records in batch.values())
-    while 0 < count < batch_size and (left_ms := int((deadline - time.monotonic()) * 1000)) > 0:
-        more = await consumer.getmany(timeout_ms=left_ms, max_records=batch_size - count)
-        for tp, records in more.items():
-            have = batch.setdefault(tp, [])
-            # A rebalance between two calls rewinds a partition to its committed offset, so the
-            # same records may come again: keep each offset once, or a batch handles it twice.
-            last = have[-1].offset if have else -1
-            fresh = [r for r in records if r.offset > last]
-            have.extend(fresh)
-            count += len(fresh)
-    return batch
-
-
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, runner: StreamRunner) -> None:
         self._runner = runner
@@ -396,6 +398,21 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 def _names(partitions: set[TopicPartition]) -> list[str]:
     return sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions)
+
+
+# Allocations between young-generation collections (CPython's default is 700). A tier allocates a
+# few short-lived objects per record, freed by reference counting; the cyclic collector only
+# re-walks survivors, and with the default it ran so often that it took 20-40% of a tier's CPU.
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def tune_gc() -> None:
+    """Collect cycles less often, and never re-walk what start-up loaded (modules, models, classes:
+    `gc.freeze` moves them out of the collector's reach; they live as long as the process). For a
+    tier's own process (its `run`); an embedding host keeps its own collector settings."""
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 async def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:

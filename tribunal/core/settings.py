@@ -95,7 +95,9 @@ class TopicSettings(Section):
     verdicts: str = "verdicts"
     labels: str = "labels"
     audits: str = "audits"
-    aggregator_state: str = "aggregator-state"
+    # The aggregator's decided-id log (time-retained; see AggregatorLog). Named apart from the
+    # compacted per-item changelog it replaced, so an old topic is never read as the new log.
+    aggregator_state: str = "aggregator-decided"
     reliability: str = "reliability"
     evidence: str = "evidence"
     rules: str = "rules"
@@ -188,6 +190,9 @@ class RuntimeSettings(Section):
 class WorkerSettings(Section):
     name: str = Field(default="w1", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
     classifier: str = "hash"
+    # An idle worker reports its position per partition this often (an empty VoteBatch), so the
+    # aggregator can tell it from a dead one. Keep it well under aggregator.deadline_ms.
+    progress_interval_ms: int = Field(default=500, ge=10, le=60_000)
 
 
 class TargetSettings(Section):
@@ -224,10 +229,19 @@ class AggregatorSettings(Section):
     # At most MAX_VOTES: a judge request carries one vote per worker, and its size is bounded.
     workers: tuple[str, ...] = Field(default=("w1", "w2", "w3"), min_length=1, max_length=MAX_VOTES)
     quorum: int = Field(default=2, ge=1)
+    # How long an item waits for a worker that has gone silent on its partition (no position
+    # report for this long). A worker that is alive and moving is waited for (consumers.stragglers).
     deadline_ms: int = Field(default=2_000, ge=1)
+    # A live worker whose position stands still this long while an item waits for it is stuck;
+    # None = 10 x deadline_ms.
+    ceiling_ms: int | None = Field(default=None, ge=1)
+    # No item waits longer than this for votes, whatever the workers do (a latency bound that
+    # turns a very long backlog into judge load); None = 5 min, or the ceiling if longer.
+    max_wait_ms: int | None = Field(default=None, ge=1)
     # Decided ids are remembered this long so late votes and re-sent items are ignored, then
-    # forgotten: state grows with items in flight, not with history.
-    decided_window_s: float = Field(default=600.0, gt=0)
+    # forgotten: state grows with items in flight, not with history. None = 600 s, or twice the
+    # max wait if that is longer (a restart re-reads undecided items, up to a max wait old).
+    decided_window_s: float | None = Field(default=None, gt=0)
     max_decided: int = Field(default=1_000_000, ge=1)
     # Pause reading new items while this many are waiting for votes (backpressure).
     max_pending: int = Field(default=50_000, ge=1)
@@ -251,10 +265,36 @@ class AggregatorSettings(Section):
     # precision; the audit never changes the published label.
     audit_rate: float = Field(default=0.0, ge=0.0, le=1.0)
 
+    @property
+    def effective_ceiling_ms(self) -> int:
+        return self.ceiling_ms if self.ceiling_ms is not None else 10 * self.deadline_ms
+
+    @property
+    def effective_max_wait_ms(self) -> int:
+        return self.max_wait_ms if self.max_wait_ms is not None else max(300_000, self.effective_ceiling_ms)
+
+    @property
+    def window_s(self) -> float:
+        """How long decided ids are remembered (`decided_window_s` or its default)."""
+        if self.decided_window_s is not None:
+            return self.decided_window_s
+        return max(600.0, 2 * self.effective_max_wait_ms / 1000.0)
+
     @model_validator(mode="after")
     def _quorum_reachable(self) -> AggregatorSettings:
         if self.quorum > len(self.workers):
             raise ValueError(f"quorum {self.quorum} exceeds the {len(self.workers)} expected workers")
+        if not self.deadline_ms <= self.effective_ceiling_ms <= self.effective_max_wait_ms:
+            raise ValueError(
+                f"need deadline_ms <= ceiling_ms <= max_wait_ms, got {self.deadline_ms}, "
+                f"{self.effective_ceiling_ms}, {self.effective_max_wait_ms}"
+            )
+        # Undecided items are re-read after a restart; every id decided after the oldest of them
+        # must still be remembered then, and none waits longer than max_wait_ms.
+        if self.window_s * 1000 < 2 * self.effective_max_wait_ms:
+            raise ValueError(
+                f"decided_window_s {self.window_s} must be at least twice max_wait ({self.effective_max_wait_ms} ms)"
+            )
         return self
 
 

@@ -1,7 +1,7 @@
 """Topic administration: every topic a pipeline needs, created idempotently.
 
 items, votes and verdicts MUST have the same partition count (all keyed by item id): the
-aggregator joins them partition by partition, and so is its state changelog.
+aggregator joins them partition by partition, and so is its decided-id log.
 
 Every topic gets `max.message.bytes` = the producers' `max_request_size` for
 `settings.max_record_bytes`, so any record a tier may write is accepted, and nothing much
@@ -35,7 +35,7 @@ __all__ = [
     "topic_specs",
 ]
 
-# The changelog keeps only the latest state per item id and drops tombstones quickly.
+# Compacted topics (reliability counts) keep only the latest value per key and drop tombstones quickly.
 COMPACTED = {
     "cleanup.policy": "compact",
     "min.cleanable.dirty.ratio": "0.1",
@@ -50,6 +50,17 @@ class TopicSpec:
     config: dict[str, str]
 
 
+def decided_log_config(window_s: float) -> dict[str, str]:
+    """The aggregator's decided-id log keeps at least `window_s` of history: a segment is deleted
+    once its newest record is older than that, and segments roll often so little more is kept."""
+    window_ms = int(window_s * 1000)
+    return {
+        "cleanup.policy": "delete",
+        "retention.ms": str(window_ms + 60_000),
+        "segment.ms": str(max(60_000, window_ms // 4)),
+    }
+
+
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every topic of the pipeline that `settings` describe, DLQs included."""
     t = settings.topics
@@ -58,7 +69,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.items_topic, t.partitions, limit),
         TopicSpec(t.votes_topic, t.partitions, limit),
         TopicSpec(t.verdicts_topic, t.partitions, limit),
-        TopicSpec(t.state_topic, t.partitions, COMPACTED | limit),
+        TopicSpec(t.state_topic, t.partitions, decided_log_config(settings.aggregator.window_s) | limit),
         TopicSpec(t.judge_topic, t.judge_partitions, limit),
         TopicSpec(t.labels_topic, t.labels_partitions, limit),
         TopicSpec(t.audits_topic, t.labels_partitions, limit),
@@ -132,7 +143,7 @@ async def message_limits(settings: Settings, topics: list[str]) -> dict[str, int
 
 async def read_to_end(settings: Settings, tps: list[TopicPartition]) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
     """Every committed record of `tps` from the beginning up to their end offsets at the start
-    (how state is restored from a compacted changelog before processing resumes)."""
+    (how state is restored from a log or compacted topic before processing resumes)."""
     consumer = kafka.consumer(settings.kafka, settings.runtime, group_id=None, record_limit=settings.max_record_bytes)
     await kafka.start(consumer, settings.kafka, wait_s=settings.runtime.broker_wait_s)
     try:

@@ -2,9 +2,13 @@
 
 `pipeline` runs every tier as its own OS process with instant classifiers against a real broker,
 publishes items and follows `labels` with a read_committed consumer. It reports end-to-end
-throughput, latency from item produce to label commit (p50/p95/p99, at saturation and at a
-fixed rate), exactly-once accounting (labelled, duplicates, missing), and beside it the raw
-broker round trip (aiokafka produce + consume of the same number of messages) in the same run.
+throughput, latency from item produce to label commit (p50/p95/p99, at saturation and at fixed
+rates), who decided (the judge-decided share, and the share escalated for a missing vote,
+reason `deadline`), exactly-once accounting (labelled, duplicates, missing), each tier's CPU
+time per item over the saturation phase (from /proc, Linux), the broker records written per
+item, and beside it the raw broker round trip (aiokafka produce + consume of the same number of
+messages) in the same run, with the broker-bound ratio: records per item x items/s / broker
+msgs/s (1.0 would mean the pipeline moves records as fast as the bare broker round trip).
 """
 
 from __future__ import annotations
@@ -12,27 +16,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from tribunal.core import kafka
 from tribunal.core.settings import Settings, settings_env
 from tribunal.core.stats import percentiles
-from tribunal.core.topics import create_topics
+from tribunal.core.topics import create_topics, topic_specs
 from tribunal.schemas.codec import encode, key
 from tribunal.schemas.messages import Item
 
 __all__ = ["bench_ingest", "bench_pipeline"]
 
 
-def _env(settings: Settings, workers: list[str], instance: str) -> dict[str, str]:
+def _env(settings: Settings, workers: list[str], instance: str, metrics_port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIBUNAL_")}
     env.update(
         settings_env(settings),
@@ -40,22 +48,83 @@ def _env(settings: Settings, workers: list[str], instance: str) -> dict[str, str
         TRIBUNAL_RUNTIME__INSTANCE_ID=instance,
         TRIBUNAL_LOG_LEVEL="warning",
         TRIBUNAL_LOG_FORMAT="json",
+        TRIBUNAL_METRICS_PORT=str(metrics_port),
     )
     return env
 
 
-async def _start_tiers(settings: Settings, workers: list[str]) -> list[asyncio.subprocess.Process]:
-    commands: list[tuple[str, ...]] = [("worker", "--name", w, "--classifier", f"hash:{w}") for w in workers]
-    commands += [("aggregator",), ("judge", "--classifier", "hash:judge")]
-    return [
-        await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tribunal.cli", *args, env=_env(settings, workers, f"bench-{n}")
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class Tier:
+    """One tier process of the bench, with its /metrics port."""
+
+    def __init__(self, process: asyncio.subprocess.Process, metrics_port: int) -> None:
+        self.process = process
+        self.metrics_port = metrics_port
+
+    async def counters(self) -> dict[str, float]:
+        """`tribunal_*` counter-like samples (name{labels} -> value); empty if unreachable."""
+        try:
+            async with httpx.AsyncClient(timeout=5.0) as client:
+                text = (await client.get(f"http://127.0.0.1:{self.metrics_port}/metrics")).text
+        except httpx.HTTPError:
+            return {}
+        samples = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name.startswith("tribunal_") and not sample.name.endswith(("_bucket", "_created")):
+                    labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                    samples[f"{sample.name}{{{labels}}}"] = sample.value
+        return samples
+
+
+async def _start_tiers(settings: Settings, workers: list[str]) -> dict[str, Tier]:
+    """Tier name (worker names, `aggregator`, `judge`) -> its process."""
+    commands: dict[str, tuple[str, ...]] = {w: ("worker", "--name", w, "--classifier", f"hash:{w}") for w in workers}
+    commands |= {"aggregator": ("aggregator",), "judge": ("judge", "--classifier", "hash:judge")}
+    tiers = {}
+    for n, (tier, args) in enumerate(commands.items()):
+        port = _free_port()
+        env = _env(settings, workers, f"bench-{n}", port)
+        tiers[tier] = Tier(
+            await asyncio.create_subprocess_exec(sys.executable, "-m", "tribunal.cli", *args, env=env), port
         )
-        for n, args in enumerate(commands)
-    ]
+    return tiers
 
 
-async def _stop(processes: list[asyncio.subprocess.Process]) -> None:
+def _delta(after: dict[str, float], before: dict[str, float], prefix: str) -> dict[str, float]:
+    return {k[len(prefix) :]: after[k] - before.get(k, 0.0) for k in after if k.startswith(prefix)}
+
+
+def _mean_ms(after: dict[str, float], before: dict[str, float], stage: str) -> float:
+    total = sum(_delta(after, before, f"tribunal_stage_seconds_sum{{stage={stage},").values())
+    count = sum(_delta(after, before, f"tribunal_stage_seconds_count{{stage={stage},").values())
+    return round(total * 1000 / count, 2) if count else 0.0
+
+
+def _batching(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Per tier: transactions and records per batch over the phase; the aggregator's ended waits."""
+    report: dict[str, Any] = {}
+    for tier, samples in after.items():
+        batches = sum(_delta(samples, before[tier], "tribunal_batch_records_count").values())
+        records = sum(_delta(samples, before[tier], "tribunal_batch_records_sum").values())
+        report[tier] = {
+            "batches": int(batches),
+            "records_per_batch": round(records / batches, 1) if batches else 0.0,
+            "commit_ms_per_transaction": _mean_ms(samples, before[tier], "commit"),
+            "process_ms_per_iteration": _mean_ms(samples, before[tier], "process"),
+        }
+    waits = _delta(after.get("aggregator", {}), before.get("aggregator", {}), "tribunal_vote_waits_over_total")
+    report["aggregator_waits_over"] = {k.strip("{}").removeprefix("cause="): int(v) for k, v in waits.items() if v}
+    return report
+
+
+async def _stop(processes: Sequence[asyncio.subprocess.Process]) -> None:
     for process in processes:
         if process.returncode is None:
             process.terminate()
@@ -63,12 +132,14 @@ async def _stop(processes: list[asyncio.subprocess.Process]) -> None:
 
 
 class LabelWatcher:
-    """Follows the labels topic from its end; records when each item id's label became visible."""
+    """Follows the labels topic from its end; records when each item id's label became visible,
+    and who decided it (`decided_by`, `reason`: two fields read, no full decode)."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self.seen: Counter[str] = Counter()
         self.visible_at: dict[str, float] = {}
+        self.outcome: dict[str, tuple[str, str | None]] = {}
         self._consumer = kafka.consumer(settings.kafka, settings.runtime, group_id=None, auto_offset_reset="latest")
         self._task: asyncio.Task[None] | None = None
         self._arrived = asyncio.Event()
@@ -87,6 +158,8 @@ class LabelWatcher:
                     item_id = record.key.decode() if record.key else ""
                     self.seen[item_id] += 1
                     self.visible_at.setdefault(item_id, now)
+                    verdict = orjson.loads(record.value or b"{}")
+                    self.outcome.setdefault(item_id, (verdict.get("decided_by", ""), verdict.get("reason")))
             if batch:
                 self._arrived.set()
 
@@ -143,12 +216,50 @@ async def _phase(
     labelled = [i for i in ids if i in watcher.visible_at]
     finished = max((watcher.visible_at[i] for i in labelled), default=time.time())
     latencies = [(watcher.visible_at[i] - produced[i]) * 1000 for i in labelled]
+    outcomes = [watcher.outcome[i] for i in labelled if i in watcher.outcome]
     return {
         "items": count,
         "labelled": len(labelled),
+        "seconds": round(finished - started, 3),
         "throughput_items_per_s": round(len(labelled) / max(finished - started, 1e-9), 1),
         "latency_ms": percentiles(latencies),
+        "judge_share": _share(outcomes, lambda o: o[0] == "judge"),
+        "deadline_share": _share(outcomes, lambda o: o[1] == "deadline"),
     }
+
+
+def _share(outcomes: Sequence[tuple[str, str | None]], test: Callable[[tuple[str, str | None]], bool]) -> float:
+    return round(sum(1 for o in outcomes if test(o)) / len(outcomes), 4) if outcomes else 0.0
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc), None where unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_item_us(before: dict[str, float | None], after: dict[str, float | None], items: int) -> dict[str, float]:
+    """CPU microseconds per item of each tier between two `cpu_seconds` readings."""
+    spent: dict[str, float] = {}
+    for tier, start in before.items():
+        end = after.get(tier)
+        if start is not None and end is not None:
+            spent[tier] = end - start
+    return {tier: round(seconds * 1e6 / max(items, 1), 1) for tier, seconds in spent.items()}
+
+
+async def _end_offsets(settings: Settings) -> int:
+    """Sum of the end offsets of every topic of the run (records and transaction markers)."""
+    consumer = AIOKafkaConsumer(**kafka.connection_options(settings.kafka))
+    await consumer.start()
+    try:
+        tps = [TopicPartition(spec.name, p) for spec in topic_specs(settings) for p in range(spec.partitions)]
+        return sum((await consumer.end_offsets(tps)).values())
+    finally:
+        await consumer.stop()
 
 
 async def _broker_baseline(settings: Settings, count: int) -> float:
@@ -174,7 +285,9 @@ async def _broker_baseline(settings: Settings, count: int) -> float:
     return round(count / (time.perf_counter() - started), 1)
 
 
-async def bench_pipeline(settings: Settings, count: int, workers: int, rate: float, rate_items: int) -> dict[str, Any]:
+async def bench_pipeline(
+    settings: Settings, count: int, workers: int, rates: Sequence[float], rate_items: int
+) -> dict[str, Any]:
     """Run the whole pipeline on instant classifiers and measure it (see the module docstring)."""
     run = f"bench-{uuid.uuid4().hex[:8]}-"
     settings = settings.model_copy(update={"topics": settings.topics.model_copy(update={"prefix": run})})
@@ -182,23 +295,38 @@ async def bench_pipeline(settings: Settings, count: int, workers: int, rate: flo
     await create_topics(settings)
     watcher = LabelWatcher(settings)
     await watcher.start()
-    processes = await _start_tiers(settings, names)
+    tiers = await _start_tiers(settings, names)
+    paced: list[dict[str, Any]] = []
     try:
         warmup = await _phase(settings, watcher, "warmup", 200, None)  # groups joined, code paths warm
+        metrics_before = {tier: await t.counters() for tier, t in tiers.items()}
+        cpu_before = {tier: cpu_seconds(t.process.pid) for tier, t in tiers.items()}
+        records_before = await _end_offsets(settings)
         saturated = await _phase(settings, watcher, "load", count, None)
-        paced = await _phase(settings, watcher, "paced", rate_items, rate) if rate_items else None
+        records = await _end_offsets(settings) - records_before
+        cpu_after = {tier: cpu_seconds(t.process.pid) for tier, t in tiers.items()}
+        batching = _batching(metrics_before, {tier: await t.counters() for tier, t in tiers.items()})
+        for n, rate in enumerate(r for r in rates if rate_items):
+            paced.append({**await _phase(settings, watcher, f"paced{n}", rate_items, rate), "rate_items_per_s": rate})
     finally:
-        await _stop(processes)
+        await _stop([t.process for t in tiers.values()])
         await watcher.stop()
     baseline = await _broker_baseline(settings, count)
     ids = {f"load-{n}" for n in range(count)}
+    per_item = round(records / count, 2)
+    cpu = cpu_per_item_us(cpu_before, cpu_after, count)
     return {
         **saturated,
         "duplicates": sum(1 for i in ids if watcher.seen[i] > 1),
         "missing": sum(1 for i in ids if watcher.seen[i] == 0),
         "workers": workers,
+        "cpu_us_per_item": cpu,
+        "worker_cpu_us_per_vote": round(sum(cpu.get(w, 0.0) for w in names) / max(len(names), 1), 1),
+        "broker_records_per_item": per_item,
         "broker_baseline_msgs_per_s": baseline,
-        "paced": {**paced, "rate_items_per_s": rate} if paced else None,
+        "broker_bound_ratio": round(per_item * saturated["throughput_items_per_s"] / baseline, 3) if baseline else None,
+        "batching": batching,
+        "paced": paced,
         "warmup_labelled": warmup["labelled"],
         "cores": os.cpu_count(),
     }

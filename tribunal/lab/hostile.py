@@ -22,7 +22,7 @@ import orjson
 from tribunal.core.intake import KEY_PREFIX_BYTES, default_partition
 from tribunal.core.settings import Settings
 from tribunal.schemas.codec import encode, key
-from tribunal.schemas.messages import DeadLetter, DecidedBy, EscalationReason, Item, JudgeRequest, Verdict, Vote
+from tribunal.schemas.messages import DeadLetter, DecidedBy, EscalationReason, Item, JudgeRequest, Verdict, VoteBatch
 
 __all__ = ["CROSS_TASK", "HostileRecord", "account", "hostile_records"]
 
@@ -117,10 +117,11 @@ def misplaced_item(t: _Target) -> HostileRecord:
 
 
 # --- votes --------------------------------------------------------------------------------------
-def _vote(item_id: str, **fields: object) -> Vote:
-    values: dict[str, object] = {"item_id": item_id, "worker": "w1", "model": "forged", "task": "sentiment3",
-                                 "label": "positive", "confidence": 0.99, "voted_at": 1.0} | fields  # fmt: skip
-    return Vote.model_validate(values)
+def _vote(item_id: str, worker: str = "w1", task: str = "sentiment3", label: str = "positive") -> VoteBatch:
+    """A one-vote `VoteBatch` (the votes contract) claiming no position: a forged position would
+    only make the aggregator stop waiting for that worker, never label anything."""
+    return VoteBatch(worker=worker, model="forged", next_offset=0, votes=((item_id, task, label, 0.99, 0.0, None),),
+                     voted_at=1.0)  # fmt: skip
 
 
 def garbage_vote(t: _Target) -> HostileRecord:
@@ -128,7 +129,9 @@ def garbage_vote(t: _Target) -> HostileRecord:
 
 
 def label_outside_task_vote(t: _Target) -> HostileRecord:
-    value = orjson.dumps(_vote(t.tag).model_dump(mode="json") | {"label": "age_limit"})
+    value = orjson.dumps(
+        _vote(t.tag).model_dump(mode="json") | {"votes": [[t.tag, "sentiment3", "age_limit", 0.99, 0.0, None]]}
+    )
     return _on(t, t.settings.topics.votes_topic, key(t.tag), value, "decode")
 
 

@@ -45,7 +45,7 @@ from tribunal.core.supervisor import ChildSpec, child_specs
 from tribunal.core.topics import create_topics, topic_specs
 from tribunal.lab.report import Measurement, Round
 from tribunal.schemas.codec import DecodeError, decode, encode, key
-from tribunal.schemas.messages import DecidedBy, EscalationReason, Item, JudgeRequest, Verdict, Vote, now
+from tribunal.schemas.messages import DecidedBy, EscalationReason, Item, JudgeRequest, Verdict, Vote, VoteBatch, now
 
 __all__ = ["WARMUP_PREFIX", "DemoError", "Plan", "Progress", "audits_due", "measure"]
 
@@ -232,17 +232,20 @@ class Collector:
             while True:
                 batch = await consumer.getmany(timeout_ms=200, max_records=5_000)
                 for tp, records in batch.items():
-                    self.records[tp.topic] += [self._decode(r.value, tp.topic) for r in records]
+                    for record in records:
+                        self.records[tp.topic] += self._decode(record.value, tp.topic)
                 if batch:
                     self._changed.set()
         finally:
             await consumer.stop()
 
-    def _decode(self, value: bytes | None, topic: str) -> Any:
+    def _decode(self, value: bytes | None, topic: str) -> list[Any]:
+        """The record's messages: a VoteBatch as its votes, anything else as itself."""
         try:
-            return decode(value, self._models[topic])
+            message = decode(value, self._models[topic])
         except DecodeError as exc:
             raise DemoError(f"unreadable record on {topic}: {exc}") from None
+        return message.expand() if isinstance(message, VoteBatch) else [message]
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -400,7 +403,7 @@ async def measure(settings: Settings, plan: Plan, config: Path | None, progress:
     tiers = Tiers(settings.home / "demo" / stamp)
     models: dict[str, type[BaseModel]] = {
         cascade.topics.labels_topic: Verdict,
-        cascade.topics.votes_topic: Vote,
+        cascade.topics.votes_topic: VoteBatch,
         cascade.topics.verdicts_topic: Verdict,
         cascade.topics.audits_topic: Verdict,
         alone.topics.verdicts_topic: Verdict,
