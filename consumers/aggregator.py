@@ -45,6 +45,7 @@ from tribunal.core.settings import Settings
 from tribunal.core.topics import read_to_end
 from tribunal.schemas.codec import DecodeError, decode, encode, key
 from tribunal.schemas.messages import (
+    MAX_VOTES,
     AggregatorEntry,
     DecidedBy,
     EscalationReason,
@@ -69,6 +70,24 @@ class Pending:
     item: Item | None
     first_seen: float
     votes: dict[str, Vote] = field(default_factory=dict)
+    # Votes held before the item arrived whose worker already holds a vote for another task: one
+    # of them is forged, and only the item's task tells which. Without this, a forged vote sent
+    # first would take the genuine vote's place and stall the item until its deadline.
+    strays: list[Vote] = field(default_factory=list)
+
+    def all_votes(self) -> tuple[Vote, ...]:
+        """Votes by worker name, then strays: the order the changelog keeps and `restored` reads."""
+        return tuple(self.votes[w] for w in sorted(self.votes)) + tuple(self.strays)
+
+    @classmethod
+    def restored(cls, item: Item | None, first_seen: float, votes: tuple[Vote, ...]) -> Pending:
+        pending = cls(item, first_seen)
+        for vote in votes:
+            if vote.worker in pending.votes:
+                pending.strays.append(vote)
+            else:
+                pending.votes[vote.worker] = vote
+        return pending
 
 
 @dataclass(slots=True)
@@ -96,7 +115,7 @@ class PartitionState:
         elif entry.decided_at is not None:
             self.decided[item_id] = entry.decided_at
         else:
-            self.pending[item_id] = Pending(entry.item, entry.first_seen, {v.worker: v for v in entry.votes})
+            self.pending[item_id] = Pending.restored(entry.item, entry.first_seen, entry.votes)
 
 
 Restorer = Callable[[set[int]], Awaitable[dict[int, PartitionState]]]
@@ -180,7 +199,17 @@ class AggregatorProcessor(Processor):
         if pending is None:
             pending = state.pending[vote.item_id] = Pending(None, now)
             self._schedule(now, partition, vote.item_id)
-        if vote.worker in pending.votes:
+        held = pending.votes.get(vote.worker)
+        if held is not None:
+            again = held.task == vote.task or any(
+                s.worker == vote.worker and s.task == vote.task for s in pending.strays
+            )
+            if pending.item is not None or again:
+                return []  # the same worker's vote again: the first one counts
+            if len(pending.votes) + len(pending.strays) >= MAX_VOTES:
+                return [self._refuse(record, "task_mismatch", "too many votes for other tasks held before the item")]
+            pending.strays.append(vote)
+            state.dirty.add(vote.item_id)
             return []
         pending.votes[vote.worker] = vote
         state.dirty.add(vote.item_id)
@@ -189,8 +218,14 @@ class AggregatorProcessor(Processor):
     def _drop_foreign_votes(self, pending: Pending, partition: int, item: Item) -> list[Output]:
         """Held votes for another task than their item's: dead-lettered as decoded (no offset kept)."""
         letters = []
-        for worker in foreign_votes(pending.votes, item):
-            vote = pending.votes.pop(worker)
+        foreign = [pending.votes.pop(worker) for worker in foreign_votes(pending.votes, item)]
+        for stray in pending.strays:
+            if stray.task == item.task and stray.worker not in pending.votes:
+                pending.votes[stray.worker] = stray
+            else:
+                foreign.append(stray)
+        pending.strays.clear()
+        for vote in foreign:
             why = f"vote for task {vote.task!r} on an item of task {item.task!r}, held before the item arrived"
             topic = self._topics.votes_topic
             letters.append(self._letter(topic, partition, None, vote.item_id, encode(vote), "task_mismatch", why))
@@ -358,8 +393,7 @@ class AggregatorProcessor(Processor):
     def _entry(state: PartitionState, item_id: str) -> bytes | None:
         pending = state.pending.get(item_id)
         if pending is not None:
-            votes = tuple(pending.votes[w] for w in sorted(pending.votes))
-            return encode(AggregatorEntry(item=pending.item, votes=votes, first_seen=pending.first_seen))
+            return encode(AggregatorEntry(item=pending.item, votes=pending.all_votes(), first_seen=pending.first_seen))
         if item_id in state.awaiting:
             ticket, at = state.awaiting[item_id]
             return encode(AggregatorEntry(first_seen=at, decided_at=at, ticket=ticket))

@@ -173,6 +173,27 @@ async def test_votes_for_another_task_than_the_items_never_count() -> None:
     assert decode(_on(outputs, "u-labels")[0].value, Verdict).label == "positive"
 
 
+@pytest.mark.parametrize("restart", [False, True])
+async def test_forged_votes_held_first_never_displace_the_genuine_ones(restart: bool) -> None:
+    """Forged votes for another task, then the genuine votes, all before the item: the genuine
+    ones decide when the item arrives (also after a restore from the changelog in between), and
+    each forged vote is one dead letter."""
+    processor = await _processor()
+    forged = [_vote(w, "age_limit", task="intent") for w in ("w1", "w2")]
+    genuine = [_vote(w, "negative") for w in ("w1", "w2")]
+    assert await processor.process(forged + genuine + forged, T0) == []
+    if restart:
+        state = PartitionState()
+        for entry in await processor.tick(T0):
+            if entry.topic == "u-aggregator-state" and entry.key is not None:
+                state.apply(entry.key.decode(), decode(entry.value, AggregatorEntry) if entry.value else None)
+        processor = await _processor(restored={0: state})
+    outputs = await processor.process([_item()], T0 + 0.1)
+    labels = _on(outputs, "u-labels")
+    assert [decode(o.value, Verdict).label for o in labels] == ["negative"]
+    assert [d.error_kind for d in _letters(outputs, "u-votes")] == ["task_mismatch"] * 2
+
+
 async def test_late_vote_and_resent_item_never_make_a_second_outcome() -> None:
     """After a decision, a third vote and the same item again are ignored."""
     processor = await _processor()
