@@ -29,7 +29,6 @@ from typing import Any
 from tribunal.consumers.classifiers.heads import fit_head, read_header
 from tribunal.consumers.classifiers.learned import LearnedStore, model_id
 from tribunal.core.errors import ConfigError
-from tribunal.core.logs import get_logger
 from tribunal.core.settings import Settings
 from tribunal.core.topics import partitions_of, read_to_end
 from tribunal.schemas.codec import DecodeError, decode
@@ -37,8 +36,6 @@ from tribunal.schemas.messages import DecidedBy, JudgeRequest, Verdict
 from tribunal.schemas.tasks import Task
 
 __all__ = ["Harvest", "due", "harvest", "join", "learn_from_labels"]
-
-log = get_logger("tribunal.learn")
 
 
 @dataclass(slots=True)
@@ -132,7 +129,6 @@ def learn_from_labels(
     source = {"data": f"topics {settings.topics.labels_topic} + {settings.topics.audits_topic} (judge labels)"}
     header, arrays = fit_head(task, "tfidf", rows.texts, rows.labels, pad=True, source=source)
     version = store.publish(header, arrays)
-    log.info("learned_head_published", task=task.name, version=version, rows=len(rows.labels))
     return report | {
         "published": True,
         "version": version,
