@@ -51,10 +51,14 @@ class LearnSummary:
     learned: tuple[LearnRun, ...]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"target": self.target, "without": _figures(self.base), "with": _figures(self.learned)}
+        return {
+            "target": self.target,
+            "without": _figures(self.base, self.target),
+            "with": _figures(self.learned, self.target),
+        }
 
 
-def _figures(runs: Sequence[LearnRun]) -> dict[str, Any]:
+def _figures(runs: Sequence[LearnRun], target: float) -> dict[str, Any]:
     targets = [r.run for r in runs]
     started = [r for r in targets if r.first_accept is not None]
     calls = sum(r.calls_after_first_accept for r in started)
@@ -69,6 +73,7 @@ def _figures(runs: Sequence[LearnRun]) -> dict[str, Any]:
         "accuracy_loss_mean": statistics.fmean(r.accuracy_loss for r in targets),
         "accuracy_loss_max": max(r.accuracy_loss for r in targets),
         "disagreement_mean": statistics.fmean(r.disagreement for r in targets),
+        "within_target": sum(r.disagreement <= target for r in targets) / len(targets),
         "first_accept_median": statistics.median(firsts) if firsts else None,
         "never_accepted": len(targets) - len(started),
         "drift_alarms": sum(r.drift_alarms for r in targets),
@@ -114,8 +119,8 @@ def summary_table(summaries: Sequence[LearnSummary]) -> str:
     """Markdown: per target, the figures without and with the learned worker."""
     lines = [
         "| target | learned worker | judge-call reduction | past warm-up | accuracy loss mean (max), pts "
-        "| disagreement | first accept (median item) | head versions |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| disagreement | within target | first accept (median item) | head versions |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in summaries:
         for name, d in (("without", s.as_dict()["without"]), ("with", s.as_dict()["with"])):
@@ -123,7 +128,7 @@ def summary_table(summaries: Sequence[LearnSummary]) -> str:
             lines.append(
                 f"| {s.target:g} | {name} | {d['reduction_mean']:.2f}x | {_x(d['reduction_after_warmup'])} "
                 f"| {100 * d['accuracy_loss_mean']:.2f} ({100 * d['accuracy_loss_max']:.2f}) "
-                f"| {d['disagreement_mean']:.3f} | {first} | {d['versions_mean']:.0f} |"
+                f"| {d['disagreement_mean']:.3f} | {d['within_target']:.0%} | {first} | {d['versions_mean']:.0f} |"
             )
     return "\n".join(lines)
 
