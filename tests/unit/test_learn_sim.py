@@ -4,15 +4,20 @@ stream is decided exactly as without learning."""
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from tribunal.cli import app
 from tribunal.consumers.calibration import TargetConfig
 from tribunal.consumers.decision import Ballot
 from tribunal.lab.learn_bench import bench_learn, series_table, summary_table
 from tribunal.lab.learn_sim import LearnConfig, simulate_learning
+from tribunal.lab.policy_bench import save_recording
 from tribunal.lab.policy_sim import Recorded, Recording
 from tribunal.schemas.tasks import load_tasks
 
@@ -69,3 +74,20 @@ def test_bench_learn_reports_both_columns() -> None:
     assert figures["without"]["versions_mean"] == 0 and figures["with"]["versions_mean"] >= 1
     assert len(figures["with"]["judge_rate_by_block"]) == 3
     assert "| 0.1 | with |" in summary_table([summary]) and "| 200-300 |" in series_table(summary, 100)
+
+
+def test_bench_learn_command_prints_both_columns(tmp_path: Path) -> None:
+    """`tribunal bench learn --json` on a cached recording and its texts; bad inputs exit 2."""
+    recording, texts = _stream(300)
+    cache, data = tmp_path / "rec.json", tmp_path / "texts.jsonl"
+    save_recording(recording, cache)
+    data.write_text("".join(json.dumps({"id": i, "text": t, "label": "positive"}) + "\n" for i, t in texts.items()))
+    args = ["bench", "learn", "--cache", str(cache), "-i", str(data), "--every", "100", "--first", "50"]
+    result = CliRunner().invoke(app, [*args, "--block", "100", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["items"] == 300 and out["targets"][0]["with"]["versions_mean"] >= 1
+    assert CliRunner().invoke(app, [*args, "--replace", "w9"]).exit_code == 2
+    data.write_text(json.dumps({"id": "i0", "text": "only one"}) + "\n")
+    assert CliRunner().invoke(app, args).exit_code == 2, "recorded ids without a text"
+    assert CliRunner().invoke(app, ["train", "-t", "sentiment"]).exit_code == 2, "--input or --from-labels"

@@ -20,7 +20,7 @@ def bench_learn_command(
         Path, typer.Option("--cache", help="Recording of `bench policies --cache` (votes + judge labels)", exists=True)
     ],
     texts: Annotated[
-        list[Path], typer.Option("--texts", "-i", help="Labelled JSONL with the recorded ids' texts (repeat)")
+        list[Path], typer.Option("--input", "-i", help="JSONL with the recorded ids' texts (repeat)", exists=True)
     ],
     targets: Annotated[list[float] | None, typer.Option("--target", help="max_disagreement (repeat) [0.1]")] = None,
     orders: Annotated[int, typer.Option("--orders", min=1, help="Shuffled stream orders")] = 1,

@@ -40,7 +40,7 @@ def load_texts(paths: Sequence[Path], ids: set[str]) -> dict[str, str]:
             raise ConfigError(f"cannot read texts from {path}: {exc!r}") from None
     missing = ids - texts.keys()
     if missing:
-        raise ConfigError(f"{len(missing)} recorded ids have no text in the --texts files, e.g. {sorted(missing)[:3]}")
+        raise ConfigError(f"{len(missing)} recorded ids have no text in the --input files, e.g. {sorted(missing)[:3]}")
     return texts
 
 
