@@ -18,6 +18,9 @@ task's `LearnedStore`, which workers running `learned?task=T` swap in at a batch
 
 Schedule: run it periodically (cron, a Kubernetes CronJob); it publishes only when `every` new
 judge labels arrived since the latest version was fitted (`due`), the first once `first` exist.
+Each run reads the three topics from their beginnings (no consumer group, nothing committed), so
+what a head learns from is bounded by the topics' retention, and every version is fitted on every
+judge label still retained.
 """
 
 from __future__ import annotations

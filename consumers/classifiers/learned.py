@@ -13,8 +13,9 @@ The worker side is the `learned` classifier kind:
     learned:DIR?task=intent&poll_s=5       another store; look for a new version every 5 s
 
 At the start of every `classify` call, that is at a batch boundary, it looks (at most every
-`poll_s` seconds) for a newer version and swaps it in; a whole batch is labelled by one version,
-and every prediction names it (`Prediction.model`, e.g. `tfidf:learned/sentiment@v3`), which the
+`poll_s` seconds) for a newer version and swaps it in; a whole batch is labelled by one version
+(unless the resilience layer splits a failed batch and a swap falls between its halves), and every
+prediction names it (`Prediction.model`, e.g. `tfidf:learned/sentiment@v3`), which the
 worker writes on the vote. Before the first version exists it abstains. A version that cannot
 be loaded is logged and skipped; the head in use stays.
 
