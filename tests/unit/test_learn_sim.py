@@ -19,6 +19,7 @@ from tribunal.lab.learn_bench import bench_learn, series_table, summary_table
 from tribunal.lab.learn_sim import LearnConfig, simulate_learning
 from tribunal.lab.policy_bench import save_recording
 from tribunal.lab.policy_sim import Recorded, Recording
+from tribunal.lab.target_sim import simulate_target
 from tribunal.schemas.tasks import load_tasks
 
 pytest.importorskip("sklearn")
@@ -52,6 +53,16 @@ def test_the_learned_head_learns_only_from_paid_judge_labels() -> None:
     assert run.versions <= 1 + (run.run.judge_calls - 50) // 100 + 1
     assert run.block_voted[0] < 200 and run.block_voted[-1] == 200, "it abstains before version 1"
     assert run.block_agree[-1] / run.block_voted[-1] > 0.95, "the texts name the judge's label"
+
+
+@pytest.mark.parametrize("order", [0, 3])
+def test_without_learning_it_is_the_target_policy_simulation(order: int) -> None:
+    """The baseline column decides every item exactly as `tribunal bench policies` does."""
+    recording, _ = _stream(900)
+    config = TargetConfig(max_disagreement=0.2)
+    run = simulate_learning(recording, {}, TASK, config, None, order=order).run
+    assert run == simulate_target(recording, config, order)
+    assert run.accepted > 0, "the stream must exercise accepts, audits and re-fits"
 
 
 def test_without_a_version_replacing_changes_nothing() -> None:

@@ -25,12 +25,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from tribunal.consumers.calibration import Evidence, Ledger, TargetConfig, evidence_role, first_refit_at, step
 from tribunal.consumers.classifiers.heads import Head, fit_head, head_from
 from tribunal.consumers.decision import Ballot, plurality
 from tribunal.consumers.label_harvest import due
-from tribunal.consumers.target import TargetPolicy, audit_draw, cold_rule
+from tribunal.consumers.target import Rule, TargetPolicy, audit_draw, cold_rule
 from tribunal.consumers.trust import features, vote_states
 from tribunal.lab.policy_sim import Recorded, Recording
 from tribunal.lab.target_sim import TargetRun, order_of
@@ -119,6 +120,87 @@ def _ballots(item: Recorded, learned: Ballot | None, config: LearnConfig | None)
     return tuple(swapped if b.worker == config.replace else b for b in item.ballots)
 
 
+class _Cascade:
+    """The target policy's side of one run: the rule in force, its evidence, and the tallies."""
+
+    def __init__(self, task: str, workers: tuple[str, ...], target: TargetConfig, order: int) -> None:
+        self.workers, self.target, self.order = workers, target, order
+        self.ledger = Ledger(target.window)
+        self._use(cold_rule(task, workers, first_refit_at(target)))
+        self.tally = dict.fromkeys(("calls", "audits", "accepted", "disagreed", "correct", "judge_correct"), 0)
+        self.first_accept: int | None = None
+        self.calls_at_first = self.rules = self.alarms = 0
+
+    def _use(self, rule: Rule) -> None:
+        self.rule, self.policy, self.weights = rule, TargetPolicy(rule, workers=self.workers), rule.model().weights
+
+    def decide(self, position: int, item: Recorded, ballots: Sequence[Ballot]) -> int:
+        """Decide one item as the live policy would; the judge calls it cost (0, 1 or 2)."""
+        voted = vote_states(ballots, self.workers)
+        label, states = voted if voted is not None else (None, ())
+        x = tuple(features(states))
+        salted = f"{self.order}:{item.item_id}" if self.order else item.item_id
+        accepted = label is not None and self.policy.accepts(_score(self.weights, x))
+        audited = accepted and audit_draw(salted) < self.rule.audit_rate
+        judged = _judge_or_plurality(item)
+        final = label if accepted else judged
+        if accepted:
+            self.tally["accepted"] += 1
+            self.tally["disagreed"] += item.judge_label is not None and item.judge_label != final
+            if self.first_accept is None:
+                self.first_accept, self.calls_at_first = position, self.tally["calls"]
+        calls = int(not accepted) + int(audited)
+        self.tally["calls"] += calls
+        self.tally["audits"] += audited
+        self.tally["correct"] += final == item.gold
+        self.tally["judge_correct"] += judged == item.gold
+        if calls and item.judge_label is not None and label is not None:
+            self._evidence(salted, states, x, item.judge_label != label, accepted)
+        return calls
+
+    def _evidence(self, salted: str, states: Any, x: tuple[float, ...], disagreed: bool, accepted: bool) -> None:
+        rule = self.rule
+        role = evidence_role(salted, rule.audit_rate, self.target.fit_share)
+        if role is None:
+            return
+        self.ledger.add(Evidence(states, disagreed, accepted, rule.audit_rate, role, rule.version, x))
+        new = step(rule, self.ledger, self.target)
+        if new is not None:
+            self.alarms += new.reason == "drift"
+            self.rules += 1
+            self._use(new)
+
+    def result(self, items: int) -> TargetRun:
+        t = self.tally
+        return TargetRun(
+            items=items,
+            judge_calls=t["calls"],
+            audits=t["audits"],
+            accepted=t["accepted"],
+            disagreed=t["disagreed"],
+            correct=t["correct"],
+            judge_correct=t["judge_correct"],
+            first_accept=self.first_accept,
+            calls_after_first_accept=t["calls"] - self.calls_at_first if self.first_accept is not None else 0,
+            rules=self.rules,
+            drift_alarms=self.alarms,
+            final_cutoff=self.rule.cutoff,
+            final_audit_rate=self.rule.audit_rate,
+        )
+
+
+def _count(out: LearnRun, position: int, block: int, item: Recorded, calls: int, mine: Ballot | None) -> None:
+    if position % block == 0:
+        for column in (out.block_calls, out.block_items, out.block_agree, out.block_correct, out.block_voted):
+            column.append(0)
+    out.block_calls[-1] += calls
+    out.block_items[-1] += 1
+    if mine is not None and mine.label is not None:
+        out.block_voted[-1] += 1
+        out.block_agree[-1] += mine.label == item.judge_label
+        out.block_correct[-1] += mine.label == item.gold
+
+
 def simulate_learning(
     recording: Recording,
     texts: Mapping[str, str],
@@ -133,78 +215,24 @@ def simulate_learning(
     workers = _workers(recording, learn)
     if learn is not None and learn.mode == "replace" and learn.replace not in workers:
         raise ValueError(f"cannot replace {learn.replace!r}: the recording's workers are {list(workers)}")
-    rule = cold_rule(recording.task, workers, first_refit_at(target))
-    ledger, policy = Ledger(target.window), TargetPolicy(rule, workers=workers)
-    weights = rule.model().weights
+    cascade = _Cascade(recording.task, workers, target, order)
     learner = _Learner(task, texts, learn) if learn is not None else None
-    out = LearnRun(run=TargetRun(0, 0, 0, 0, 0, 0, 0, None, 0, 0, 0, None, 1.0))
-    tally = {"calls": 0, "audits": 0, "accepted": 0, "disagreed": 0, "correct": 0, "judge_correct": 0}
-    first_accept: int | None = None
-    calls_at_first = rules = alarms = 0
+    voter = learn.replace if learn is not None and learn.mode == "replace" else LEARNED
+    out = LearnRun(run=cascade.result(0))
     index = order_of(len(recording.items), order)
-    size = learn.batch if learn is not None else len(index)
-    for start in range(0, len(index), max(size, 1)):
+    size = max(learn.batch if learn is not None else len(index), 1)
+    for start in range(0, len(index), size):
         batch = [recording.items[i] for i in index[start : start + size]]
         learned: list[Ballot | None] = [None] * len(batch)
-        if learner is not None:
+        if learner is not None:  # a batch boundary: a due version is fitted and swapped in
             learner.boundary()
-            learned = list(learner.ballots(batch, learn.replace if learn and learn.mode == "replace" else LEARNED))
+            learned = list(learner.ballots(batch, voter))
         for offset, (item, mine) in enumerate(zip(batch, learned, strict=True)):
-            position = start + offset
-            if position % block == 0:
-                for column in (out.block_calls, out.block_items, out.block_agree, out.block_correct, out.block_voted):
-                    column.append(0)
-            voted = vote_states(_ballots(item, mine, learn), workers)
-            label, states = voted if voted is not None else (None, ())
-            x = tuple(features(states))
-            salted = f"{order}:{item.item_id}" if order else item.item_id
-            accepted = label is not None and policy.accepts(_score(weights, x))
-            audited = accepted and audit_draw(salted) < rule.audit_rate
-            final = label if accepted else _judge_or_plurality(item)
-            if accepted:
-                tally["accepted"] += 1
-                tally["disagreed"] += item.judge_label is not None and item.judge_label != final
-                if first_accept is None:
-                    first_accept, calls_at_first = position, tally["calls"]
-            calls = int(not accepted) + int(audited)
-            tally["calls"] += calls
-            tally["audits"] += audited
-            tally["correct"] += final == item.gold
-            tally["judge_correct"] += _judge_or_plurality(item) == item.gold
-            out.block_calls[-1] += calls
-            out.block_items[-1] += 1
-            if mine is not None and mine.label is not None:
-                out.block_voted[-1] += 1
-                out.block_agree[-1] += mine.label == item.judge_label
-                out.block_correct[-1] += mine.label == item.gold
+            calls = cascade.decide(start + offset, item, _ballots(item, mine, learn))
+            _count(out, start + offset, block, item, calls, mine)
             if calls and item.judge_label is not None and learner is not None:
                 learner.bought(item.item_id, item.judge_label)
-            if calls and item.judge_label is not None and label is not None:
-                role = evidence_role(salted, rule.audit_rate, target.fit_share)
-                if role is not None:
-                    disagreed = item.judge_label != label
-                    ledger.add(Evidence(states, disagreed, accepted, rule.audit_rate, role, rule.version, x))
-                    new = step(rule, ledger, target)
-                    if new is not None:
-                        alarms += new.reason == "drift"
-                        rules += 1
-                        rule, policy = new, TargetPolicy(new, workers=workers)
-                        weights = rule.model().weights
-    out.run = TargetRun(
-        items=len(index),
-        judge_calls=tally["calls"],
-        audits=tally["audits"],
-        accepted=tally["accepted"],
-        disagreed=tally["disagreed"],
-        correct=tally["correct"],
-        judge_correct=tally["judge_correct"],
-        first_accept=first_accept,
-        calls_after_first_accept=tally["calls"] - calls_at_first if first_accept is not None else 0,
-        rules=rules,
-        drift_alarms=alarms,
-        final_cutoff=rule.cutoff,
-        final_audit_rate=rule.audit_rate,
-    )
+    out.run = cascade.result(len(index))
     if learner is not None:
         out.versions, out.train_seconds = learner.versions, learner.seconds
     return out
