@@ -84,7 +84,7 @@ class WorkerProcessor(Processor):
         return Vote(
             item_id=item.id,
             worker=self._name,
-            model=self._classifier.model_id[:256],
+            model=(prediction.model or self._classifier.model_id)[:256],
             task=item.task,
             label=prediction.label,
             confidence=prediction.confidence,
