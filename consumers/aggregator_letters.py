@@ -56,8 +56,10 @@ class Letters:
         """Votes held until their item (read at `offset`) came, for another task than the item's:
         taken out of `pending` (their worker's real vote may still count), one letter each."""
         letters = []
-        for worker in [w for w, vote in pending.votes.items() if vote[2][1] != item.task]:
-            model, voted_at, row, at = state.drop_vote(pending, worker)
+        refused = [
+            (w, state.drop_vote(pending, w)) for w, vote in list(pending.votes.items()) if vote[2][1] != item.task
+        ]
+        for worker, (model, voted_at, row, at) in refused + state.settle_strays(pending):
             if not (at < state.replayed_votes and offset < state.replayed_items):
                 batch = VoteBatch(worker=worker, model=model, next_offset=0, voted_at=voted_at)
                 letters.append(self._foreign(partition, at, batch, row, item))

@@ -49,6 +49,10 @@ class Pending:
     offset: int | None = None  # of the item on the items partition
     vote_at: int | None = None  # offset of the oldest votes record holding one of its votes
     votes: dict[str, PendingVote] = field(default_factory=dict)
+    # (worker, vote) held before the item came whose worker already holds a vote for another
+    # task: one of them is forged, and only the item's task tells which. Without these, a forged
+    # vote read first would take the genuine vote's place and stall the item until its deadline.
+    strays: list[tuple[str, PendingVote]] = field(default_factory=list)
     ballots: list[Ballot] = field(default_factory=list)  # the votes as the policy reads them
     scheduled: bool = False  # its deadline look was queued
     check_at: float | None = None  # when the aggregator looks at it next (its earliest queued look)
@@ -107,10 +111,12 @@ class PartitionState:
         if pending is None:
             pending = self.pending[item_id] = Pending(None, now)
             self.orphans += 1
-        if worker in pending.votes:
+        held = pending.votes.get(worker)
+        if held is not None:
+            if pending.item is None and _another_task(pending, worker, held, vote):
+                pending.strays.append((worker, vote))
             return None
-        pending.votes[worker] = vote
-        pending.ballots.append(Ballot(worker, vote[2][2], vote[2][3]))
+        self._count(pending, worker, vote)
         if pending.vote_at is None:
             pending.vote_at = record_offset
             self._vote_queue.append((record_offset, item_id))
@@ -166,6 +172,24 @@ class PartitionState:
         if item_id not in self.decided:
             self._decided_order.append((decided_at, item_id))
         self.decided[item_id] = decided_at
+
+    @staticmethod
+    def _count(pending: Pending, worker: str, vote: PendingVote) -> None:
+        pending.votes[worker] = vote
+        pending.ballots.append(Ballot(worker, vote[2][2], vote[2][3]))
+
+    def settle_strays(self, pending: Pending) -> list[tuple[str, PendingVote]]:
+        """Once the item came (and votes for other tasks were dropped): each stray of the item's
+        task takes its worker's empty place; the others are returned, to be refused."""
+        task = pending.item.task if pending.item is not None else None
+        refused = []
+        for worker, vote in pending.strays:
+            if vote[2][1] == task and worker not in pending.votes:
+                self._count(pending, worker, vote)
+            else:
+                refused.append((worker, vote))
+        pending.strays.clear()
+        return refused
 
     def drop_vote(self, pending: Pending, worker: str) -> PendingVote:
         """Take one held vote out of an undecided item (refused once its item came)."""
@@ -269,3 +293,15 @@ class PartitionState:
                 self.remember(item_id, decided_at)
         self.replayed_items = max(self.replayed_items, entry.items_to)
         self.replayed_votes = max(self.replayed_votes, entry.votes_to)
+
+
+# At most this many strays per item: a flood of forged votes for an unknown id stays bounded.
+MAX_STRAYS = 16
+
+
+def _another_task(pending: Pending, worker: str, held: PendingVote, vote: PendingVote) -> bool:
+    """`vote` names another task than `worker`'s held vote and its strays, and there is room."""
+    task = vote[2][1]
+    if held[2][1] == task or len(pending.strays) >= MAX_STRAYS:
+        return False
+    return all(not (w == worker and v[2][1] == task) for w, v in pending.strays)

@@ -19,6 +19,7 @@ and an item belongs to the uniform audit sample when it is below the rule's `aud
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -27,9 +28,10 @@ from tribunal.consumers.decision import Accept, Ballot, Decision, Escalate, Wait
 from tribunal.consumers.trust import TrustModel
 from tribunal.schemas.messages import EscalationReason
 
-__all__ = ["RULE_FORMAT", "Rule", "TargetPolicy", "audit_draw", "cold_rule", "split_draw"]
+__all__ = ["RULE_FORMAT", "Rule", "TargetPolicy", "audit_draw", "cold_rule", "lineage", "split_draw"]
 
 RULE_FORMAT = 1
+_VERSION = re.compile(r"@v\d+$")
 
 
 def _uniform(item_id: str, person: bytes) -> float:
@@ -90,8 +92,9 @@ class Rule:
         return TrustModel.from_weights(self.workers, self.weights)
 
     def applies_to(self, models: Mapping[str, str]) -> bool:
-        """Whether votes from these models (worker -> model id) may be judged by this rule."""
-        return all(self.models.get(worker, model) == model for worker, model in models.items())
+        """Whether votes from these models (worker -> model id) may be judged by this rule.
+        Model lineages are compared: a learned head's `@vN` version is not part of it."""
+        return all(lineage(self.models.get(worker, model)) == lineage(model) for worker, model in models.items())
 
     def inapplicable(self) -> Rule:
         """This version for votes of other models: accept nothing, every item in the sample."""
@@ -142,6 +145,13 @@ class Rule:
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"malformed rule: {exc!r}") from exc
+
+
+def lineage(model: str) -> str:
+    """A model id without its learned-head version: `tfidf:learned/T@v3` -> `tfidf:learned/T`.
+    A worker that hot-swaps learned heads keeps its lineage, so a swap does not void the rule
+    (consumers/classifiers/learned.py says why, and what guards it: the drift test)."""
+    return _VERSION.sub("", model)
 
 
 def cold_rule(task: str, workers: Sequence[str], first_refit_at: int) -> Rule:

@@ -61,6 +61,7 @@ class WorkerProcessor(Processor):
         self._interval_s = settings.worker.progress_interval_ms / 1000.0
         self._positions: dict[int, int] = {}  # owned items partition -> next offset reported
         self._reported: dict[int, float] = {}  # owned items partition -> when last reported
+        self._model = classifier.model_id  # of the latest batch: a learned head's version moves on
 
     def input_models(self) -> Mapping[str, type[BaseModel]]:
         return {self._settings.topics.items_topic: Item}
@@ -79,6 +80,9 @@ class WorkerProcessor(Processor):
             # items are fine, so nothing is dead-lettered.
             log.warning("worker_abstained_batch", worker=self._name, items=len(items), error=str(exc))
             predictions = [Prediction(None, 0.0, reason=f"model server unavailable: {exc}"[:1000]) for _ in items]
+        # A learned head swaps versions only between batches, so one batch's votes share a model
+        # (e.g. `tfidf:learned/T@v3`), which the VoteBatch records for all of them.
+        self._model = next((p.model for p in predictions if p.model), None) or self._classifier.model_id
         dlq = self._settings.topics.dlq(self._settings.topics.items_topic)
         rows: dict[int, list[tuple[int, VoteRow]]] = {}
         outputs: list[Output] = []
@@ -125,7 +129,7 @@ class WorkerProcessor(Processor):
             {
                 "schema_version": SCHEMA_VERSION,
                 "worker": self._name,
-                "model": self._classifier.model_id[:256],
+                "model": self._model[:256],
                 "next_offset": position,
                 "votes": rows,
                 "voted_at": now,

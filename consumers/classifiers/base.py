@@ -17,7 +17,9 @@ __all__ = ["Classifier", "Prediction", "Stopwatch", "check_predictions"]
 @dataclass(frozen=True, slots=True)
 class Prediction:
     """One model's answer for one item. `label=None` means the model abstained (`reason` says why);
-    `failed` marks an abstention because the item is poison to this model (see resilience.py)."""
+    `failed` marks an abstention because the item is poison to this model (see resilience.py).
+    `model` names the model version that made it when a classifier swaps models between batches
+    (learned.py); None: the classifier's `model_id`."""
 
     label: str | None
     confidence: float
@@ -25,6 +27,7 @@ class Prediction:
     latency_ms: float = 0.0
     reason: str | None = None
     failed: bool = False
+    model: str | None = None
 
 
 @runtime_checkable

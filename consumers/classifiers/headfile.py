@@ -42,6 +42,7 @@ __all__ = [
     "FORMAT",
     "HeadModel",
     "TfidfBlock",
+    "build_model",
     "from_text_array",
     "load_model",
     "quantize",
@@ -240,12 +241,13 @@ def load_model(path: Path, header: dict[str, Any]) -> HeadModel:
     try:
         with _open(path) as npz:
             arrays = {name: npz[name] for name in npz.files if name != "header"}
-        return _build(header, arrays)
+        return build_model(header, arrays)
     except (KeyError, ValueError, TypeError, IndexError) as exc:
         raise ConfigError(f"head file {path} is incomplete or inconsistent: {exc!r}; retrain it") from None
 
 
-def _build(header: dict[str, Any], arrays: dict[str, Array]) -> HeadModel:
+def build_model(header: dict[str, Any], arrays: dict[str, Array]) -> HeadModel:
+    """The model of a header and its arrays (consumed: the vocabularies are popped)."""
     blocks = tuple(
         TfidfBlock(
             analyzer=str(spec["analyzer"]),

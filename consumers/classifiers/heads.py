@@ -26,6 +26,7 @@ from typing import Any
 from tribunal.consumers.classifiers.headfile import (
     FORMAT,
     HeadModel,
+    build_model,
     load_model,
     quantize,
     read_header,
@@ -35,13 +36,27 @@ from tribunal.consumers.classifiers.headfile import (
 from tribunal.core.errors import ConfigError
 from tribunal.schemas.tasks import Task
 
-__all__ = ["FORMAT", "HEADS", "KINDS", "Head", "file_sha256", "load_head", "read_header", "read_labelled", "train_head"]
+__all__ = [
+    "FORMAT",
+    "HEADS",
+    "KINDS",
+    "Head",
+    "file_sha256",
+    "fit_head",
+    "head_from",
+    "load_head",
+    "read_header",
+    "read_labelled",
+    "train_head",
+]
 
 KINDS = ("tfidf", "embedding")
 HEADS = ("linear", "nb", "knn")
 # Inverse regularisation strength: a fixed, untuned choice (weak regularisation suits these
 # sizes: 2k-60k rows); not tuned on any test split.
 _C = {"tfidf": 10.0, "embedding": 10.0}
+# A padded label's intercept sits this far below the lowest fitted one: exp(-100) is never chosen.
+_PAD_MARGIN = 100.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,24 +171,56 @@ def train_head(
     Rows with labels outside the task, or a task label with no rows, are a `ConfigError`.
     `max_rows` keeps the first N rows (the embedding head costs ~10 ms a row to encode).
     Returns the header written."""
+    texts, labels = read_labelled(data, max_rows)
+    _check_labels(task, labels, data)
+    source = {"data": str(data), "data_sha256": file_sha256(data)}
+    header, arrays = fit_head(task, kind, texts, labels, head=head, model_dir=model_dir, source=source)
+    save_head(out, header, arrays)
+    return header
+
+
+def fit_head(
+    task: Task,
+    kind: str,
+    texts: list[str],
+    labels: list[str],
+    *,
+    head: str = "linear",
+    model_dir: Path | None = None,
+    source: dict[str, Any] | None = None,
+    pad: bool = False,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fit a head on in-memory rows: (header, arrays) for `headfile.save_head` or `head_from`.
+
+    The labels must lie in the task's label set; the header's `source` fields say where the rows
+    came from (a file and its sha256, or a topic). With `pad` (linear heads only), labels that
+    have no rows are added with a weight of zero and an intercept far below the others, so the
+    head covers the task's label set (as `load_head` requires) and never predicts them: how a
+    head learned from a stream's first judge labels is saved."""
     import sklearn
 
     if kind not in KINDS:
         raise ConfigError(f"unknown head kind {kind!r}; known: {', '.join(KINDS)}")
     if head not in HEADS or (head != "linear" and kind != "tfidf"):
         raise ConfigError(f"head {head!r} is not available for kind {kind!r} (nb and knn need tfidf features)")
-    texts, labels = read_labelled(data, max_rows)
-    _check_labels(task, labels, data)
+    unknown = sorted(set(labels) - set(task.labels))
+    if unknown:
+        raise ConfigError(f"rows have labels outside task {task.name!r}: {unknown[:5]}")
+    if len(set(labels)) < 2:
+        raise ConfigError(f"a head needs rows of at least two labels, got {sorted(set(labels))}")
+    if pad and head != "linear":
+        raise ConfigError("only linear heads can be padded to the task's label set")
     started = time.perf_counter()
     model, extra = _fit(kind, head, texts, labels, model_dir)
+    if pad:
+        _pad_classes(model if kind == "embedding" else model.steps[-1][1], task.labels)
     header: dict[str, Any] = {
         "format": FORMAT,
         "task": task.name,
         "kind": kind,
         "head": head,
         "labels": [str(c) for c in model.classes_],
-        "data": str(data),
-        "data_sha256": file_sha256(data),
+        **(source or {}),
         "rows": len(texts),
         "train_seconds": round(time.perf_counter() - started, 1),
         "sklearn": sklearn.__version__,
@@ -181,8 +228,29 @@ def train_head(
     }
     fields, arrays = _export(kind, head, model, texts)
     header.update(fields)
-    save_head(out, header, arrays)
-    return header
+    return header, arrays
+
+
+def _pad_classes(classifier: Any, labels: Sequence[str]) -> None:
+    """Extend a fitted logistic regression to every label in `labels` (see `fit_head`'s `pad`)."""
+    import numpy as np
+
+    seen = [str(c) for c in classifier.classes_]
+    missing = [label for label in labels if label not in seen]
+    if not missing:
+        return
+    coef, intercept = np.asarray(classifier.coef_), np.asarray(classifier.intercept_, dtype=np.float64)
+    if coef.shape[0] == 1:  # binary: one logit z for the second class == softmax over (-z/2, z/2)
+        coef, intercept = np.vstack([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
+    floor = float(intercept.min()) - _PAD_MARGIN
+    classifier.coef_ = np.vstack([coef, np.zeros((len(missing), coef.shape[1]))])
+    classifier.intercept_ = np.concatenate([intercept, np.full(len(missing), floor)])
+    classifier.classes_ = np.asarray(seen + missing, dtype=object)
+
+
+def head_from(header: dict[str, Any], arrays: dict[str, Any]) -> Head:
+    """The loaded form of a freshly fitted head, without a file round trip (same arrays)."""
+    return Head(header=header, model=build_model(header, dict(arrays)))
 
 
 def _tfidf_spec(vectorizer: Any) -> dict[str, Any]:

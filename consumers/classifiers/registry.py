@@ -2,6 +2,7 @@
 
     vader                                   lexicon, no argument
     tfidf:models/intent.npz                 a trained head saved by `tribunal train`
+    learned?task=intent                     the newest head `tribunal train --from-labels` published
     openai:http://127.0.0.1:8080/v1?model=gemma&concurrency=8
     scripted:w1?delay_ms=5                  deterministic test classifier
     py:mypackage.models:make_classifier?k=v your own factory, by module path
@@ -55,6 +56,7 @@ BACKENDS: dict[str, str] = {
     "afinn": "tribunal.consumers.classifiers.lexicon:afinn",
     "tfidf": "tribunal.consumers.classifiers.trained:tfidf",
     "embedding": "tribunal.consumers.classifiers.trained:embedding",
+    "learned": "tribunal.consumers.classifiers.learned:learned",
 }
 ENTRY_POINT_GROUP = "tribunal.classifiers"
 # `py:MODULE:ATTR`: the argument itself names the factory.

@@ -322,6 +322,20 @@ async def test_refused_votes_re_read_after_a_restart_are_not_lettered_twice() ->
     assert [d.error_kind for d in _letters(outputs, "u-votes")] == ["task_mismatch"]
 
 
+@pytest.mark.parametrize("forged_first", [True, False])
+async def test_forged_votes_held_before_the_item_never_displace_the_genuine_ones(forged_first: bool) -> None:
+    """Votes for another task and the genuine votes of the same workers, all before the item, in
+    either order: the genuine ones decide when the item comes, each forged vote is one letter."""
+    processor = await _processor()
+    forged = [_vote(w, "age_limit", task="intent", offset=n) for n, w in enumerate(("w1", "w2"))]
+    genuine = [_vote(w, "negative", offset=2 + n) for n, w in enumerate(("w1", "w2"))]
+    first, then = (forged, genuine) if forged_first else (genuine, forged)
+    assert await processor.process(first + then, T0) == []
+    outputs = await processor.process([_item(offset=0)], T0 + 0.1)
+    assert [decode(o.value, Verdict).label for o in _on(outputs, "u-labels")] == ["negative"]
+    assert [d.error_kind for d in _letters(outputs, "u-votes")] == ["task_mismatch"] * 2
+
+
 async def test_silence_is_judged_only_on_votes_read_to_their_end() -> None:
     """An aggregator behind on its votes (never at their end) does not take unheard workers for dead."""
     processor = await _processor()

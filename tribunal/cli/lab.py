@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 
 from tribunal.cli.common import InputOption, JsonOption, LabelledInputOption, config_path, emit, settings_from
+from tribunal.cli.learn import register as register_learn
 from tribunal.core.errors import TribunalError
 from tribunal.core.settings import Settings
 from tribunal.lab.bench import bench_ingest, bench_pipeline
@@ -280,4 +281,5 @@ def register(app: typer.Typer) -> None:
     bench_app = typer.Typer(help="Benchmarks that print measured figures.", no_args_is_help=True)
     bench_app.command("cascade")(bench_cascade)
     _register_bench(bench_app)
+    register_learn(bench_app)
     app.add_typer(bench_app, name="bench")

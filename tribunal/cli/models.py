@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from tribunal.cli.common import JsonOption, LabelledInputOption, emit, fail, settings_from
-from tribunal.core.errors import TribunalError
+from tribunal.core.errors import ConfigError, TribunalError
 from tribunal.lab.evaluate import GOLD, Report, Run, evaluate, load_items
 from tribunal.schemas.tasks import Task, TaskRegistry
 
@@ -26,7 +26,19 @@ TaskOption = Annotated[str, typer.Option("--task", "-t", help="Task name from th
 def train(
     ctx: typer.Context,
     task: TaskOption,
-    data: LabelledInputOption,
+    data: Annotated[
+        Path | None,
+        typer.Option("--input", "-i", help="Labelled JSONL input (id, text, label)", dir_okay=False, exists=True),
+    ] = None,
+    from_labels: Annotated[
+        bool, typer.Option("--from-labels", help="Fit on the judge's labels in the labels/audits topics")
+    ] = False,
+    store: Annotated[
+        Path | None, typer.Option("--store", help="--from-labels: learned-head store [HOME/models/learned]")
+    ] = None,
+    every: Annotated[int, typer.Option("--every", min=1, help="--from-labels: new labels per version")] = 500,
+    first: Annotated[int, typer.Option("--first", min=2, help="--from-labels: labels before version 1")] = 200,
+    force: Annotated[bool, typer.Option("--force", help="--from-labels: publish even if not due")] = False,
     kind: Annotated[str, typer.Option("--kind", "-k", help="tfidf or embedding")] = "tfidf",
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Head file [HOME/models/TASK-KIND[-HEAD].npz]")
@@ -35,9 +47,16 @@ def train(
     head: Annotated[str, typer.Option("--head", help="linear; nb or knn (tfidf only)")] = "linear",
     json_out: JsonOption = False,
 ) -> None:
-    """Fit a head on labelled data and save it (one .npz: arrays and header, no pickle) for `KIND:PATH` specs."""
+    """Fit a head on labelled data and save it (one .npz: arrays and header, no pickle) for `KIND:PATH` specs;
+    or, with --from-labels, on the judge's labels from the topics, as the next `learned?task=T` version."""
     from tribunal.consumers.classifiers.heads import train_head
 
+    if from_labels == (data is not None):
+        raise fail(ConfigError("give exactly one of --input FILE and --from-labels"))
+    if from_labels:
+        _train_from_labels(ctx, task, store, every, first, force, json_out)
+        return
+    assert data is not None
     try:
         settings = settings_from(ctx)
         suffix = "" if head == "linear" else f"-{head}"
@@ -52,6 +71,34 @@ def train(
         f"trained {kind} head for {task}: {header['rows']} rows, {len(header['labels'])} labels, "
         f"{header['train_seconds']} s -> {target}  (spec: {kind}:{target}{'?head=' + head if suffix else ''})"
     )
+
+
+def _train_from_labels(
+    ctx: typer.Context, task: str, store: Path | None, every: int, first: int, force: bool, json_out: bool
+) -> None:
+    from tribunal.consumers.classifiers.learned import LearnedStore
+    from tribunal.consumers.label_harvest import harvest, learn_from_labels
+
+    try:
+        settings = settings_from(ctx)
+        definition = settings.tasks().get(task)
+        rows = asyncio.run(harvest(settings, task))
+        target = LearnedStore(store or settings.home / "models" / "learned", task)
+        report = learn_from_labels(settings, definition, rows, target, every=every, first=first, force=force)
+    except (TribunalError, ValueError) as exc:
+        raise fail(exc) from None
+    if json_out:
+        emit(report)
+        return
+    if report["published"]:
+        spec = f"learned?task={task}" if store is None else f"learned:{store}?task={task}"
+        typer.echo(
+            f"published {report['model']}: {report['judge_labels']} judge labels, {report['train_seconds']} s "
+            f"-> {report['path']}  (worker spec: {spec})"
+        )
+    else:
+        why, count = report["why"], report["judge_labels"]
+        typer.echo(f"nothing published: {why}; {count} judge labels, skipped {report['skipped']}")
 
 
 def _runs(specs: list[str], judges: list[str], task: Task, defaults: bool, tasks: TaskRegistry) -> list[Run]:
