@@ -11,7 +11,7 @@ larger reaches a tier. Existing topics are left alone; a lower limit on one is r
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from aiokafka import ConsumerRecord, TopicPartition
@@ -27,6 +27,7 @@ from tribunal.core.settings import Settings
 __all__ = [
     "TopicSpec",
     "create_topics",
+    "delete_topics",
     "describe_partition_counts",
     "list_topics",
     "message_limits",
@@ -98,6 +99,22 @@ async def create_topics(settings: Settings) -> list[str]:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(new)
         return [s.name for s in wanted]
+    finally:
+        await admin.close()
+
+
+async def delete_topics(settings: Sequence[Settings], extra: Sequence[str] = ()) -> list[str]:
+    """Delete the topics of each of `settings` (and the `extra` names) that exist; return them.
+    For benches and demos on a user's broker: a run's own topics must not pile up there."""
+    admin = admin_client(settings[0].kafka)
+    await kafka.start(admin, settings[0].kafka)
+    try:
+        existing = set(await admin.list_topics())
+        names = [spec.name for s in settings for spec in topic_specs(s)] + list(extra)
+        doomed = [name for name in dict.fromkeys(names) if name in existing]
+        if doomed:
+            await admin.delete_topics(doomed)
+        return doomed
     finally:
         await admin.close()
 

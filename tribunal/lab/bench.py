@@ -22,6 +22,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tribunal.core import kafka
 from tribunal.core.settings import Settings, settings_env
 from tribunal.core.stats import percentiles
-from tribunal.core.topics import create_topics, topic_specs
+from tribunal.core.topics import create_topics, delete_topics, topic_specs
 from tribunal.schemas.codec import encode, key
 from tribunal.schemas.messages import Item
 
@@ -285,14 +286,21 @@ async def _broker_baseline(settings: Settings, count: int) -> float:
     return round(count / (time.perf_counter() - started), 1)
 
 
-async def bench_pipeline(
-    settings: Settings, count: int, workers: int, rates: Sequence[float], rate_items: int
-) -> dict[str, Any]:
-    """Run the whole pipeline on instant classifiers and measure it (see the module docstring)."""
-    run = f"bench-{uuid.uuid4().hex[:8]}-"
-    settings = settings.model_copy(update={"topics": settings.topics.model_copy(update={"prefix": run})})
-    names = [f"w{n + 1}" for n in range(workers)]
-    await create_topics(settings)
+@dataclass(frozen=True, slots=True)
+class _Phases:
+    watcher: LabelWatcher  # every label seen, for duplicates and missing ones
+    warmup: dict[str, Any]
+    saturated: dict[str, Any]
+    records: int  # broker records written during saturation, all topics
+    cpu: dict[str, float]  # µs per item, per tier
+    batching: dict[str, Any]
+    paced: list[dict[str, Any]]
+
+
+async def _measure(
+    settings: Settings, names: list[str], count: int, rates: Sequence[float], rate_items: int
+) -> _Phases:
+    """The tiers' phases: warm-up, saturation (records, CPU and batching measured), paced."""
     watcher = LabelWatcher(settings)
     await watcher.start()
     tiers = await _start_tiers(settings, names)
@@ -311,23 +319,42 @@ async def bench_pipeline(
     finally:
         await _stop([t.process for t in tiers.values()])
         await watcher.stop()
-    baseline = await _broker_baseline(settings, count)
-    ids = {f"load-{n}" for n in range(count)}
-    per_item = round(records / count, 2)
     cpu = cpu_per_item_us(cpu_before, cpu_after, count)
+    return _Phases(watcher, warmup, saturated, records, cpu, batching, paced)
+
+
+async def bench_pipeline(
+    settings: Settings, count: int, workers: int, rates: Sequence[float], rate_items: int
+) -> dict[str, Any]:
+    """Run the whole pipeline on instant classifiers and measure it (see the module docstring)."""
+    run = f"bench-{uuid.uuid4().hex[:8]}-"
+    settings = settings.model_copy(update={"topics": settings.topics.model_copy(update={"prefix": run})})
+    names = [f"w{n + 1}" for n in range(workers)]
+    await create_topics(settings)
+    baseline_topic = f"{settings.topics.prefix}baseline"
+    try:
+        phases = await _measure(settings, names, count, rates, rate_items)
+        # With the tiers stopped: the broker alone, in the same run.
+        baseline = await _broker_baseline(settings, count)
+    finally:
+        # A user's broker keeps nothing of a bench run.
+        await delete_topics([settings], extra=[baseline_topic, settings.topics.dlq(baseline_topic)])
+    ids = {f"load-{n}" for n in range(count)}
+    per_item = round(phases.records / count, 2)
+    cpu, saturated, seen = phases.cpu, phases.saturated, phases.watcher.seen
     return {
         **saturated,
-        "duplicates": sum(1 for i in ids if watcher.seen[i] > 1),
-        "missing": sum(1 for i in ids if watcher.seen[i] == 0),
+        "duplicates": sum(1 for i in ids if seen[i] > 1),
+        "missing": sum(1 for i in ids if seen[i] == 0),
         "workers": workers,
         "cpu_us_per_item": cpu,
         "worker_cpu_us_per_vote": round(sum(cpu.get(w, 0.0) for w in names) / max(len(names), 1), 1),
         "broker_records_per_item": per_item,
         "broker_baseline_msgs_per_s": baseline,
         "broker_bound_ratio": round(per_item * saturated["throughput_items_per_s"] / baseline, 3) if baseline else None,
-        "batching": batching,
-        "paced": paced,
-        "warmup_labelled": warmup["labelled"],
+        "batching": phases.batching,
+        "paced": phases.paced,
+        "warmup_labelled": phases.warmup["labelled"],
         "cores": os.cpu_count(),
     }
 
@@ -343,7 +370,10 @@ async def bench_ingest(settings: Settings, count: int, directory: Path) -> dict[
     with path.open("wb") as out:
         for n in range(count):
             out.write(orjson.dumps({"id": f"i{n}", "text": f"short message number {n}", "label": "positive"}) + b"\n")
-    report = await ingest(settings, str(path))
+    try:
+        report = await ingest(settings, str(path))
+    finally:
+        await delete_topics([settings])
     return {
         "items": count,
         "published": report.published,

@@ -22,7 +22,7 @@ import orjson
 
 from tribunal.core import kafka
 from tribunal.core.settings import Settings, settings_env
-from tribunal.core.topics import create_topics, topic_specs
+from tribunal.core.topics import create_topics, delete_topics
 from tribunal.schemas.codec import encode, key
 from tribunal.schemas.messages import SCHEMA_VERSION, Item
 
@@ -118,14 +118,7 @@ async def bench_replay(settings: Settings, count: int) -> dict[str, Any]:
         report, seconds, peak = await _replay(source, run)
     finally:
         target = source.model_copy(update={"topics": source.topics.model_copy(update={"prefix": f"{run}-"})})
-        admin = kafka.admin_client(settings.kafka)
-        await admin.start()
-        try:
-            existing = set(await admin.list_topics())
-            doomed = [s.name for x in (source, target) for s in topic_specs(x) if s.name in existing]
-            await admin.delete_topics(doomed)
-        finally:
-            await admin.close()
+        await delete_topics([source, target])
     return {
         "items": count,
         "replayed": report["items"],

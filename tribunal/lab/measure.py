@@ -42,7 +42,7 @@ from tribunal.core import kafka
 from tribunal.core.errors import FatalError
 from tribunal.core.settings import AggregatorSettings, JudgeSettings, PipelineSettings, Settings, WorkerProcess
 from tribunal.core.supervisor import ChildSpec, child_specs
-from tribunal.core.topics import create_topics, topic_specs
+from tribunal.core.topics import create_topics, delete_topics
 from tribunal.lab.report import Measurement, Round
 from tribunal.schemas.codec import DecodeError, decode, encode, key
 from tribunal.schemas.messages import DecidedBy, EscalationReason, Item, JudgeRequest, Verdict, Vote, VoteBatch, now
@@ -378,15 +378,6 @@ async def _timed_passes(plan: Plan, cascade: Settings, alone: Settings, collecto
     return cascade_rounds, judge_rounds
 
 
-async def _delete_topics(settings: Sequence[Settings]) -> None:
-    admin = kafka.admin_client(settings[0].kafka)
-    await admin.start()
-    try:
-        await admin.delete_topics([spec.name for s in settings for spec in topic_specs(s)])
-    finally:
-        await admin.close()
-
-
 def _cancel_on_sigterm() -> None:
     """SIGTERM cancels the run like Ctrl-C does, so the tiers are stopped, not orphaned."""
     task = asyncio.current_task()
@@ -425,7 +416,7 @@ async def measure(settings: Settings, plan: Plan, config: Path | None, progress:
         await collector.stop()
         await tiers.stop()
         if not plan.keep_topics:
-            await _delete_topics([cascade, alone])
+            await delete_topics([cascade, alone])
     return Measurement(
         task=plan.task,
         source=plan.source,
