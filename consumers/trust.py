@@ -27,7 +27,7 @@ from typing import Any
 
 from tribunal.consumers.decision import Ballot, plurality
 
-__all__ = ["CONF_CLIP", "TrustModel", "feature_names", "features", "fit_logistic", "vote_states"]
+__all__ = ["CONF_CLIP", "TrustModel", "feature_names", "features", "fit_logistic", "score_features", "vote_states"]
 
 # Confidences are clipped to [CONF_CLIP, 1 - CONF_CLIP] before the logit: beyond that a model's
 # "certainty" is rounding, and the features stay bounded (|logit| <= 6.9).
@@ -105,10 +105,7 @@ class TrustModel:
 
     def score_states(self, states: Sequence[tuple[int, float]]) -> float:
         """P(the judge keeps the plurality label) for these vote states; 0.0 without a model."""
-        if not self.weights:
-            return 0.0
-        z = math.fsum(w * x for w, x in zip(self.weights, features(states), strict=True))
-        return _sigmoid(z)
+        return score_features(self.weights, features(states)) if self.weights else 0.0
 
     def score(self, ballots: Sequence[Ballot]) -> tuple[str, float] | None:
         """(plurality label, its trust score), or None when every ballot abstained."""
@@ -129,6 +126,14 @@ class TrustModel:
         if set(weights) != set(names):
             raise ValueError(f"weights name {sorted(weights)}, expected the features of workers {sorted(workers)}")
         return cls(tuple(workers), tuple(float(weights[n]) for n in names))
+
+
+def score_features(weights: Sequence[float], x: Sequence[float]) -> float:
+    """The logistic score of features `x` (from `features`) under `weights`; 0.0 without weights.
+    The simulations call it on features computed once per recording."""
+    if not weights:
+        return 0.0
+    return _sigmoid(math.fsum(w * v for w, v in zip(weights, x, strict=True)))
 
 
 def _sigmoid(z: float) -> float:

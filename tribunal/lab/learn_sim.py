@@ -22,19 +22,18 @@ is fed back).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tribunal.consumers.calibration import Evidence, Ledger, TargetConfig, evidence_role, first_refit_at, step
 from tribunal.consumers.classifiers.heads import Head, fit_head, head_from
-from tribunal.consumers.decision import Ballot, plurality
+from tribunal.consumers.decision import Ballot
 from tribunal.consumers.label_harvest import due
 from tribunal.consumers.target import Rule, TargetPolicy, audit_draw, cold_rule
-from tribunal.consumers.trust import features, vote_states
+from tribunal.consumers.trust import features, score_features, vote_states
 from tribunal.lab.policy_sim import Recorded, Recording
-from tribunal.lab.target_sim import TargetRun, order_of
+from tribunal.lab.target_sim import TargetRun, judge_or_plurality, order_of
 from tribunal.schemas.tasks import Task
 
 __all__ = ["LEARNED", "LearnConfig", "LearnRun", "simulate_learning"]
@@ -140,9 +139,9 @@ class _Cascade:
         label, states = voted if voted is not None else (None, ())
         x = tuple(features(states))
         salted = f"{self.order}:{item.item_id}" if self.order else item.item_id
-        accepted = label is not None and self.policy.accepts(_score(self.weights, x))
+        accepted = label is not None and self.policy.accepts(score_features(self.weights, x))
         audited = accepted and audit_draw(salted) < self.rule.audit_rate
-        judged = _judge_or_plurality(item)
+        judged = judge_or_plurality(item)
         final = label if accepted else judged
         if accepted:
             self.tally["accepted"] += 1
@@ -236,17 +235,3 @@ def simulate_learning(
     if learner is not None:
         out.versions, out.train_seconds = learner.versions, learner.seconds
     return out
-
-
-def _score(weights: Sequence[float], x: Sequence[float]) -> float:
-    if not weights:
-        return 0.0
-    z = math.fsum(w * v for w, v in zip(weights, x, strict=True))
-    return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
-
-
-def _judge_or_plurality(item: Recorded) -> str | None:
-    if item.judge_label is not None:
-        return item.judge_label
-    top = plurality(item.ballots)
-    return top[0] if top else None

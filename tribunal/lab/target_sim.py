@@ -15,7 +15,6 @@ production the draws are fixed by the item ids).
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,10 +30,10 @@ from tribunal.consumers.calibration import (
 )
 from tribunal.consumers.decision import plurality
 from tribunal.consumers.target import Rule, TargetPolicy, audit_draw, cold_rule
-from tribunal.consumers.trust import features, vote_states
+from tribunal.consumers.trust import features, score_features, vote_states
 from tribunal.lab.policy_sim import Recorded, Recording
 
-__all__ = ["TargetRun", "evidence_rows", "order_of", "simulate_target"]
+__all__ = ["TargetRun", "evidence_rows", "judge_or_plurality", "order_of", "simulate_target"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +108,7 @@ def _prepare(recording: Recording) -> list[_Prepared]:
     for item in recording.items:
         voted = vote_states(item.ballots, recording.workers)
         label, states = voted if voted is not None else (None, ())
-        judged = _judge_or_plurality(item)
+        judged = judge_or_plurality(item)
         out.append(_Prepared(label, states, tuple(features(states)), judged, judged == item.gold))
     _PREPARED.clear()  # one recording at a time: memory stays bounded
     _PREPARED[id(recording)] = (recording, out)
@@ -134,7 +133,7 @@ def simulate_target(
     for position, index in enumerate(order_of(len(recording.items), order)):
         item, ready = recording.items[index], prepared[index]
         salted = _salted(item, order)
-        accepted = ready.label is not None and policy.accepts(_score(weights, ready.x))
+        accepted = ready.label is not None and policy.accepts(score_features(weights, ready.x))
         audited = accepted and audit_draw(salted) < rule.audit_rate
         final = ready.label if accepted else ready.final_if_escalated
         if accepted:
@@ -173,15 +172,9 @@ def simulate_target(
     )
 
 
-def _score(weights: Sequence[float], x: Sequence[float]) -> float:
-    """`TrustModel.score_states` on precomputed features (0.0 without a model)."""
-    if not weights:
-        return 0.0
-    z = math.fsum(w * v for w, v in zip(weights, x, strict=True))
-    return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
-
-
-def _judge_or_plurality(item: Recorded) -> str | None:
+def judge_or_plurality(item: Recorded) -> str | None:
+    """The label an item ends with when the judge decides: its recorded judge label, else the
+    workers' plurality (a judge fallback)."""
     if item.judge_label is not None:
         return item.judge_label
     top = plurality(item.ballots)
