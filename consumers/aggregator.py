@@ -27,7 +27,6 @@ processed. Decided ids are forgotten after a window; a ticket lives until its ve
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -36,31 +35,30 @@ from aiokafka import TopicPartition
 from pydantic import BaseModel
 
 from tribunal.consumers.aggregator_letters import Letters
+from tribunal.consumers.aggregator_outcomes import Outcomes
+from tribunal.consumers.aggregator_restore import restore_from_log
 from tribunal.consumers.aggregator_state import AWAITING_RELOG, MAX_LOG_ENTRIES, PartitionState, Pending
 from tribunal.consumers.aggregator_waits import Waits
 from tribunal.consumers.authority import verdict_refusal
-from tribunal.consumers.decision import Accept, Decision, Escalate, Policy, Wait, audited
+from tribunal.consumers.decision import Policy, Wait, audited
 from tribunal.consumers.group_watch import GroupWatch, Membership
 from tribunal.consumers.judge_gate import JudgeGate, KafkaBacklogProbe
 from tribunal.consumers.policy_book import PolicyBook
 from tribunal.consumers.reliability_feed import ReliabilityFollower
 from tribunal.consumers.rule_feed import RuleKeeper
 from tribunal.consumers.stragglers import StragglerRule, settle
-from tribunal.consumers.verdicts import fallback_verdict, verdict_bytes, vote_model
 from tribunal.core.logs import configure_logging, get_logger
 from tribunal.core.metrics import (
     AWAITING_VERDICTS,
     DECISIONS,
     LATE_VOTES,
     PENDING_ITEMS,
-    SKIPPED_RECORDS,
     VOTE_WAITS_OVER,
 )
 from tribunal.core.runtime import Output, Processor, Record, serve, tune_gc
 from tribunal.core.settings import Settings
-from tribunal.core.topics import read_to_end
-from tribunal.schemas.codec import DecodeError, decode, encode, key
-from tribunal.schemas.messages import AggregatorLog, EscalationReason, Item, JudgeRequest, Verdict, VoteBatch
+from tribunal.schemas.codec import key
+from tribunal.schemas.messages import Item, Verdict, VoteBatch
 from tribunal.schemas.tasks import TaskRegistry
 
 __all__ = ["AggregatorProcessor", "PartitionState", "audited", "group_id", "run", "serve_aggregator"]
@@ -73,7 +71,6 @@ def group_id(settings: Settings) -> str:
 
 
 Restorer = Callable[[set[int]], Awaitable[dict[int, PartitionState]]]
-_ACCEPTED = DECISIONS.labels("accept", "")
 _DUPLICATE = DECISIONS.labels("duplicate_item", "")
 
 
@@ -108,6 +105,7 @@ class AggregatorProcessor(Processor):
         self._keeper_started = keeper is not None
         self._book = PolicyBook(config, tasks, self._keeper, follower)
         self._book.validate()
+        self._outcomes = Outcomes(settings.topics, tasks, self._book, self._gate, config.audit_rate)
         self._members = members
         self._clock = clock
         self._reliability_polled_at = float("-inf")
@@ -212,7 +210,7 @@ class AggregatorProcessor(Processor):
         decision = settle(policy, pending.ballots, self._expected, False)
         if isinstance(decision, Wait):
             return []
-        return self._act(state, partition, item_id, pending, decision, policy, now)
+        return self._outcomes.act(state, partition, item_id, pending, decision, policy, now)
 
     def _recheck(self, state: PartitionState, partition: int, item_id: str, now: float) -> list[Output]:
         """Decide, or stop waiting for missing votes if straggler detection says so, or say when
@@ -229,68 +227,7 @@ class AggregatorProcessor(Processor):
                 return []
             VOTE_WAITS_OVER.labels(cause).inc()
             decision = settle(policy, ballots, self._expected, True)
-        return self._act(state, partition, item_id, pending, decision, policy, now)
-
-    def _act(
-        self,
-        state: PartitionState,
-        partition: int,
-        item_id: str,
-        pending: Pending,
-        decision: Decision,
-        policy: Policy,
-        now: float,
-    ) -> list[Output]:
-        item = pending.item
-        assert item is not None
-        rate = self._book.audit_rate(policy)
-        if isinstance(decision, Accept):
-            _ACCEPTED.inc()
-            value = verdict_bytes(item, pending.votes, decision, policy, now, rate)
-            outputs = [Output(self._topics.labels_topic, value, key(item_id))]
-            if audited(item_id, self._config.audit_rate if rate is None else rate) and self._gate.admit(now):
-                outputs.append(self._escalate(item, pending, EscalationReason.AUDIT, policy, rate, None)[0])
-        elif isinstance(decision, Escalate):
-            output, ticket = self._escalate(item, pending, decision.reason, policy, rate, partition, now)
-            if ticket is not None:
-                state.escalate(item_id, ticket, now)
-                return [output]
-            outputs = [output]
-        else:
-            return []
-        state.decide(item_id, now)
-        return outputs
-
-    def _escalate(
-        self,
-        item: Item,
-        pending: Pending,
-        reason: EscalationReason,
-        policy: Policy,
-        rate: float | None,
-        partition: int | None,
-        now: float | None = None,
-    ) -> tuple[Output, str | None]:
-        """A JudgeRequest and the ticket its verdict must carry (None for audits, whose verdicts
-        never label); or, when `now` is given and the judge budget is spent, a fallback label."""
-        admitted = now is None or self._gate.admit(now)
-        ticket = secrets.token_hex(8) if admitted and partition is not None else None
-        request = JudgeRequest(
-            item=item,
-            votes=tuple(vote_model(worker, pending.votes[worker]) for worker in sorted(pending.votes)),
-            reason=reason,
-            policy=policy.name,
-            policy_version=policy.version,
-            partition=partition if ticket else None,
-            ticket=ticket,
-            audit_rate=rate,
-        )
-        if not admitted:
-            DECISIONS.labels("fallback_budget", reason.value).inc()
-            verdict = fallback_verdict(request, self._tasks)
-            return Output(self._topics.labels_topic, encode(verdict), key(item.id)), None
-        DECISIONS.labels("escalate", reason.value).inc()
-        return Output(self._topics.judge_topic, encode(request), key(item.id)), ticket
+        return self._outcomes.act(state, partition, item_id, pending, decision, policy, now)
 
     # --- time --------------------------------------------------------------------------------
     async def tick(self, now: float) -> list[Output]:
@@ -367,21 +304,15 @@ class AggregatorProcessor(Processor):
         await self._gate.close()
 
     def paused_partitions(self, owned: set[TopicPartition]) -> set[TopicPartition]:
-        """Per partition, `max_pending` shared out: stop reading items while too many wait for
-        votes, and votes while too many wait for their items (a VoteBatch covers hundreds of
-        items, so the votes partition can run far ahead). Never both on one partition: votes
-        arrive in item order, so one side's backlog is the other side's progress. Verdicts are
-        never paused: each one settles an item."""
+        """Items or votes of a backlogged partition (`PartitionState.backlogged`, `max_pending`
+        shared out between partitions). Verdicts are never paused: each one settles an item."""
         limit = max(1, self._config.max_pending // max(1, len(self._states)))
         paused = set()
         for tp in owned:
             state = self._states.get(tp.partition)
             if state is None or tp.topic not in (self._items_topic, self._votes_topic):
                 continue
-            is_items = tp.topic == self._items_topic
-            if (is_items and state.waiting >= limit and state.orphans < limit) or (
-                not is_items and state.orphans >= limit
-            ):
+            if state.backlogged(items=tp.topic == self._items_topic, limit=limit):
                 paused.add(tp)
         return paused
 
@@ -408,23 +339,7 @@ class AggregatorProcessor(Processor):
             self._states.pop(number, None)
 
     async def _restore_from_log(self, numbers: set[int]) -> dict[int, PartitionState]:
-        """Rebuild the decided ids and awaited tickets of `numbers` (and how far they were read)
-        from the log, to its end."""
-        states = {n: PartitionState() for n in numbers}
-        context = self._settings.decode_context()
-        horizon = self._clock() - self._window_s
-        tps = [TopicPartition(self._topics.state_topic, n) for n in sorted(numbers)]
-        async for record in read_to_end(self._settings, tps):
-            try:
-                entry = decode(record.value, AggregatorLog, context)
-            except DecodeError as exc:  # not ours: someone else wrote it
-                SKIPPED_RECORDS.labels(self.tier, record.topic, exc.kind).inc()
-                log.warning("log_record_skipped", partition=record.partition, offset=record.offset, error=str(exc))
-                continue
-            states[record.partition].replay(entry, horizon, record.timestamp / 1000.0)
-        log.info("state_restored", partitions=sorted(numbers), decided=sum(len(s.decided) for s in states.values()),
-                 awaiting=sum(len(s.awaiting) for s in states.values()))  # fmt: skip
-        return states
+        return await restore_from_log(self._settings, numbers, self._clock() - self._window_s)
 
 
 def build(settings: Settings, tasks: TaskRegistry) -> AggregatorProcessor:

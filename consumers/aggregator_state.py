@@ -230,6 +230,15 @@ class PartitionState:
         queue = self.parked.pop(worker, deque())
         return [item_id for item_id in queue if item_id in self.pending]
 
+    def backlogged(self, *, items: bool, limit: int) -> bool:
+        """Whether to stop reading this partition's items (`items`) or votes for now: items while
+        `limit` items wait for votes, votes while `limit` ids wait for their items (a VoteBatch
+        covers hundreds of items, so the votes can run far ahead). Never both: votes arrive in
+        item order, so one side's backlog is the other side's progress."""
+        if items:
+            return self.waiting >= limit and self.orphans < limit
+        return self.orphans >= limit
+
     # --- commit gates and expiry -------------------------------------------------------------
     def items_gate(self, consumed: int) -> int:
         """The items offset safe to commit: the oldest undecided item's, else `consumed`."""

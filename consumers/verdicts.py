@@ -10,10 +10,10 @@ import orjson
 
 from tribunal.consumers.aggregator_state import PendingVote
 from tribunal.consumers.decision import Accept, Policy, ballots, plurality
-from tribunal.schemas.messages import SCHEMA_VERSION, DecidedBy, Item, JudgeRequest, Verdict, Vote
+from tribunal.schemas.messages import SCHEMA_VERSION, DecidedBy, EscalationReason, Item, JudgeRequest, Verdict, Vote
 from tribunal.schemas.tasks import TaskRegistry
 
-__all__ = ["fallback_verdict", "verdict_bytes", "verdict_for", "vote_dict", "vote_model"]
+__all__ = ["fallback_verdict", "judge_request", "verdict_bytes", "verdict_for", "vote_dict", "vote_model"]
 
 
 def verdict_for(
@@ -102,3 +102,26 @@ def vote_dict(worker: str, vote: PendingVote) -> dict[str, Any]:
 def vote_model(worker: str, vote: PendingVote) -> Vote:
     """A pending vote as a `Vote` (for judge requests: escalations are the minority)."""
     return Vote(**vote_dict(worker, vote))
+
+
+def judge_request(
+    item: Item,
+    votes: Mapping[str, PendingVote],
+    reason: EscalationReason,
+    policy: Policy,
+    audit_rate: float | None,
+    partition: int | None,
+    ticket: str | None,
+) -> JudgeRequest:
+    """What the aggregator asks the judge about an item: its votes (in worker order), why, under
+    which policy, and for an escalation the partition and ticket its verdict must come back with."""
+    return JudgeRequest(
+        item=item,
+        votes=tuple(vote_model(worker, votes[worker]) for worker in sorted(votes)),
+        reason=reason,
+        policy=policy.name,
+        policy_version=policy.version,
+        partition=partition,
+        ticket=ticket,
+        audit_rate=audit_rate,
+    )
