@@ -12,13 +12,20 @@ HELM_DIR ?= $(HOME)/.cache/tribunal/helm-$(HELM_VERSION)
 HELM := $(HELM_DIR)/helm
 export TRIBUNAL_HELM := $(HELM)
 
-.PHONY: help venv helm kafka-fetch kafka-up kafka-down kafka-status topics lint typecheck unit integration test demo bench clean bundled-heads
+.PHONY: help venv helm kafka-fetch kafka-up kafka-down kafka-status topics lint typecheck unit integration test demo bench bench-peers clean bundled-heads
 
 help:
 	@echo "make demo   - set everything up, run the pipeline on a sample, print the report (ARGS='--input F --task T')"
 	@echo "              (a broker the demo starts is stopped at the end; ARGS=--keep-broker keeps it)"
 	@echo "make test   - set everything up, lint, type-check, run unit + integration tests on a real broker"
 	@echo "make kafka-up / kafka-down / kafka-status - the local single-node Kafka broker"
+	@echo "make bench-peers - install the Quix Streams peer (its own venv, $(PEERS_VENV)) for 'tribunal bench peers'"
+
+# The Quix Streams peer of `tribunal bench peers` (bench/peers/README.md): a venv of its own, so
+# Tribunal never depends on it and `make test` / `make demo` never install it.
+PEERS_VENV := .venv-peers
+PEERS_REQUIREMENTS := bench/peers/quix/requirements.txt
+PEERS_STAMP := $(PEERS_VENV)/.installed
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
@@ -72,6 +79,15 @@ test: venv kafka-fetch helm lint typecheck
 
 demo: venv
 	$(BIN)/tribunal demo $(ARGS)
+
+$(PEERS_STAMP): $(PEERS_REQUIREMENTS)
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/pip install --quiet -r $(PEERS_REQUIREMENTS)
+	touch $(PEERS_STAMP)
+
+bench-peers: venv $(PEERS_STAMP)
+	@echo "peer installed; run: $(BIN)/tribunal bench peers --help"
 
 clean: kafka-down
 	rm -rf .tribunal .mypy_cache .ruff_cache .pytest_cache

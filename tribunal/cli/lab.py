@@ -1,4 +1,4 @@
-"""`tribunal demo` and `tribunal bench cascade|pipeline|tiers|replay|ingest|policies`: the lab's commands.
+"""`tribunal demo` and `tribunal bench cascade|pipeline|peers|tiers|replay|ingest|policies`: the lab's commands.
 
 The measuring itself lives in `tribunal.lab`; these functions only parse options, build settings
 once and print.
@@ -23,6 +23,8 @@ from tribunal.cli.learn import register as register_learn
 from tribunal.core.errors import TribunalError
 from tribunal.core.settings import Settings
 from tribunal.lab.bench import bench_ingest, bench_pipeline
+from tribunal.lab.bench_peers import DEFAULT_PEER_PYTHON, PeerOptions, bench_peers
+from tribunal.lab.bench_peers import table as peers_table
 from tribunal.lab.bench_replay import bench_replay
 from tribunal.lab.bench_tiers import bench_tiers
 from tribunal.lab.demo import DEFAULT_DATA_DIR, DEFAULT_DEADLINE_MS, DemoOptions, run_demo
@@ -145,7 +147,7 @@ def _print(result: dict[str, object], json_out: bool, width: int = 16) -> None:
 
 
 def _register_bench(bench_app: typer.Typer) -> None:
-    """`bench pipeline`, `bench tiers`, `bench replay`, `bench ingest`, `bench policies`."""
+    """`bench pipeline`, `bench peers`, `bench tiers`, `bench replay`, `bench ingest`, `bench policies`."""
 
     @bench_app.command("chaos")
     def chaos(
@@ -201,6 +203,38 @@ def _register_bench(bench_app: typer.Typer) -> None:
         """End-to-end throughput and latency of all tiers, beside the raw broker round trip."""
         rates = rate or [1_000.0, 2_000.0]
         _print(asyncio.run(bench_pipeline(settings_from(ctx), items, workers, rates, rate_items)), json_out, 28)
+
+    @bench_app.command("peers")
+    def peers(
+        ctx: typer.Context,
+        items: Annotated[int, typer.Option(help="Items in each saturation phase")] = 20_000,
+        rate: Annotated[
+            list[float] | None, typer.Option(help="Items/s of a fixed-rate latency phase; repeatable [1000, 2000]")
+        ] = None,
+        rate_items: Annotated[int, typer.Option(help="Items of each fixed-rate phase (0 skips them)")] = 5_000,
+        rounds: Annotated[int, typer.Option(min=1, help="Rounds of Tribunal then Quix, alternated")] = 2,
+        commit_interval: Annotated[
+            float, typer.Option(min=0.001, help="Quix apps' exactly-once commit interval, seconds")
+        ] = 0.1,
+        peer_python: Annotated[
+            Path, typer.Option(help="Python of the peer's venv (`make bench-peers`)")
+        ] = DEFAULT_PEER_PYTHON,
+        json_out: JsonOption = False,
+    ) -> None:
+        """Tribunal beside a Quix Streams peer of the same topology, alternated on one broker."""
+        options = PeerOptions(items=items, rates=tuple(rate or [1_000.0, 2_000.0]), rate_items=rate_items,
+                              rounds=rounds, peer_python=peer_python, commit_interval_s=commit_interval)  # fmt: skip
+        try:
+            result = asyncio.run(bench_peers(settings_from(ctx), options))
+        except TribunalError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        if json_out:
+            emit(result)
+            return
+        meta = {k: v for k, v in result.items() if k != "runs"}
+        typer.echo(", ".join(f"{k}={v}" for k, v in meta.items()))
+        typer.echo(peers_table(result["runs"]))
 
     @bench_app.command("tiers")
     def tiers(

@@ -14,14 +14,12 @@ msgs/s (1.0 would mean the pipeline moves records as fast as the bare broker rou
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import sys
 import time
 import uuid
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,12 +31,19 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tribunal.core import kafka
 from tribunal.core.settings import Settings, settings_env
-from tribunal.core.stats import percentiles
 from tribunal.core.topics import create_topics, delete_topics, topic_specs
-from tribunal.schemas.codec import encode, key
-from tribunal.schemas.messages import Item
+from tribunal.lab.bench_measure import (
+    LabelWatcher,
+    bench_items,
+    cpu_per_item_us,
+    cpu_seconds,
+    exactly_once,
+    phase,
+    stop_processes,
+)
+from tribunal.schemas.codec import encode
 
-__all__ = ["bench_ingest", "bench_pipeline"]
+__all__ = ["Tier", "bench_ingest", "bench_pipeline", "start_tiers"]
 
 
 def _env(settings: Settings, workers: list[str], instance: str, metrics_port: int) -> dict[str, str]:
@@ -84,7 +89,7 @@ class Tier:
         return samples
 
 
-async def _start_tiers(settings: Settings, workers: list[str]) -> dict[str, Tier]:
+async def start_tiers(settings: Settings, workers: list[str]) -> dict[str, Tier]:
     """Tier name (worker names, `aggregator`, `judge`) -> its process."""
     commands: dict[str, tuple[str, ...]] = {w: ("worker", "--name", w, "--classifier", f"hash:{w}") for w in workers}
     commands |= {"aggregator": ("aggregator",), "judge": ("judge", "--classifier", "hash:judge")}
@@ -125,133 +130,6 @@ def _batching(before: dict[str, dict[str, float]], after: dict[str, dict[str, fl
     return report
 
 
-async def _stop(processes: Sequence[asyncio.subprocess.Process]) -> None:
-    for process in processes:
-        if process.returncode is None:
-            process.terminate()
-    await asyncio.gather(*(p.wait() for p in processes))
-
-
-class LabelWatcher:
-    """Follows the labels topic from its end; records when each item id's label became visible,
-    and who decided it (`decided_by`, `reason`: two fields read, no full decode)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self.seen: Counter[str] = Counter()
-        self.visible_at: dict[str, float] = {}
-        self.outcome: dict[str, tuple[str, str | None]] = {}
-        self._consumer = kafka.consumer(settings.kafka, settings.runtime, group_id=None, auto_offset_reset="latest")
-        self._task: asyncio.Task[None] | None = None
-        self._arrived = asyncio.Event()
-
-    async def start(self) -> None:
-        await self._consumer.start()
-        self._consumer.subscribe([self._settings.topics.labels_topic])
-        self._task = asyncio.create_task(self._follow())
-
-    async def _follow(self) -> None:
-        while True:
-            batch = await self._consumer.getmany(timeout_ms=100, max_records=10_000)
-            now = time.time()
-            for records in batch.values():
-                for record in records:
-                    item_id = record.key.decode() if record.key else ""
-                    self.seen[item_id] += 1
-                    self.visible_at.setdefault(item_id, now)
-                    verdict = orjson.loads(record.value or b"{}")
-                    self.outcome.setdefault(item_id, (verdict.get("decided_by", ""), verdict.get("reason")))
-            if batch:
-                self._arrived.set()
-
-    async def wait_for(self, ids: set[str], timeout_s: float) -> None:
-        """Return once every id has a label, or after `timeout_s`."""
-        deadline = time.monotonic() + timeout_s
-        while not ids.issubset(self.visible_at) and time.monotonic() < deadline:
-            self._arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), timeout=1.0)
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self._consumer.stop()
-
-
-async def _produce(settings: Settings, items: list[Item], rate: float | None) -> dict[str, float]:
-    """Publish items (at `rate` per second if given); return each id's produce time."""
-    producer = kafka.idempotent_producer(settings.kafka)
-    await producer.start()
-    produced: dict[str, float] = {}
-    try:
-        started = time.perf_counter()
-        for n, item in enumerate(items):
-            if rate:
-                delay = started + n / rate - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            produced[item.id] = time.time()
-            await producer.send(settings.topics.items_topic, encode(item), key=key(item.id))
-        await producer.flush()
-    finally:
-        await producer.stop()
-    return produced
-
-
-def _items(prefix: str, count: int) -> list[Item]:
-    return [
-        Item(id=f"{prefix}-{n}", text=f"benchmark message number {n} about a parcel", task="sentiment")
-        for n in range(count)
-    ]
-
-
-async def _phase(
-    settings: Settings, watcher: LabelWatcher, prefix: str, count: int, rate: float | None
-) -> dict[str, Any]:
-    items = _items(prefix, count)
-    ids = {i.id for i in items}
-    started = time.time()
-    produced = await _produce(settings, items, rate)
-    await watcher.wait_for(ids, timeout_s=max(120.0, count / 200))
-    labelled = [i for i in ids if i in watcher.visible_at]
-    finished = max((watcher.visible_at[i] for i in labelled), default=time.time())
-    latencies = [(watcher.visible_at[i] - produced[i]) * 1000 for i in labelled]
-    outcomes = [watcher.outcome[i] for i in labelled if i in watcher.outcome]
-    return {
-        "items": count,
-        "labelled": len(labelled),
-        "seconds": round(finished - started, 3),
-        "throughput_items_per_s": round(len(labelled) / max(finished - started, 1e-9), 1),
-        "latency_ms": percentiles(latencies),
-        "judge_share": _share(outcomes, lambda o: o[0] == "judge"),
-        "deadline_share": _share(outcomes, lambda o: o[1] == "deadline"),
-    }
-
-
-def _share(outcomes: Sequence[tuple[str, str | None]], test: Callable[[tuple[str, str | None]], bool]) -> float:
-    return round(sum(1 for o in outcomes if test(o)) / len(outcomes), 4) if outcomes else 0.0
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process so far (Linux /proc), None where unavailable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_per_item_us(before: dict[str, float | None], after: dict[str, float | None], items: int) -> dict[str, float]:
-    """CPU microseconds per item of each tier between two `cpu_seconds` readings."""
-    spent: dict[str, float] = {}
-    for tier, start in before.items():
-        end = after.get(tier)
-        if start is not None and end is not None:
-            spent[tier] = end - start
-    return {tier: round(seconds * 1e6 / max(items, 1), 1) for tier, seconds in spent.items()}
-
-
 async def _end_offsets(settings: Settings) -> int:
     """Sum of the end offsets of every topic of the run (records and transaction markers)."""
     consumer = AIOKafkaConsumer(**kafka.connection_options(settings.kafka))
@@ -268,7 +146,7 @@ async def _broker_baseline(settings: Settings, count: int) -> float:
     topic = f"{settings.topics.prefix}baseline"
     baseline = settings.model_copy(update={"topics": settings.topics.model_copy(update={"items": "baseline"})})
     await create_topics(baseline)
-    payloads = [encode(item) for item in _items("base", count)]
+    payloads = [encode(item) for item in bench_items("base", count)]
     started = time.perf_counter()
     producer = kafka.idempotent_producer(settings.kafka)
     await producer.start()
@@ -303,21 +181,21 @@ async def _measure(
     """The tiers' phases: warm-up, saturation (records, CPU and batching measured), paced."""
     watcher = LabelWatcher(settings)
     await watcher.start()
-    tiers = await _start_tiers(settings, names)
+    tiers = await start_tiers(settings, names)
     paced: list[dict[str, Any]] = []
     try:
-        warmup = await _phase(settings, watcher, "warmup", 200, None)  # groups joined, code paths warm
+        warmup = await phase(settings, watcher, "warmup", 200, None)  # groups joined, code paths warm
         metrics_before = {tier: await t.counters() for tier, t in tiers.items()}
         cpu_before = {tier: cpu_seconds(t.process.pid) for tier, t in tiers.items()}
         records_before = await _end_offsets(settings)
-        saturated = await _phase(settings, watcher, "load", count, None)
+        saturated = await phase(settings, watcher, "load", count, None)
         records = await _end_offsets(settings) - records_before
         cpu_after = {tier: cpu_seconds(t.process.pid) for tier, t in tiers.items()}
         batching = _batching(metrics_before, {tier: await t.counters() for tier, t in tiers.items()})
         for n, rate in enumerate(r for r in rates if rate_items):
-            paced.append({**await _phase(settings, watcher, f"paced{n}", rate_items, rate), "rate_items_per_s": rate})
+            paced.append({**await phase(settings, watcher, f"paced{n}", rate_items, rate), "rate_items_per_s": rate})
     finally:
-        await _stop([t.process for t in tiers.values()])
+        await stop_processes([t.process for t in tiers.values()])
         await watcher.stop()
     cpu = cpu_per_item_us(cpu_before, cpu_after, count)
     return _Phases(watcher, warmup, saturated, records, cpu, batching, paced)
@@ -344,8 +222,7 @@ async def bench_pipeline(
     cpu, saturated, seen = phases.cpu, phases.saturated, phases.watcher.seen
     return {
         **saturated,
-        "duplicates": sum(1 for i in ids if seen[i] > 1),
-        "missing": sum(1 for i in ids if seen[i] == 0),
+        **exactly_once(seen, ids),
         "workers": workers,
         "cpu_us_per_item": cpu,
         "worker_cpu_us_per_vote": round(sum(cpu.get(w, 0.0) for w in names) / max(len(names), 1), 1),

@@ -23,7 +23,7 @@ from aiokafka import TopicPartition
 from tribunal.core import kafka
 from tribunal.core.settings import Settings, settings_env
 from tribunal.core.topics import create_topics
-from tribunal.lab.bench import cpu_seconds
+from tribunal.lab.bench_measure import cpu_seconds
 from tribunal.schemas.codec import encode, key
 from tribunal.schemas.messages import Item
 
