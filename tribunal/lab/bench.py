@@ -35,8 +35,6 @@ from tribunal.core.topics import create_topics, delete_topics, topic_specs
 from tribunal.lab.bench_measure import (
     LabelWatcher,
     bench_items,
-    cpu_per_item_us,
-    cpu_seconds,
     exactly_once,
     phase,
     stop_processes,
@@ -186,19 +184,18 @@ async def _measure(
     try:
         warmup = await phase(settings, watcher, "warmup", 200, None)  # groups joined, code paths warm
         metrics_before = {tier: await t.counters() for tier, t in tiers.items()}
-        cpu_before = {tier: cpu_seconds(t.process.pid) for tier, t in tiers.items()}
+        pids = {tier: t.process.pid for tier, t in tiers.items()}
         records_before = await _end_offsets(settings)
-        saturated = await phase(settings, watcher, "load", count, None)
+        saturated = await phase(settings, watcher, "load", count, None, pids)
         records = await _end_offsets(settings) - records_before
-        cpu_after = {tier: cpu_seconds(t.process.pid) for tier, t in tiers.items()}
         batching = _batching(metrics_before, {tier: await t.counters() for tier, t in tiers.items()})
         for n, rate in enumerate(r for r in rates if rate_items):
-            paced.append({**await phase(settings, watcher, f"paced{n}", rate_items, rate), "rate_items_per_s": rate})
+            figures = await phase(settings, watcher, f"paced{n}", rate_items, rate, pids)
+            paced.append({**figures, "rate_items_per_s": rate})
     finally:
         await stop_processes([t.process for t in tiers.values()])
         await watcher.stop()
-    cpu = cpu_per_item_us(cpu_before, cpu_after, count)
-    return _Phases(watcher, warmup, saturated, records, cpu, batching, paced)
+    return _Phases(watcher, warmup, saturated, records, saturated["cpu_us_per_item"], batching, paced)
 
 
 async def bench_pipeline(

@@ -1,7 +1,8 @@
 """What every pipeline bench measures, one implementation for all: a follower of the labels
 topic that times each label's visibility, the item producer (saturating or paced), a measured
-phase (throughput, latency percentiles, who decided), exactly-once accounting, and CPU time per
-process from /proc. `bench pipeline` and `bench peers` (Tribunal beside a Quix Streams peer) both
+phase (throughput, latency percentiles, who decided, and the CPU it cost: per tier process, the
+local broker's, the bench's own, and how busy the whole machine was), exactly-once accounting, and
+CPU time per process from /proc. `bench pipeline` and `bench peers` (Tribunal beside a Quix Streams peer) both
 use these, so their figures are measured the same way.
 """
 
@@ -12,13 +13,14 @@ import contextlib
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from tribunal.core import kafka
+from tribunal.core.broker import LocalBroker
 from tribunal.core.settings import Settings
 from tribunal.core.stats import percentiles
 from tribunal.schemas.codec import encode, key
@@ -30,6 +32,8 @@ __all__ = [
     "cpu_per_item_us",
     "cpu_seconds",
     "exactly_once",
+    "local_broker_pid",
+    "machine_busy_share",
     "phase",
     "produce",
     "share",
@@ -119,13 +123,29 @@ def bench_items(prefix: str, count: int) -> list[Item]:
 
 
 async def phase(
-    settings: Settings, watcher: LabelWatcher, prefix: str, count: int, rate: float | None
+    settings: Settings,
+    watcher: LabelWatcher,
+    prefix: str,
+    count: int,
+    rate: float | None,
+    pids: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
+    """Produce `count` items (at `rate`, or as fast as possible) and wait for their labels: the
+    figures of the phase, with the CPU it cost each process of `pids` (name -> PID) per item, and
+    beside them the local broker's, the bench's own and the machine's busy share (on a small box,
+    a latency figure means little without knowing whether the CPUs were saturated)."""
     items = bench_items(prefix, count)
     ids = {i.id for i in items}
+    around = {"bench": os.getpid()} | ({"broker": pid} if (pid := local_broker_pid(settings)) else {})
+    cpu_before = {name: cpu_seconds(pid) for name, pid in {**(pids or {}), **around}.items()}
+    machine_before = _machine_jiffies()
     started = time.time()
     produced = await produce(settings, items, rate)
     await watcher.wait_for(ids, timeout_s=max(120.0, count / 200))
+    cpu = cpu_per_item_us(
+        cpu_before, {name: cpu_seconds(pid) for name, pid in {**(pids or {}), **around}.items()}, count
+    )
+    busy = machine_busy_share(machine_before, _machine_jiffies())
     labelled = [i for i in ids if i in watcher.visible_at]
     finished = max((watcher.visible_at[i] for i in labelled), default=time.time())
     latencies = [(watcher.visible_at[i] - produced[i]) * 1000 for i in labelled]
@@ -138,6 +158,9 @@ async def phase(
         "latency_ms": percentiles(latencies),
         "judge_share": share(outcomes, lambda o: o[0] == "judge"),
         "deadline_share": share(outcomes, lambda o: o[1] == "deadline"),
+        "cpu_us_per_item": {name: us for name, us in cpu.items() if name not in around},
+        "cpu_us_per_item_beside": {name: us for name, us in cpu.items() if name in around},
+        "machine_busy_share": busy,
     }
 
 
@@ -170,3 +193,28 @@ def exactly_once(seen: Counter[str], ids: Collection[str]) -> dict[str, int]:
         "duplicates": sum(1 for i in ids if seen[i] > 1),
         "missing": sum(1 for i in ids if seen[i] == 0),
     }
+
+
+def local_broker_pid(settings: Settings) -> int | None:
+    """The PID of the local broker (`tribunal kafka up`) when the bench talks to it, else None
+    (another Kafka's CPU is not ours to read)."""
+    broker = LocalBroker(settings.home, settings.broker)
+    return broker.pid() if settings.kafka.bootstrap_servers == broker.bootstrap else None
+
+
+def _machine_jiffies() -> tuple[int, int] | None:
+    """(busy, total) clock ticks of all CPUs so far (Linux /proc/stat), None where unavailable."""
+    try:
+        fields = [int(f) for f in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    except (OSError, IndexError, ValueError):
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = fields
+    busy = user + nice + system + irq + softirq + steal
+    return busy, busy + idle + iowait
+
+
+def machine_busy_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The share of all CPUs' time that was busy between two readings (every process counts)."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return round((after[0] - before[0]) / (after[1] - before[1]), 3)

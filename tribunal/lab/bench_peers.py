@@ -31,8 +31,6 @@ from tribunal.core.topics import create_topics, delete_topics, describe_partitio
 from tribunal.lab.bench import start_tiers
 from tribunal.lab.bench_measure import (
     LabelWatcher,
-    cpu_per_item_us,
-    cpu_seconds,
     exactly_once,
     phase,
     stop_processes,
@@ -175,19 +173,19 @@ async def _measure_system(settings: Settings, start: Starter, options: PeerOptio
         if warmup["labelled"] < WARMUP_ITEMS:
             dead = {tier: p.returncode for tier, p in processes.items() if p.returncode is not None}
             raise RuntimeError(f"warm-up labelled {warmup['labelled']} of {WARMUP_ITEMS}; exited: {dead}")
-        cpu_before = {tier: cpu_seconds(p.pid) for tier, p in processes.items()}
+        pids = {tier: p.pid for tier, p in processes.items()}
         records_before = await _records_written(settings)
-        saturated = await phase(settings, watcher, "load", options.items, None)
+        saturated = await phase(settings, watcher, "load", options.items, None, pids)
         records = await _records_written(settings) - records_before
-        cpu_after = {tier: cpu_seconds(p.pid) for tier, p in processes.items()}
         for n, rate in enumerate(options.rates if options.rate_items else ()):
-            paced.append({**await phase(settings, watcher, f"paced{n}", options.rate_items, rate), "rate": rate})
+            figures = await phase(settings, watcher, f"paced{n}", options.rate_items, rate, pids)
+            paced.append({**figures, "rate": rate})
             ids += [f"paced{n}-{i}" for i in range(options.rate_items)]
         await asyncio.sleep(GRACE_S)
     finally:
         await stop_processes(list(processes.values()))
         await watcher.stop()
-    cpu = cpu_per_item_us(cpu_before, cpu_after, options.items)
+    cpu: dict[str, float] = saturated["cpu_us_per_item"]
     return {
         "saturated": saturated,
         "paced": paced,
@@ -243,17 +241,26 @@ def _latency(figures: Mapping[str, Any]) -> str:
     return f"{ms['p50']:g} / {ms['p95']:g} / {ms['p99']:g}"
 
 
+def _busy(figures: Mapping[str, Any]) -> str:
+    busy = figures.get("machine_busy_share")
+    return "-" if busy is None else f"{busy:.0%}"
+
+
 def _rows(run: Mapping[str, Any], tiers: Sequence[str]) -> dict[str, str]:
     saturated = run["saturated"]
     rows = {
         "saturation items/s": f"{saturated['throughput_items_per_s']:g}",
         "saturation p50/p95/p99 ms": _latency(saturated),
     }
+    rows["saturation: machine busy share"] = _busy(saturated)
     for paced in run["paced"]:
         rows[f"{paced['rate']:g}/s achieved items/s"] = f"{paced['throughput_items_per_s']:g}"
         rows[f"{paced['rate']:g}/s p50/p95/p99 ms"] = _latency(paced)
+        rows[f"{paced['rate']:g}/s machine busy share"] = _busy(paced)
     for tier in tiers:
         rows[f"CPU µs/item {tier}"] = f"{run['cpu_us_per_item'].get(tier, '-')}"
+    for name, us in saturated.get("cpu_us_per_item_beside", {}).items():
+        rows[f"CPU µs/item {name} (beside)"] = f"{us:g}"
     rows["broker records/item (saturation)"] = f"{run['broker_records_per_item']:g}"
     rows["judge share (saturation)"] = f"{saturated['judge_share']:g}"
     rows["labelled / produced"] = f"{run['produced'] - run['missing']} / {run['produced']}"
