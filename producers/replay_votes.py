@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict
 from tribunal.core import kafka
 from tribunal.core.batches import Output, produce
 from tribunal.core.settings import Settings
-from tribunal.core.topics import describe_partition_counts
+from tribunal.core.topics import describe_partition_counts, read_to_end
 from tribunal.producers.redecide import Recorded, Redecider, judge_label
 from tribunal.schemas.codec import DecodeError, decode, encode, key
 from tribunal.schemas.messages import DecidedBy, Item, JudgeRequest, Verdict, Vote, VoteBatch, VoteRow
@@ -95,25 +95,9 @@ class VerdictIndex:
 async def _read_all(settings: Settings, topic: str, handle: Callable[[ConsumerRecord[bytes, bytes]], None]) -> None:
     """Every committed record of `topic` up to its end offsets now, handed to `handle` in turn."""
     count = (await describe_partition_counts(settings, [topic])).get(topic)
-    if not count:
-        return
-    tps = [TopicPartition(topic, p) for p in range(count)]
-    consumer = kafka.consumer(settings.kafka, settings.runtime, group_id=None)
-    await consumer.start()
-    try:
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        open_tps = {tp for tp in tps if end[tp] > 0}
-        while open_tps:
-            batch = await _getmany(consumer, open_tps)
-            for tp, records in batch.items():
-                for record in records:
-                    if record.offset < end[tp]:
-                        handle(record)
-            open_tps = {tp for tp in open_tps if await consumer.position(tp) < end[tp]}
-    finally:
-        await consumer.stop()
+    if count:
+        async for record in read_to_end(settings, [TopicPartition(topic, p) for p in range(count)], stall_s=STALL_S):
+            handle(record)
 
 
 async def _getmany(consumer: AIOKafkaConsumer, tps: set[TopicPartition]) -> dict[TopicPartition, list[Any]]:

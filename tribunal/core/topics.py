@@ -10,6 +10,7 @@ larger reaches a tier. Existing topics are left alone; a lower limit on one is r
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -158,9 +159,12 @@ async def message_limits(settings: Settings, topics: list[str]) -> dict[str, int
     return limits
 
 
-async def read_to_end(settings: Settings, tps: list[TopicPartition]) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+async def read_to_end(
+    settings: Settings, tps: list[TopicPartition], *, stall_s: float | None = None
+) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
     """Every committed record of `tps` from the beginning up to their end offsets at the start
-    (how state is restored from a log or compacted topic before processing resumes)."""
+    (how state is restored from a log or compacted topic before processing resumes); records
+    written since are not read. `stall_s`: give up (`TimeoutError`) when one fetch hangs longer."""
     consumer = kafka.consumer(settings.kafka, settings.runtime, group_id=None, record_limit=settings.max_record_bytes)
     await kafka.start(consumer, settings.kafka, wait_s=settings.runtime.broker_wait_s)
     try:
@@ -169,10 +173,11 @@ async def read_to_end(settings: Settings, tps: list[TopicPartition]) -> AsyncIte
         end = await consumer.end_offsets(tps)
         remaining = {tp for tp in tps if end[tp] > 0}
         while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=200, max_records=10_000)
-            for records in batch.values():
+            batch = await asyncio.wait_for(consumer.getmany(*remaining, timeout_ms=200, max_records=10_000), stall_s)
+            for tp, records in batch.items():
                 for record in records:
-                    yield record
+                    if record.offset < end[tp]:
+                        yield record
             remaining = {tp for tp in remaining if await consumer.position(tp) < end[tp]}
     finally:
         await consumer.stop()
