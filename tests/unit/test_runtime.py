@@ -1,11 +1,16 @@
-"""The runtime's decoding step: good records pass, bad ones become dead letters with their bytes."""
+"""The runtime: its decoding step (good records pass, bad ones become dead letters with their
+bytes), its consume loop around rebalances, and transaction pacing."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
@@ -14,7 +19,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from tribunal.core import kafka
-from tribunal.core.runtime import Output, Processor, Record, StreamRunner
+from tribunal.core.runtime import Output, Processor, Record, StreamRunner, pacing_pause
 from tribunal.core.settings import load_settings
 from tribunal.schemas import DeadLetter, Item, decode, encode
 
@@ -36,6 +41,33 @@ class Skipper(Echo):
 
     def owns_dead_letters(self, topic: str) -> bool:
         return False
+
+
+class FakeProducer:
+    """A transactional producer that records what each transaction sends (topics, offsets)."""
+
+    def __init__(self, sent: list[Any]) -> None:
+        self.sent = sent
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> Any:
+        yield
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0}
+
+    def create_batch(self) -> Any:
+        class Batch:
+            def append(self, key: bytes | None, value: bytes | None, timestamp: int | None) -> object:
+                return object()
+
+        return Batch()
+
+    async def send_batch(self, batch: Any, topic: str, partition: int) -> None:
+        self.sent.append(topic)
+
+    async def send_offsets_to_transaction(self, offsets: dict[TopicPartition, int], group: str) -> None:
+        self.sent.append(offsets)
 
 
 def _raw(offset: int, value: bytes | None, key: bytes | None = b"a") -> ConsumerRecord[bytes, bytes]:
@@ -117,9 +149,6 @@ async def test_a_batch_fetched_before_a_rebalance_is_dropped_not_handled() -> No
     """Records fetched while partitions were revoked and assigned again are not handled, and their
     partitions are rewound to the committed offsets: each record is handled once, after the
     rebalance (whether it was fetched before the rebalance's own rewind or after it)."""
-    import asyncio
-    import contextlib
-
     tp = TopicPartition("r-items", 2)
     settings = load_settings(topics={"prefix": "r-"}, runtime={"batch_wait_ms": 0})  # one getmany per batch
     runner = StreamRunner(settings, Echo(), group_id="g", decode_context=settings.decode_context())
@@ -164,28 +193,7 @@ async def test_a_batch_fetched_before_a_rebalance_is_dropped_not_handled() -> No
         def highwater(self, tp: TopicPartition) -> None:
             return None
 
-    class Producer:
-        @contextlib.asynccontextmanager
-        async def transaction(self) -> Any:
-            yield
-
-        async def partitions_for(self, topic: str) -> set[int]:
-            return {0}
-
-        def create_batch(self) -> Any:
-            class Batch:
-                def append(self, key: bytes | None, value: bytes | None, timestamp: int | None) -> object:
-                    return object()
-
-            return Batch()
-
-        async def send_batch(self, batch: Any, topic: str, partition: int) -> None:
-            sent.append(topic)
-
-        async def send_offsets_to_transaction(self, offsets: dict[TopicPartition, int], group: str) -> None:
-            sent.append(offsets)
-
-    await runner._loop(Consumer(), Producer(), stop)
+    await runner._loop(Consumer(), FakeProducer(sent), stop)
     assert sent == ["r-items.dlq", {tp: 1}], "the letter once, from the batch fetched after the rebalance"
     assert rewound == [(tp, 0)], "the dropped batch's partition is read again from its committed offset"
 
@@ -201,3 +209,72 @@ def test_partition_for_matches_the_default_partitioner(key: bytes, count: int) -
     """The partition of a keyed record is the default partitioner's."""
     partitions = list(range(count))
     assert kafka.partition_for(key, partitions) == DefaultPartitioner()(key, partitions, partitions)
+
+
+@pytest.mark.parametrize(
+    ("handed_at", "interval_s", "now", "pause"),
+    [
+        (float("-inf"), 0.05, 100.0, 0.0),  # nothing handed over yet
+        (100.0, 0.0, 100.0, 0.0),  # unpaced (the default)
+        (100.0, 0.05, 100.01, 0.04),
+        (100.0, 0.05, 100.05, 0.0),
+        (100.0, 0.05, 101.0, 0.0),  # the interval passed while the batch committed
+    ],
+)
+def test_pacing_pause_waits_out_the_rest_of_the_interval(
+    handed_at: float, interval_s: float, now: float, pause: float
+) -> None:
+    assert pacing_pause(handed_at, interval_s, now) == pytest.approx(pause)
+
+
+@pytest.mark.parametrize(("records", "paced"), [(1, True), (4, False)])
+async def test_after_a_batch_that_is_not_full_the_next_fetch_waits_for_the_interval(records: int, paced: bool) -> None:
+    """With `min_transaction_interval_ms`, a small batch is followed by a pause before the next
+    fetch (records gather meanwhile); a full batch (4 of batch_size 4) is not."""
+    tp = TopicPartition("r-items", 2)
+    settings = load_settings(
+        topics={"prefix": "r-"}, runtime={"batch_wait_ms": 0, "batch_size": 4, "min_transaction_interval_ms": 1000}
+    )
+    runner = StreamRunner(settings, Echo(), group_id="g", decode_context=settings.decode_context())
+    await runner._on_assigned({tp})
+    stop = asyncio.Event()
+    fetched_at: list[float] = []
+    good = encode(Item(id="a", text="fine"))
+
+    class Consumer:
+        def assignment(self) -> set[TopicPartition]:
+            return {tp}
+
+        def paused(self) -> set[TopicPartition]:
+            return set()
+
+        def last_stable_offset(self, tp: TopicPartition) -> int:
+            return 10
+
+        async def position(self, tp: TopicPartition) -> int:
+            return 10
+
+        def highwater(self, tp: TopicPartition) -> int:
+            return 10
+
+        async def getmany(self, *tps: TopicPartition, timeout_ms: int, max_records: int) -> dict[TopicPartition, Any]:
+            if tps:
+                return {}  # topping the batch up: nothing more fetched
+            fetched_at.append(time.monotonic())
+            if len(fetched_at) == 2:
+                stop.set()
+            start = 4 * len(fetched_at)
+            return {tp: [_raw(start + n, good) for n in range(records)]}
+
+        def pause(self, *tps: TopicPartition) -> None: ...
+
+        def resume(self, *tps: TopicPartition) -> None: ...
+
+    sent: list[Any] = []
+    await runner._loop(Consumer(), FakeProducer(sent), stop)
+    assert len(fetched_at) == 2 and len(sent) == 2, "two batches, each committed"
+    gap = fetched_at[1] - fetched_at[0]
+    if paced:
+        assert gap >= 0.99, f"the second fetch came {gap:.3f} s after the first small batch"
+    else:
+        assert gap < 0.99, "a full batch goes on at once"

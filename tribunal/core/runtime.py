@@ -55,6 +55,7 @@ __all__ = [
     "StreamRunner",
     "dead_letter",
     "dead_letter_of",
+    "pacing_pause",
     "run_until_signalled",
     "serve",
     "tune_gc",
@@ -240,11 +241,19 @@ class StreamRunner:
         runtime = self._settings.runtime
         batch_size = self._processor.batch_size or runtime.batch_size
         log.info("runner_started", group_id=self._group_id, topics=sorted(self._models), batch_size=batch_size)
+        interval_s = runtime.min_transaction_interval_ms / 1000.0
+        handed_at = float("-inf")
         while not stop.is_set():
             self.health.beat()
             self._apply_backpressure(consumer)
             generation = self._generation
+            if (pause := pacing_pause(handed_at, interval_s, time.monotonic())) > 0:
+                # Not fetching meanwhile: records gather on the broker and in the fetcher's buffer
+                # (which refetches a partition only once its records are taken), not one by one.
+                await asyncio.sleep(pause)
             batch = await fetch(consumer, batch_size, runtime.batch_wait_ms)
+            if 0 < sum(len(records) for records in batch.values()) < batch_size:
+                handed_at = time.monotonic()
             async with self._lock:
                 if generation != self._generation:
                     # A rebalance happened during the fetch: handle none of its records. Some were
@@ -394,6 +403,12 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self._runner._on_assigned(set(assigned))
+
+
+def pacing_pause(handed_at: float, interval_s: float, now: float) -> float:
+    """Seconds to wait before the next fetch, when the last non-full batch was handed over at
+    `handed_at` and transactions are paced `interval_s` apart (`runtime.min_transaction_interval_ms`)."""
+    return max(0.0, handed_at + interval_s - now)
 
 
 def _names(partitions: set[TopicPartition]) -> list[str]:
