@@ -8,7 +8,10 @@ reason `deadline`), exactly-once accounting (labelled, duplicates, missing), eac
 time per item over the saturation phase (from /proc, Linux), the broker records written per
 item, and beside it the raw broker round trip (aiokafka produce + consume of the same number of
 messages) in the same run, with the broker-bound ratio: records per item x items/s / broker
-msgs/s (1.0 would mean the pipeline moves records as fast as the bare broker round trip).
+msgs/s (1.0 would mean the pipeline moves records as fast as the bare broker round trip), and
+the fixed cost of one tier transaction (one record, offsets committed in it): transactions per
+second one producer reaches, and the client's and the local broker's CPU per transaction. That
+cost, paid per batch whatever it carries, is what moderate load spends its CPU on.
 """
 
 from __future__ import annotations
@@ -35,13 +38,17 @@ from tribunal.core.topics import create_topics, delete_topics, topic_specs
 from tribunal.lab.bench_measure import (
     LabelWatcher,
     bench_items,
+    cpu_seconds,
     exactly_once,
+    local_broker_pid,
     phase,
     stop_processes,
 )
 from tribunal.schemas.codec import encode
 
 __all__ = ["Tier", "bench_ingest", "bench_pipeline", "start_tiers"]
+
+TRANSACTIONS = 300  # of the transaction baseline: seconds on a small machine
 
 
 def _env(settings: Settings, workers: list[str], instance: str, metrics_port: int) -> dict[str, str]:
@@ -162,6 +169,35 @@ async def _broker_baseline(settings: Settings, count: int) -> float:
     return round(count / (time.perf_counter() - started), 1)
 
 
+async def _transaction_baseline(settings: Settings, count: int) -> dict[str, float | None]:
+    """One transactional producer alone, `count` transactions as a tier makes them (a record,
+    then the consumed offsets): per second, and CPU ms per transaction of client and broker."""
+    topic = f"{settings.topics.prefix}baseline"
+    group = f"{settings.topics.prefix}txn"
+    producer = kafka.transactional_producer(settings.kafka, settings.runtime, group, 1 << 20)
+    await producer.start()
+    broker = local_broker_pid(settings)
+    try:
+        broker_before = cpu_seconds(broker) if broker else None
+        client_before, started = time.process_time(), time.perf_counter()
+        for n in range(count):
+            async with producer.transaction():
+                await producer.send(topic, b"x" * 100, partition=0)
+                await producer.send_offsets_to_transaction(
+                    {TopicPartition(topic, 0): n + 1}, f"{settings.topics.prefix}txn"
+                )
+        wall, client = time.perf_counter() - started, time.process_time() - client_before
+        broker_after = cpu_seconds(broker) if broker else None
+    finally:
+        await producer.stop()
+    spent = None if broker_before is None or broker_after is None else broker_after - broker_before
+    return {
+        "per_s": round(count / wall, 1),
+        "client_cpu_ms": round(client * 1000 / count, 2),
+        "broker_cpu_ms": None if spent is None else round(spent * 1000 / count, 2),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class _Phases:
     watcher: LabelWatcher  # every label seen, for duplicates and missing ones
@@ -211,6 +247,7 @@ async def bench_pipeline(
         phases = await _measure(settings, names, count, rates, rate_items)
         # With the tiers stopped: the broker alone, in the same run.
         baseline = await _broker_baseline(settings, count)
+        transaction = await _transaction_baseline(settings, TRANSACTIONS)
     finally:
         # A user's broker keeps nothing of a bench run.
         await delete_topics([settings], extra=[baseline_topic, settings.topics.dlq(baseline_topic)])
@@ -226,6 +263,7 @@ async def bench_pipeline(
         "broker_records_per_item": per_item,
         "broker_baseline_msgs_per_s": baseline,
         "broker_bound_ratio": round(per_item * saturated["throughput_items_per_s"] / baseline, 3) if baseline else None,
+        "transaction_baseline": transaction,
         "batching": phases.batching,
         "paced": phases.paced,
         "warmup_labelled": phases.warmup["labelled"],
