@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
-from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
@@ -196,12 +195,6 @@ async def test_a_batch_fetched_before_a_rebalance_is_dropped_not_handled() -> No
     await runner._loop(Consumer(), FakeProducer(sent), stop)
     assert sent == ["r-items.dlq", {tp: 1}], "the letter once, from the batch fetched after the rebalance"
     assert rewound == [(tp, 0)], "the dropped batch's partition is read again from its committed offset"
-
-
-@given(st.binary(max_size=300))
-def test_murmur2_is_kafkas(data: bytes) -> None:
-    """Our murmur2 equals aiokafka's (the Java client's), so keyed records land where any client puts them."""
-    assert kafka.murmur2(data) == aiokafka_murmur2(data)
 
 
 @given(st.binary(min_size=1, max_size=64), st.integers(1, 50))
