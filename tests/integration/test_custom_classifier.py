@@ -3,7 +3,6 @@ the user's own asyncio program, and the same factory by `py:MODULE:ATTR` spec in
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import orjson
 import pytest
 
 from tests.integration.kit import REPO, isolated_settings, make_topics, read_votes, running, start_tier
+from tests.modules import load_module
 from tribunal.consumers.classifiers import build_classifier
 from tribunal.core.errors import ConfigError
 from tribunal.producers.ingest import ingest
@@ -22,11 +22,7 @@ EXAMPLE = REPO / "examples" / "custom_classifier.py"
 
 
 def load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("custom_classifier_example", EXAMPLE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module("custom_classifier_example", EXAMPLE)
 
 
 def write_items(path: Path, texts: list[str]) -> None:

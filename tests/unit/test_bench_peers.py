@@ -5,7 +5,6 @@ exactly-once accounting and the side-by-side table."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import re
 from collections import Counter
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.modules import load_module
 from tribunal.consumers.classifiers.registry import build_classifier
 from tribunal.lab.bench_measure import exactly_once
 from tribunal.lab.bench_peers import PEER_APP, run_topics, table
@@ -25,11 +25,7 @@ TALLY = PEER_APP.parent / "tally.py"
 
 @pytest.fixture(scope="module")
 def tally() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("peer_tally", TALLY)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module("peer_tally", TALLY)
 
 
 def test_the_peer_app_and_its_logic_are_where_the_bench_starts_them() -> None:
