@@ -153,9 +153,14 @@ class ReliabilityFollower:
         return self._merged[task]
 
     async def start(self) -> None:
-        self._consumer = kafka.consumer(self._settings.kafka, self._settings.runtime, group_id=None)
-        await self._consumer.start()
-        self._consumer.subscribe([self._settings.topics.reliability_topic])
+        """Start following the counts; once (the aggregator calls this on every assignment, and a
+        second consumer would leak the first, open connections and all)."""
+        if self._consumer is not None:
+            return
+        consumer = kafka.consumer(self._settings.kafka, self._settings.runtime, group_id=None)
+        await kafka.start(consumer, self._settings.kafka)  # closed again if no broker answers
+        consumer.subscribe([self._settings.topics.reliability_topic])
+        self._consumer = consumer
 
     async def poll(self) -> None:
         """Take in whatever counts arrived since the last call, without waiting."""
