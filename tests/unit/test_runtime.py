@@ -42,6 +42,33 @@ class Skipper(Echo):
         return False
 
 
+class FakeConsumer:
+    """A consumer of one partition whose end is `end` (None: not known yet): what the runtime asks
+    of aiokafka besides the fetch itself, which each test writes."""
+
+    def __init__(self, tp: TopicPartition, end: int | None) -> None:
+        self.tp, self.end = tp, end
+
+    def assignment(self) -> set[TopicPartition]:
+        return {self.tp}
+
+    def paused(self) -> set[TopicPartition]:
+        return set()
+
+    def last_stable_offset(self, tp: TopicPartition) -> int | None:
+        return self.end
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return self.end
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.end or 0
+
+    def pause(self, *tps: TopicPartition) -> None: ...
+
+    def resume(self, *tps: TopicPartition) -> None: ...
+
+
 class FakeProducer:
     """A transactional producer that records what each transaction sends (topics, offsets)."""
 
@@ -121,26 +148,13 @@ async def test_a_partition_rewound_between_fetches_is_not_handled_twice() -> Non
     tp = TopicPartition("r-items", 2)
     good = encode(Item(id="a", text="fine"))
 
-    class Rewinding:
-        def __init__(self) -> None:
-            self.calls = [{tp: [_raw(0, good), _raw(1, good)]}, {tp: [_raw(0, good), _raw(1, good), _raw(2, good)]}]
+    calls = [{tp: [_raw(0, good), _raw(1, good)]}, {tp: [_raw(0, good), _raw(1, good), _raw(2, good)]}]
 
-        def assignment(self) -> set[TopicPartition]:
-            return {tp}
-
-        def paused(self) -> set[TopicPartition]:
-            return set()
-
-        def last_stable_offset(self, tp: TopicPartition) -> int:
-            return 3
-
-        async def position(self, tp: TopicPartition) -> int:
-            return 3
-
+    class Rewinding(FakeConsumer):
         async def getmany(self, *tps: TopicPartition, timeout_ms: int, max_records: int) -> dict[TopicPartition, Any]:
-            return self.calls.pop(0) if self.calls else {}
+            return calls.pop(0) if calls else {}
 
-    batch = await fetch(Rewinding(), batch_size=10, wait_ms=1_000)
+    batch = await fetch(Rewinding(tp, end=3), batch_size=10, wait_ms=1_000)
     assert [r.offset for r in batch[tp]] == [0, 1, 2]
 
 
@@ -156,17 +170,8 @@ async def test_a_batch_fetched_before_a_rebalance_is_dropped_not_handled() -> No
     sent: list[Any] = []
     rewound: list[tuple[TopicPartition, int]] = []
 
-    class Consumer:
+    class Consumer(FakeConsumer):
         calls = 0
-
-        def assignment(self) -> set[TopicPartition]:
-            return {tp}
-
-        def paused(self) -> set[TopicPartition]:
-            return set()
-
-        def last_stable_offset(self, tp: TopicPartition) -> None:
-            return None
 
         async def committed(self, tp: TopicPartition) -> int:
             return 0
@@ -185,14 +190,7 @@ async def test_a_batch_fetched_before_a_rebalance_is_dropped_not_handled() -> No
                 stop.set()
             return {tp: [_raw(0, b"\x00junk")]}
 
-        def pause(self, *tps: TopicPartition) -> None: ...
-
-        def resume(self, *tps: TopicPartition) -> None: ...
-
-        def highwater(self, tp: TopicPartition) -> None:
-            return None
-
-    await runner._loop(Consumer(), FakeProducer(sent), stop)
+    await runner._loop(Consumer(tp, end=None), FakeProducer(sent), stop)
     assert sent == ["r-items.dlq", {tp: 1}], "the letter once, from the batch fetched after the rebalance"
     assert rewound == [(tp, 0)], "the dropped batch's partition is read again from its committed offset"
 
@@ -234,22 +232,7 @@ async def test_after_a_batch_that_is_not_full_the_next_fetch_waits_for_the_inter
     fetched_at: list[float] = []
     good = encode(Item(id="a", text="fine"))
 
-    class Consumer:
-        def assignment(self) -> set[TopicPartition]:
-            return {tp}
-
-        def paused(self) -> set[TopicPartition]:
-            return set()
-
-        def last_stable_offset(self, tp: TopicPartition) -> int:
-            return 10
-
-        async def position(self, tp: TopicPartition) -> int:
-            return 10
-
-        def highwater(self, tp: TopicPartition) -> int:
-            return 10
-
+    class Consumer(FakeConsumer):
         async def getmany(self, *tps: TopicPartition, timeout_ms: int, max_records: int) -> dict[TopicPartition, Any]:
             if tps:
                 return {}  # topping the batch up: nothing more fetched
@@ -259,12 +242,8 @@ async def test_after_a_batch_that_is_not_full_the_next_fetch_waits_for_the_inter
             start = 4 * len(fetched_at)
             return {tp: [_raw(start + n, good) for n in range(records)]}
 
-        def pause(self, *tps: TopicPartition) -> None: ...
-
-        def resume(self, *tps: TopicPartition) -> None: ...
-
     sent: list[Any] = []
-    await runner._loop(Consumer(), FakeProducer(sent), stop)
+    await runner._loop(Consumer(tp, end=10), FakeProducer(sent), stop)
     assert len(fetched_at) == 2 and len(sent) == 2, "two batches, each committed"
     gap = fetched_at[1] - fetched_at[0]
     if paced:
