@@ -170,21 +170,8 @@ class _Cascade:
             self._use(new)
 
     def result(self, items: int) -> TargetRun:
-        t = self.tally
-        return TargetRun(
-            items=items,
-            judge_calls=t["calls"],
-            audits=t["audits"],
-            accepted=t["accepted"],
-            disagreed=t["disagreed"],
-            correct=t["correct"],
-            judge_correct=t["judge_correct"],
-            first_accept=self.first_accept,
-            calls_after_first_accept=t["calls"] - self.calls_at_first if self.first_accept is not None else 0,
-            rules=self.rules,
-            drift_alarms=self.alarms,
-            final_cutoff=self.rule.cutoff,
-            final_audit_rate=self.rule.audit_rate,
+        return TargetRun.of(
+            items, self.tally, self.first_accept, self.calls_at_first, self.rules, self.alarms, self.rule
         )
 
 

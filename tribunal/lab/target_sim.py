@@ -54,6 +54,35 @@ class TargetRun:
     final_cutoff: float | None
     final_audit_rate: float
 
+    @classmethod
+    def of(
+        cls,
+        items: int,
+        tally: dict[str, int],
+        first_accept: int | None,
+        calls_at_first: int,
+        rules: int,
+        drift_alarms: int,
+        rule: Rule,
+    ) -> TargetRun:
+        """The figures of a prequential run from its running tally (calls, audits, accepted,
+        disagreed, correct, judge_correct), when it first accepted, and its last rule."""
+        return cls(
+            items=items,
+            judge_calls=tally["calls"],
+            audits=tally["audits"],
+            accepted=tally["accepted"],
+            disagreed=tally["disagreed"],
+            correct=tally["correct"],
+            judge_correct=tally["judge_correct"],
+            first_accept=first_accept,
+            calls_after_first_accept=tally["calls"] - calls_at_first if first_accept is not None else 0,
+            rules=rules,
+            drift_alarms=drift_alarms,
+            final_cutoff=rule.cutoff,
+            final_audit_rate=rule.audit_rate,
+        )
+
     @property
     def reduction(self) -> float:
         """Judge-only calls / this run's calls (audits included)."""
@@ -155,21 +184,7 @@ def simulate_target(
                     alarms += new.reason == "drift"
                     rules += 1
                     rule, policy, weights = new, TargetPolicy(new, workers=workers), new.model().weights
-    return TargetRun(
-        items=len(recording.items),
-        judge_calls=tally["calls"],
-        audits=tally["audits"],
-        accepted=tally["accepted"],
-        disagreed=tally["disagreed"],
-        correct=tally["correct"],
-        judge_correct=tally["judge_correct"],
-        first_accept=first_accept,
-        calls_after_first_accept=tally["calls"] - calls_at_first if first_accept is not None else 0,
-        rules=rules,
-        drift_alarms=alarms,
-        final_cutoff=rule.cutoff,
-        final_audit_rate=rule.audit_rate,
-    )
+    return TargetRun.of(len(recording.items), tally, first_accept, calls_at_first, rules, alarms, rule)
 
 
 def judge_or_plurality(item: Recorded) -> str | None:
