@@ -287,13 +287,18 @@ class AggregatorProcessor(Processor):
             if state is not None and tp.topic == self._votes_topic:
                 state.votes_read_to = now
 
-    def already_seen(self, topic: str, partition: int, offset: int) -> bool:
+    def refused(self, topic: str, partition: int, offset: int) -> bool:
+        """Counts a refused item or vote record as read, so this transaction's log record says
+        so: a restart that re-reads it (its commit gated below it) then writes no second letter."""
         state = self._states.get(partition)
-        if state is None:
-            return False
+        if state is None or topic not in (self._items_topic, self._votes_topic):
+            return True
+        state.touched = True
         if topic == self._items_topic:
-            return offset < state.replayed_items
-        return topic == self._votes_topic and offset < state.replayed_votes
+            state.items_seen = max(state.items_seen, offset + 1)
+            return offset >= state.replayed_items
+        state.votes_seen = max(state.votes_seen, offset + 1)
+        return offset >= state.replayed_votes
 
     async def close(self) -> None:
         if self._follower is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaProducer
 
@@ -91,3 +92,34 @@ async def test_items_poison_to_a_model_are_voted_abstain_and_dead_lettered(kafka
     original = {item.id: encode(item) for item in items}
     for item_id, letter in by_item.items():
         assert base64.b64decode(letter.value_b64 or "") == original[item_id.decode()]
+
+
+async def test_a_bad_record_re_read_after_a_restart_is_lettered_once(kafka_bootstrap: str) -> None:
+    """The aggregator commits items only up to its oldest undecided one, so a restart re-reads a
+    bad record after it: its letter from before the restart is the only one (chaos once found a
+    hostile record lettered twice: the bad record was the last one its transaction read)."""
+    settings = isolated_settings(kafka_bootstrap, topics={"partitions": 1}, aggregator={"deadline_ms": 600_000})
+    await make_topics(settings)
+    topic, dlq = settings.topics.items_topic, settings.topics.dlq(settings.topics.items_topic)
+    undecided = Item(id="undecided", text="no worker runs, so this waits", task="sentiment")
+
+    async def send(*records: tuple[bytes, bytes]) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True)
+        await producer.start()
+        try:
+            for record_key, value in records:
+                await producer.send_and_wait(topic, value, key=record_key, partition=0)
+        finally:
+            await producer.stop()
+
+    def lettered(record_key: bytes) -> Callable[[list[DeadLetter]], bool]:
+        return lambda letters: any(base64.b64decode(d.key_b64 or "") == record_key for d in letters)
+
+    await send((key(undecided.id), encode(undecided)), (b"bad-before", b"\xff not json"))
+    async with running(aggregator_main(settings)):
+        await read_topic(settings, dlq, DeadLetter, until=lettered(b"bad-before"))
+    await send((b"bad-after", b"\xfe not json either"))
+    async with running(aggregator_main(settings)):  # re-reads from `undecided`: past bad-before
+        await read_topic(settings, dlq, DeadLetter, until=lettered(b"bad-after"))
+    letters = await read_topic(settings, dlq, DeadLetter)
+    assert [(base64.b64decode(d.key_b64 or ""), d.offset) for d in letters] == [(b"bad-before", 1), (b"bad-after", 2)]

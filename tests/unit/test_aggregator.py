@@ -491,8 +491,32 @@ async def test_restored_decided_ids_ignore_re_read_records() -> None:
     processor = await _processor(restored={0: state})
     outputs = await processor.process([_item("d", offset=3), _vote("w1", "positive", "d", offset=5)], T0 + 0.1)
     assert _on(outputs, "u-labels") == [] and _on(outputs, "u-judge") == []
-    assert processor.already_seen("u-items", 0, 9) and not processor.already_seen("u-items", 0, 10)
-    assert processor.already_seen("u-votes", 0, 19) and not processor.already_seen("u-votes", 0, 20)
+    assert not processor.refused("u-items", 0, 9) and processor.refused("u-items", 0, 10)
+    assert not processor.refused("u-votes", 0, 19) and processor.refused("u-votes", 0, 20)
+
+
+async def test_a_refused_record_read_last_is_logged_so_a_restart_letters_it_once() -> None:
+    """A bad record read after an undecided item (the commit stays below both) and last in its
+    partition: this transaction's log record covers it, so the restart that re-reads it writes no
+    second letter (chaos once found one hostile record with two)."""
+    processor = await _processor()
+    await processor.process([_item("a", offset=3), _vote("w1", "positive", offset=5)], T0)
+    assert processor.refused("u-items", 0, 4) and processor.refused("u-votes", 0, 6)
+    outputs = await _tick(processor, T0)
+    assert processor.commit_offsets({ITEMS: 5, VOTES: 7}) == {ITEMS: 3, VOTES: 5}  # both re-read after a restart
+    restarted = await _processor(restored={0: _replayed(outputs)})
+    assert not restarted.refused("u-items", 0, 4) and not restarted.refused("u-votes", 0, 6)
+    assert restarted.refused("u-items", 0, 5) and restarted.refused("u-votes", 0, 7)
+
+
+async def test_a_refused_record_alone_in_a_transaction_is_logged_too() -> None:
+    """A transaction that read nothing but a bad record still logs how far it read."""
+    processor = await _processor()
+    await processor.process([_item("a", offset=3)], T0)
+    await _tick(processor, T0)
+    assert processor.refused("u-items", 0, 4)
+    [entry] = _on(await _tick(processor, T0 + 0.1), "u-aggregator-decided")
+    assert decode(entry.value, AggregatorLog).items_to == 5
 
 
 async def test_revoked_partitions_drop_their_state() -> None:

@@ -20,7 +20,8 @@ Contract with the `Processor`:
   `paused_topics()`) stop being fetched until it no longer names them.
 - Progress: the offsets committed are the next offsets consumed unless `commit_offsets` lowers
   them (a processor that keeps undecided work only in memory has it re-read after a restart);
-  `already_seen` then names re-read records, whose dead letters were written the first time.
+  `refused` hears of every record refused at intake, so it can tell re-read ones, whose dead
+  letters were written the first time, and record how far it has read in the same transaction.
 """
 
 from __future__ import annotations
@@ -171,9 +172,12 @@ class Processor:
         """The offsets to commit with this batch's outputs, given the next offsets consumed."""
         return consumed
 
-    def already_seen(self, topic: str, partition: int, offset: int) -> bool:
-        """Whether this record was read before a restart (its dead letter, if any, is written)."""
-        return False
+    def refused(self, topic: str, partition: int, offset: int) -> bool:
+        """The record at `offset` was refused at intake: whether its dead letter is still to be
+        written (False for a record read before a restart, whose letter was written then). A
+        processor that commits below what it read notes the offset here, so the progress it logs
+        in this transaction covers the letter written in it."""
+        return True
 
     def read_to_end(self, partitions: set[TopicPartition], now: float) -> None:
         """Called before `tick`: the owned partitions whose records this batch read to their end,
@@ -306,7 +310,7 @@ class StreamRunner:
                 try:
                     value = intake.admit(raw.value, raw.key, raw.partition, model, context, partitions)
                 except DecodeError as exc:
-                    if not self._processor.already_seen(raw.topic, raw.partition, raw.offset):
+                    if self._processor.refused(raw.topic, raw.partition, raw.offset):
                         dead += self._refuse(raw, exc)
                     continue
                 records.append(
