@@ -12,12 +12,14 @@ from typing import Any
 
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaConnectionError
 from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from tribunal.core import kafka
+from tribunal.core.errors import BrokerUnavailableError
 from tribunal.core.runtime import Output, Processor, Record, StreamRunner, pacing_pause
 from tribunal.core.settings import load_settings
 from tribunal.schemas import DeadLetter, Item, decode, encode
@@ -250,3 +252,46 @@ async def test_after_a_batch_that_is_not_full_the_next_fetch_waits_for_the_inter
         assert gap >= 0.99, f"the second fetch came {gap:.3f} s after the first small batch"
     else:
         assert gap < 0.99, "a full batch goes on at once"
+
+
+class Unreachable:
+    """A client whose broker never answers."""
+
+    def __init__(self) -> None:
+        self.starts = self.stops = 0
+
+    async def start(self) -> None:
+        self.starts += 1
+        raise KafkaConnectionError("connection refused")
+
+    async def stop(self) -> None:
+        self.stops += 1
+
+
+async def test_a_stop_while_waiting_for_a_broker_ends_the_wait() -> None:
+    """SIGTERM (the stop event) during the broker wait: the client closed, False, long before
+    `wait_s` (60 s here) runs out; without a stop the wait ends in BrokerUnavailableError."""
+    client, stop = Unreachable(), asyncio.Event()
+    stop.set()
+    assert await kafka.start(client, SETTINGS.kafka, wait_s=60.0, stop=stop) is False
+    assert (client.starts, client.stops) == (1, 1)
+    with pytest.raises(BrokerUnavailableError, match="no Kafka broker answered"):
+        await kafka.start(Unreachable(), SETTINGS.kafka, wait_s=0.0, stop=asyncio.Event())
+
+
+async def test_a_tier_stopped_before_any_broker_answered_returns_and_closes_its_processor() -> None:
+    """A real runner against a port where nothing listens, stopped while it waits: it returns
+    (exit 0) and releases its processor, instead of waiting out `broker_wait_s`."""
+    closed: list[bool] = []
+
+    class Closing(Echo):
+        async def close(self) -> None:
+            closed.append(True)
+
+    settings = load_settings(topics={"prefix": "r-"}, kafka={"bootstrap_servers": "127.0.0.1:9"},
+                             runtime={"broker_wait_s": 600})  # fmt: skip
+    stop = asyncio.Event()
+    runner = StreamRunner(settings, Closing(), group_id="g", decode_context=settings.decode_context())
+    asyncio.get_running_loop().call_later(0.2, stop.set)
+    await asyncio.wait_for(runner.run(stop), timeout=30)
+    assert closed == [True]

@@ -45,24 +45,42 @@ class _Client(Protocol):
     async def start(self) -> None: ...
 
 
-async def start(client: _Client, kafka: KafkaSettings, *, wait_s: float = 0.0) -> None:
+async def start(
+    client: _Client, kafka: KafkaSettings, *, wait_s: float = 0.0, stop: asyncio.Event | None = None
+) -> bool:
     """Start an aiokafka client, retrying for up to `wait_s` while no broker answers; then
     `BrokerUnavailableError` (one line naming the address), the client closed so that nothing
-    is left behind to warn about at exit."""
+    is left behind to warn about at exit. False, the client closed, if `stop` is set while
+    waiting: a tier told to stop (SIGTERM) before any broker answered exits at once, rather
+    than holding a pod's termination for up to `wait_s`."""
     deadline = time.monotonic() + wait_s
     delay = 0.5
     while True:
         try:
             with _quiet_bootstrap():
                 await client.start()
-            return
+            return True
         except (KafkaConnectionError, OSError) as exc:
             await _close(client)
             if time.monotonic() + delay > deadline:
                 raise BrokerUnavailableError(f"no Kafka broker answered at {kafka.bootstrap_servers} ({exc})") from None
             log.warning("broker_unreachable_waiting", bootstrap=kafka.bootstrap_servers, retry_in_s=delay)
-            await asyncio.sleep(delay)
+            if await _stopped_within(stop, delay):
+                log.info("broker_wait_stopped", bootstrap=kafka.bootstrap_servers)
+                return False
             delay = min(delay * 2, 10.0)
+
+
+async def _stopped_within(stop: asyncio.Event | None, seconds: float) -> bool:
+    """Wait `seconds`, or less if `stop` is set meanwhile (then True)."""
+    if stop is None:
+        await asyncio.sleep(seconds)
+        return False
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
 
 
 _quiet = {"depth": 0, "level": logging.NOTSET}

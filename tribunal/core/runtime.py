@@ -222,7 +222,8 @@ class StreamRunner:
         producer = kafka.transactional_producer(self._settings.kafka, runtime, self.transactional_id, limit)
         self.health.beat()
         try:
-            await kafka.start(producer, self._settings.kafka, wait_s=runtime.broker_wait_s)
+            if not await kafka.start(producer, self._settings.kafka, wait_s=runtime.broker_wait_s, stop=stop):
+                return
             consumer = self._consumer = kafka.consumer(
                 self._settings.kafka,
                 runtime,
@@ -232,8 +233,8 @@ class StreamRunner:
                 record_limit=limit,
             )
             try:
-                await kafka.start(consumer, self._settings.kafka, wait_s=runtime.broker_wait_s)
-                await self._loop(consumer, producer, stop)
+                if await kafka.start(consumer, self._settings.kafka, wait_s=runtime.broker_wait_s, stop=stop):
+                    await self._loop(consumer, producer, stop)
             finally:
                 await consumer.stop()
         finally:
