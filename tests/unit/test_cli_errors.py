@@ -59,3 +59,31 @@ def test_unreachable_broker_is_one_line_and_exit_code_3(args: tuple[str, ...], t
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert "no Kafka broker answered at 127.0.0.1:" in lines[0]
+
+
+# A command standing in for a bench or demo: it blocks, and its clean-up must run on SIGTERM.
+_BLOCKING_COMMAND = """
+import time
+import tribunal.cli as cli
+
+def app() -> None:
+    try:
+        print("ready", flush=True)
+        time.sleep(60)
+    finally:
+        print("cleaned up", flush=True)
+
+cli.app = app
+cli.main()
+"""
+
+
+def test_sigterm_runs_a_commands_clean_up() -> None:
+    """SIGTERM to `tribunal` acts as Ctrl-C: the command's `finally` runs (a bench stops the broker
+    and tiers it started) rather than the process vanishing and leaving them behind."""
+    process = subprocess.Popen([sys.executable, "-c", _BLOCKING_COMMAND], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    assert process.stdout.readline() == "ready\n"
+    process.terminate()
+    out, _ = process.communicate(timeout=30)
+    assert out == "cleaned up\n"

@@ -6,6 +6,7 @@ and a `register(app)`; this umbrella imports them. Nothing imports this module b
 
 from __future__ import annotations
 
+import signal
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any
@@ -19,7 +20,7 @@ from tribunal.cli.common import BootstrapOption, ConfigOption, hoist_global_opti
 from tribunal.core.errors import BrokerUnavailableError, ExitCode, TribunalError
 from tribunal.core.logs import get_logger, is_configured
 
-__all__ = ["app", "main"]
+__all__ = ["app", "interrupt", "main"]
 
 
 class _GlobalOptionsGroup(TyperGroup):
@@ -70,6 +71,7 @@ for module in (broker, topics, ingest, tiers, models, replay, dlq, lab, calibrat
 
 def main() -> None:
     """Every failure ends in one line (a log line for a tier) and an `ExitCode`, never a traceback."""
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         app()
     except (BrokerUnavailableError, KafkaConnectionError) as exc:
@@ -78,6 +80,13 @@ def main() -> None:
     except TribunalError as exc:
         _say(exc)
         sys.exit(ExitCode.FATAL)
+
+
+def interrupt(signum: int, frame: object) -> None:
+    """SIGTERM as Ctrl-C: a command's clean-up runs (a bench or demo stops the broker and tier
+    processes it started) instead of the process vanishing and leaving them behind. Tiers and the
+    supervisor install their own handlers while they run (a graceful stop)."""
+    raise KeyboardInterrupt
 
 
 def _say(exc: Exception) -> None:
