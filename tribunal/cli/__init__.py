@@ -20,7 +20,7 @@ from tribunal.cli.common import BootstrapOption, ConfigOption, hoist_global_opti
 from tribunal.core.errors import BrokerUnavailableError, ExitCode, TribunalError
 from tribunal.core.logs import get_logger, is_configured
 
-__all__ = ["app", "interrupt", "main"]
+__all__ = ["app", "main"]
 
 
 class _GlobalOptionsGroup(TyperGroup):
@@ -71,7 +71,7 @@ for module in (broker, topics, ingest, tiers, models, replay, dlq, lab, calibrat
 
 def main() -> None:
     """Every failure ends in one line (a log line for a tier) and an `ExitCode`, never a traceback."""
-    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         app()
     except (BrokerUnavailableError, KafkaConnectionError) as exc:
@@ -82,7 +82,7 @@ def main() -> None:
         sys.exit(ExitCode.FATAL)
 
 
-def interrupt(signum: int, frame: object) -> None:
+def _interrupt(signum: int, frame: object) -> None:
     """SIGTERM as Ctrl-C: a command's clean-up runs (a bench or demo stops the broker and tier
     processes it started) instead of the process vanishing and leaving them behind. Tiers and the
     supervisor install their own handlers while they run (a graceful stop)."""
