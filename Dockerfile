@@ -3,7 +3,7 @@
 #   core   (default): aggregator, judge (a client of the model server), topics, ingest, replay;
 #                     no model dependency at all                      pip install .
 #   models:           workers (lexicons, trained heads, llama.cpp) and the CPU llama.cpp model
-#                     server (`python -m consumers.classifiers.llamacpp`)   pip install .[models]
+#                     server (`python -m tribunal.consumers.classifiers.llamacpp`)   pip install .[models]
 #   docker build -t tribunal-core .          docker build --target models -t tribunal-models .
 # The GPU judge model runs in the vllm/vllm-openai image (`vllm serve`), not in these.
 ARG PYTHON_IMAGE=python:3.11-slim
@@ -33,6 +33,7 @@ COPY tribunal ./tribunal
 COPY schemas ./schemas
 COPY consumers ./consumers
 COPY producers ./producers
+COPY bench ./bench
 
 FROM build AS build-core
 RUN pip install .

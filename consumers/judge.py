@@ -28,10 +28,10 @@ from pydantic import BaseModel
 
 from tribunal.consumers.classifiers import Classifier, build_classifier
 from tribunal.consumers.classifiers.base import Prediction
-from tribunal.consumers.decision import ballots, plurality
-from tribunal.consumers.evidence_feed import EvidenceBook
-from tribunal.consumers.reliability_feed import ReliabilityBook
-from tribunal.consumers.resilience import ResilientClassifier
+from tribunal.consumers.classifiers.resilience import ResilientClassifier
+from tribunal.consumers.policy.ballots import ballots, plurality
+from tribunal.consumers.tables.evidence import EvidenceTable
+from tribunal.consumers.tables.reliability import ReliabilityTable
 from tribunal.consumers.verdicts import fallback_verdict, verdict_for
 from tribunal.core.errors import FatalError, ServerUnavailableError
 from tribunal.core.logs import configure_logging, get_logger
@@ -63,8 +63,8 @@ class JudgeProcessor(Processor):
         self._resilient = ResilientClassifier(
             classifier, tasks, retries=settings.runtime.retries, backoff_s=settings.runtime.retry_backoff_ms / 1000.0
         )
-        self._book = ReliabilityBook(settings, tasks)
-        self._evidence = EvidenceBook(settings, tasks)
+        self._book = ReliabilityTable(settings, tasks)
+        self._evidence = EvidenceTable(settings, tasks)
         self._audits: Counter[tuple[str, bool]] = Counter()
 
     def input_models(self) -> Mapping[str, type[BaseModel]]:

@@ -8,8 +8,7 @@ from typing import Any
 
 import orjson
 
-from tribunal.consumers.aggregator_state import PendingVote
-from tribunal.consumers.decision import Accept, Policy, ballots, plurality
+from tribunal.consumers.policy.ballots import Accept, HeldVote, Policy, ballots, plurality
 from tribunal.schemas.messages import SCHEMA_VERSION, DecidedBy, EscalationReason, Item, JudgeRequest, Verdict, Vote
 from tribunal.schemas.tasks import TaskRegistry
 
@@ -53,7 +52,7 @@ def fallback_verdict(request: JudgeRequest, tasks: TaskRegistry) -> Verdict:
 
 def verdict_bytes(
     item: Item,
-    votes: Mapping[str, PendingVote],
+    votes: Mapping[str, HeldVote],
     decision: Accept,
     policy: Policy,
     now: float,
@@ -83,7 +82,7 @@ def verdict_bytes(
     )
 
 
-def vote_dict(worker: str, vote: PendingVote) -> dict[str, Any]:
+def vote_dict(worker: str, vote: HeldVote) -> dict[str, Any]:
     model, voted_at, (item_id, task, label, confidence, latency_ms, reason), _ = vote
     return {
         "schema_version": SCHEMA_VERSION,
@@ -99,14 +98,14 @@ def vote_dict(worker: str, vote: PendingVote) -> dict[str, Any]:
     }
 
 
-def vote_model(worker: str, vote: PendingVote) -> Vote:
+def vote_model(worker: str, vote: HeldVote) -> Vote:
     """A pending vote as a `Vote` (for judge requests: escalations are the minority)."""
     return Vote(**vote_dict(worker, vote))
 
 
 def judge_request(
     item: Item,
-    votes: Mapping[str, PendingVote],
+    votes: Mapping[str, HeldVote],
     reason: EscalationReason,
     policy: Policy,
     audit_rate: float | None,

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from tribunal.consumers.classifiers import Classifier, build_classifier
 from tribunal.consumers.classifiers.base import Prediction
-from tribunal.consumers.resilience import ResilientClassifier
+from tribunal.consumers.classifiers.resilience import ResilientClassifier
 from tribunal.core.errors import ServerUnavailableError
 from tribunal.core.logs import configure_logging, get_logger
 from tribunal.core.runtime import Output, Processor, Record, dead_letter_of, serve, tune_gc

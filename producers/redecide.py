@@ -4,7 +4,7 @@
 the original verdicts and any judge labels) and returns what the new policy would have
 published, without running a worker or the judge:
 
-- every item is decided with all of its recorded votes (`decide_final`): as if every vote had
+- every item is decided with all of its recorded votes (`policy.ballots.final`): as if every vote had
   arrived; a `Wait` (some expected worker never voted) is the deadline case, so it escalates;
 - an accepted item gets a `Verdict` decided_by=workers;
 - an escalated item reuses the source's judge label when there is one (an original verdict
@@ -26,30 +26,22 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tribunal.consumers.decision import Accept, Ballot, Escalate, Policy, WeightedVote, ballots
+from tribunal.consumers.policy.ballots import Accept, Policy, ballots, final
+from tribunal.consumers.policy.voting import WeightedVote
 from tribunal.schemas.messages import DecidedBy, EscalationReason, Item, JudgeRequest, Verdict, Vote
 
 __all__ = [
     "NO_LABEL",
-    "Recorded",
     "RecordedLog",
+    "RecordedVerdict",
     "Redecider",
     "ReplayOutcome",
-    "decide_final",
     "group_votes",
     "redecide",
 ]
 
 # The `by_class` key of items that had no original verdict (still in flight when recorded).
 NO_LABEL = "(none)"
-
-
-def decide_final(policy: Policy, ballots: Sequence[Ballot], expected: Sequence[str]) -> Accept | Escalate:
-    """The policy's decision once no more votes will come: Accept, or Escalate (Wait -> DEADLINE)."""
-    decision = policy.decide(ballots, expected, 0.0)
-    if isinstance(decision, Accept | Escalate):
-        return decision
-    return Escalate(EscalationReason.DEADLINE)
 
 
 def group_votes(votes: Iterable[Vote], expected: Sequence[str]) -> dict[str, list[Vote]]:
@@ -62,7 +54,7 @@ def group_votes(votes: Iterable[Vote], expected: Sequence[str]) -> dict[str, lis
     return {item_id: [by_worker[w] for w in sorted(by_worker)] for item_id, by_worker in grouped.items()}
 
 
-class Recorded(Protocol):
+class RecordedVerdict(Protocol):
     """What replay needs of a recorded verdict (a `Verdict`, or a compact summary of one)."""
 
     @property
@@ -85,15 +77,15 @@ class RecordedLog:
 
     items: Sequence[Item]
     votes: Sequence[Vote]
-    verdicts: Mapping[str, Recorded] = field(default_factory=dict)
-    judge_labels: Mapping[str, Recorded] = field(default_factory=dict)
+    verdicts: Mapping[str, RecordedVerdict] = field(default_factory=dict)
+    judge_labels: Mapping[str, RecordedVerdict] = field(default_factory=dict)
 
-    def judge_verdict(self, item_id: str) -> Recorded | None:
+    def judge_verdict(self, item_id: str) -> RecordedVerdict | None:
         """The judge's label for this item, if the source has one."""
         return judge_label(self.verdicts.get(item_id), self.judge_labels.get(item_id))
 
 
-def judge_label(original: Recorded | None, audit: Recorded | None) -> Recorded | None:
+def judge_label(original: RecordedVerdict | None, audit: RecordedVerdict | None) -> RecordedVerdict | None:
     """The source's judge label of an item: its verdict if the judge decided it, else its audit."""
     if original is not None and original.decided_by == DecidedBy.JUDGE:
         return original
@@ -161,7 +153,9 @@ class Redecider:
         self._emit = emit
         self.outcome: ReplayOutcome | None = None
 
-    def decide(self, item: Item, votes: list[Vote], original: Recorded | None, judge: Recorded | None) -> None:
+    def decide(
+        self, item: Item, votes: list[Vote], original: RecordedVerdict | None, judge: RecordedVerdict | None
+    ) -> None:
         """Decide `item` with its `votes` (first per expected worker, by worker), given the source's
         verdict for it and its judge label, if any."""
         policy = self._policy_for(item.task)
@@ -206,10 +200,10 @@ def _decide_item(
     policy: Policy,
     expected: Sequence[str],
     now: float,
-    judge: Recorded | None,
+    judge: RecordedVerdict | None,
 ) -> Verdict | JudgeRequest:
     cast = ballots(votes)
-    decision = decide_final(policy, cast, expected)
+    decision = final(policy, cast, expected)
     if isinstance(decision, Accept):
         return _verdict(item, votes, policy, now, decision.label, decision.confidence, DecidedBy.WORKERS, None)
     outcome.escalated += 1
@@ -222,7 +216,7 @@ def _decide_item(
     return new
 
 
-def _count(outcome: ReplayOutcome, item: Item, original: Recorded | None, new: Verdict | None) -> None:
+def _count(outcome: ReplayOutcome, item: Item, original: RecordedVerdict | None, new: Verdict | None) -> None:
     outcome.items += 1
     changed = original is not None and new is not None and new.label != original.label
     outcome.changed += changed
@@ -244,7 +238,7 @@ def _judged(
     policy: Policy,
     now: float,
     reason: EscalationReason,
-    judge: Recorded | None,
+    judge: RecordedVerdict | None,
 ) -> Verdict | None:
     """The new verdict of an escalated item from the source's judge label, or None if it has none."""
     if judge is None:

@@ -24,7 +24,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from tribunal.consumers.decision import Policy, PolicyChoice, make_policy
+from tribunal.consumers.policy.ballots import Policy
+from tribunal.consumers.policy.voting import PolicyChoice, canonical_policy, make_policy
 from tribunal.core import kafka
 from tribunal.core.errors import ConfigError
 from tribunal.core.settings import Settings
@@ -175,10 +176,11 @@ async def replay_items(source: Settings, run: str, window: Window) -> dict[str, 
 def policy_factory(source: Settings, name: str, thresholds: Sequence[str]) -> Callable[[str], Policy]:
     """One policy per task, built on first use (a learning policy keeps its state per task)."""
     default, per_worker = parse_thresholds(thresholds)
-    if (name != "criterion2" and per_worker) or (name == "criterion1" and default is not None):
+    name = canonical_policy(name)
+    if (name != "confident_majority" and per_worker) or (name == "majority" and default is not None):
         raise ConfigError(f"policy {name!r} does not take these thresholds: {list(thresholds)}")
     agg = source.aggregator
-    choice = PolicyChoice(name, agg.quorum, agg.deadline_ms, agg.workers, per_worker, default)
+    choice = PolicyChoice(name, agg.quorum, agg.workers, per_worker, default)
     tasks = source.tasks()
     built: dict[str, Policy] = {}
 

@@ -33,7 +33,7 @@ from tribunal.core import kafka
 from tribunal.core.batches import Output, produce
 from tribunal.core.settings import Settings
 from tribunal.core.topics import describe_partition_counts, read_to_end
-from tribunal.producers.redecide import Recorded, Redecider, judge_label
+from tribunal.producers.redecide import RecordedVerdict, Redecider, judge_label
 from tribunal.schemas.codec import DecodeError, decode, encode, key
 from tribunal.schemas.messages import DecidedBy, Item, JudgeRequest, Verdict, Vote, VoteBatch, VoteRow
 
@@ -222,7 +222,7 @@ class _Stream:
             part.order.popleft()
             del part.items[item_id]
             original = self._index.originals.get(item_id)
-            judge: Recorded | None = judge_label(original, self._index.audits.get(item_id))
+            judge: RecordedVerdict | None = judge_label(original, self._index.audits.get(item_id))
             self._redecider.decide(item, part.take(item_id, self._expected), original, judge)
         if final:
             part.votes.clear()

@@ -10,9 +10,31 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-__all__ = ["BUNDLED_TASKS_FILE", "Example", "Task", "TaskError", "TaskRegistry", "load_tasks"]
+__all__ = [
+    "BUNDLED_TASKS_FILE",
+    "POLICY_ALIASES",
+    "Example",
+    "PolicyName",
+    "Task",
+    "TaskError",
+    "TaskRegistry",
+    "load_tasks",
+]
+
+# The paper's names for the two voting policies, still accepted wherever a user types a policy
+# name (settings, env, tasks files); everything past the settings sees the descriptive name.
+POLICY_ALIASES = {"criterion1": "majority", "criterion2": "confident_majority"}
+
+
+def _canonical_policy(value: object) -> object:
+    return POLICY_ALIASES.get(value, value) if isinstance(value, str) else value
+
+
+PolicyName = Annotated[
+    Literal["target", "majority", "confident_majority", "weighted"], BeforeValidator(_canonical_policy)
+]
 
 BUNDLED_TASKS_FILE = Path(__file__).with_name("tasks.toml")
 
@@ -42,10 +64,10 @@ class Task(BaseModel):
     workers: tuple[str, ...] = ()
     judge: str | None = None
     # Decision policy for this task's items, overriding the aggregator's default (`target`),
-    # and its threshold: Criterion 2's per-vote confidence, or the weighted vote's posterior.
-    policy: Literal["target", "criterion1", "criterion2", "weighted"] | None = None
+    # and its threshold: the confident majority's per-vote confidence, or the weighted vote's posterior.
+    policy: PolicyName | None = None
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
-    # Criterion 2 per worker name: confidence scales differ per model (docs/policies.md).
+    # The confident majority's, per worker name: confidence scales differ per model (docs/policies.md).
     thresholds: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
     # The target policy's warm start: a rule fitted by `tribunal calibrate` (JSON), used until
     # the rules topic has one. A relative path is relative to the tasks file.

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from tribunal.core.broker import LocalBroker
+    from tribunal.localkafka import LocalBroker
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
@@ -104,8 +104,8 @@ def _free_port() -> int:
 def _own_broker(home: Path) -> LocalBroker:
     """A local broker living in `home` on two free ports, with the jars this checkout fetched
     (`.tribunal/kafka/libs-<version>`, fetched now if absent) linked in, not fetched again."""
-    from tribunal.core.broker import LocalBroker
     from tribunal.core.settings import BrokerSettings
+    from tribunal.localkafka import LocalBroker
 
     jars = LocalBroker(REPO / ".tribunal", BrokerSettings()).fetch()
     (home / "kafka").mkdir(parents=True)

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.integration.kit import TierMain
-from tribunal.consumers import aggregator, judge, worker
+from tribunal.consumers import judge, worker
+from tribunal.consumers.aggregator import processor as aggregator
 from tribunal.core.settings import JudgeSettings, Settings, WorkerSettings
 
 # (w1, w2, w3, judge) answers -> (final label, decided_by, escalation reason or None) under

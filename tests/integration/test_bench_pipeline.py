@@ -4,7 +4,7 @@ exactly once, and the figures it prints present and sane (it measures; it assert
 from __future__ import annotations
 
 from tests.integration.kit import isolated_settings
-from tribunal.lab.bench import bench_pipeline
+from tribunal.bench.pipeline import bench_pipeline
 
 ITEMS, PACED = 400, 200
 

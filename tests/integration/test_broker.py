@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tribunal.core.broker import LocalBroker
 from tribunal.core.settings import BrokerSettings
+from tribunal.localkafka import LocalBroker
 
 REPO = Path(__file__).resolve().parents[2]
 

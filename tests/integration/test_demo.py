@@ -15,7 +15,7 @@ import pytest
 from tests.integration.kit import REPO
 from tribunal.consumers.classifiers import build_classifier
 from tribunal.core.settings import load_settings
-from tribunal.lab.demo import load_input
+from tribunal.demo.run import load_input
 from tribunal.schemas.tasks import load_tasks
 
 DEMO_DATA = REPO / "data" / "demo" / "sentiment.jsonl"

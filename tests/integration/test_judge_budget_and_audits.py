@@ -16,9 +16,9 @@ from tests.integration.pipeline_kit import (
     worker_main,
     write_scripted_items,
 )
-from tribunal.consumers.aggregator import audited
+from tribunal.consumers.aggregator.judge_budget import KafkaBacklogProbe
+from tribunal.consumers.aggregator.processor import audited
 from tribunal.consumers.judge import group_id as judge_group
-from tribunal.consumers.judge_gate import KafkaBacklogProbe
 from tribunal.core.settings import RuntimeSettings
 from tribunal.producers.ingest import ingest
 from tribunal.schemas.messages import JudgeRequest, Verdict

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tribunal.consumers.classifiers.registry import build_classifier
-from tribunal.lab.evaluate import Run, evaluate, load_items
+from tribunal.offline.evaluate import Run, evaluate, load_items
 from tribunal.schemas.tasks import load_tasks
 
 DATASETS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"

@@ -12,8 +12,8 @@ import time
 import pytest
 
 from tests.integration.kit import isolated_settings
+from tribunal.bench.peers.run import DEFAULT_PEER_PYTHON, WARMUP_ITEMS, PeerOptions, run_system
 from tribunal.core.topics import list_topics
-from tribunal.lab.bench_peers import DEFAULT_PEER_PYTHON, WARMUP_ITEMS, PeerOptions, run_system
 
 pytestmark = pytest.mark.skipif(
     not DEFAULT_PEER_PYTHON.exists(),

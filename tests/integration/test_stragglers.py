@@ -16,7 +16,7 @@ from tests.integration.pipeline_kit import (
     worker_main,
     write_scripted_items,
 )
-from tribunal.consumers.group_watch import GroupWatch
+from tribunal.consumers.aggregator.membership import GroupWatch
 from tribunal.core.metrics import VOTE_WAITS_OVER
 from tribunal.core.settings import Settings
 from tribunal.producers.ingest import ingest

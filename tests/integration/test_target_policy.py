@@ -16,7 +16,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from tests.integration.kit import isolated_settings, make_topics, read_topic, running, start_tier
 from tests.integration.pipeline_kit import WORKERS, worker_main
-from tribunal.consumers.target import Rule
+from tribunal.consumers.policy.target import Rule
 from tribunal.core.settings import Settings
 from tribunal.producers.ingest import ingest
 from tribunal.schemas.messages import Verdict

@@ -16,9 +16,10 @@ from aiokafka import TopicPartition
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tribunal.consumers.aggregator import AggregatorProcessor, PartitionState
-from tribunal.consumers.aggregator_state import Pending
-from tribunal.consumers.decision import Accept, Criterion1
+from tribunal.consumers.aggregator.processor import AggregatorProcessor, PartitionState
+from tribunal.consumers.aggregator.state import Pending
+from tribunal.consumers.policy.ballots import Accept, HeldVote
+from tribunal.consumers.policy.voting import Majority
 from tribunal.consumers.verdicts import verdict_bytes, verdict_for
 from tribunal.core.errors import ConfigError
 from tribunal.core.runtime import Output, Record
@@ -569,16 +570,16 @@ def _tasks_with(tmp_path: Path, extra: str) -> Path:
 
 async def test_task_policy_applies_unless_the_aggregator_policy_is_set_explicitly(tmp_path: Path) -> None:
     """A task's own policy (Criterion 2 at 0.5) escalates an unconfident 3-0 with reason
-    low_confidence; an explicit aggregator.policy=criterion1 accepts the same votes."""
+    low_confidence; an explicit aggregator.policy=criterion1 (the alias of majority) accepts the same votes."""
     tasks = _tasks_with(tmp_path, 'policy = "criterion2"\nthreshold = 0.5')
     weak = [_item("weak")] + [_vote(w, "positive", "weak", confidence=0.3) for w in ("w1", "w2", "w3")]
     prefix = {"prefix": "u-"}
     by_task = await _processor(load_settings(topics=prefix, tasks_file=tasks, aggregator={"deadline_ms": 1_000}))
     [request] = _requests(await by_task.process(weak, T0))
-    assert (request.reason.value, request.policy) == ("low_confidence", "criterion2")
+    assert (request.reason.value, request.policy) == ("low_confidence", "confident_majority")
     explicit = await _processor(load_settings(topics=prefix, tasks_file=tasks, aggregator={"policy": "criterion1"}))
     [label] = _on(await explicit.process(weak, T0), "u-labels")
-    assert decode(label.value, Verdict).policy == "criterion1"
+    assert decode(label.value, Verdict).policy == "majority"
 
 
 async def test_target_policy_is_the_default_and_records_its_rule_and_audit_rate() -> None:
@@ -636,8 +637,10 @@ def test_fast_verdict_encoding_equals_the_model(
     item = Item(id="x", text="t", task="sentiment", metadata={"label": gold} if gold else {}, produced_at=produced)
     pending = Pending(item, T0)
     for n, reason in enumerate(reasons):
-        pending.votes[f"w{n + 1}"] = (f"m{n}", T0 + n, ("x", "sentiment", label, confidence, 0.5 * n, reason), n)
-    policy = Criterion1()
+        pending.votes[f"w{n + 1}"] = HeldVote(
+            f"m{n}", T0 + n, ("x", "sentiment", label, confidence, 0.5 * n, reason), n
+        )
+    policy = Majority()
     fast = decode(verdict_bytes(item, pending.votes, Accept(label, confidence), policy, T0), Verdict)
     votes = tuple(
         Vote(item_id="x", worker=w, model=m, task="sentiment", label=label, confidence=confidence,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tribunal.bench import probes as bench_measure
+from tribunal.bench.probes import local_broker_pid, machine_busy_share
 from tribunal.core.settings import load_settings
-from tribunal.lab import bench_measure
-from tribunal.lab.bench_measure import local_broker_pid, machine_busy_share
 
 
 @pytest.mark.parametrize(

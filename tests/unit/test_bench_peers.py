@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from tests.modules import load_module
+from tribunal.bench.peers.run import PEER_APP, run_topics, table
+from tribunal.bench.probes import exactly_once
 from tribunal.consumers.classifiers.registry import build_classifier
-from tribunal.lab.bench_measure import exactly_once
-from tribunal.lab.bench_peers import PEER_APP, run_topics, table
 from tribunal.schemas.messages import Item
 from tribunal.schemas.tasks import load_tasks
 

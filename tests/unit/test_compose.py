@@ -372,7 +372,7 @@ def test_core_modules_import_no_model_package() -> None:
     """The aggregator, the judge with its HTTP backend and the CLI import none of the models
     extra's packages, so the slim image really runs them (checked in a fresh interpreter)."""
     modules = [
-        "tribunal.consumers.aggregator",
+        "tribunal.consumers.aggregator.processor",
         "tribunal.consumers.judge",
         "tribunal.consumers.classifiers.openai_http",
         "tribunal.cli",

@@ -9,8 +9,8 @@ import pytest
 
 from tribunal.core.settings import load_settings
 from tribunal.core.supervisor import child_specs
-from tribunal.lab.demo import DemoOptions, choose_quorum, choose_tiers, load_input, make_plan
-from tribunal.lab.measure import DEMO_JUDGE_BATCH, child_env, pass_settings
+from tribunal.demo.measure import DEMO_JUDGE_BATCH, child_env, pass_settings
+from tribunal.demo.run import DemoOptions, choose_quorum, choose_tiers, load_input, make_plan
 from tribunal.schemas.tasks import load_tasks
 
 
@@ -104,8 +104,8 @@ def test_the_target_policy_keeps_the_configured_quorum(tmp_path: Path) -> None:
 def test_audits_due_follow_the_aggregators_draw() -> None:
     """The demo waits for exactly the audits the aggregator sent: accepted items whose audit draw
     is below the rate their verdict records (else the configured shadow-audit rate)."""
-    from tribunal.consumers.target import audit_draw
-    from tribunal.lab.measure import audits_due
+    from tribunal.consumers.policy.target import audit_draw
+    from tribunal.demo.measure import audits_due
     from tribunal.schemas.messages import DecidedBy, Verdict
 
     def verdict(item: str, by: DecidedBy, rate: float | None) -> Verdict:

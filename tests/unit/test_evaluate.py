@@ -10,7 +10,7 @@ import pytest
 from tribunal.consumers.classifiers.base import Prediction
 from tribunal.consumers.classifiers.registry import build_classifier
 from tribunal.core.errors import ConfigError, InvalidOutputError
-from tribunal.lab.evaluate import (
+from tribunal.offline.evaluate import (
     Run,
     accuracy,
     agreement,

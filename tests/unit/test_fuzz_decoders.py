@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from tribunal.consumers.reliability import Reliability
-from tribunal.consumers.reliability_feed import _absorb_record, decode_snapshot
+from tribunal.consumers.policy.reliability import Reliability
+from tribunal.consumers.tables.reliability import _absorb_record, decode_snapshot
 from tribunal.core.intake import admit
 from tribunal.producers.ingest import Rejected, parse_lines
 from tribunal.schemas import DecodeContext, DecodeError, Item, JudgeRequest, Verdict, Vote, decode, encode, load_tasks

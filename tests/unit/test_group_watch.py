@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
-from tribunal.consumers.group_watch import live_partitions
+from tribunal.consumers.aggregator.membership import live_partitions
 
 
 def _member(assignment: dict[str, list[int]]) -> dict[str, Any]:

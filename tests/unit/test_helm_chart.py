@@ -30,7 +30,8 @@ from cloudcoil.models.prometheus_operator import v1 as monitoring
 from pydantic import BaseModel
 
 from tests.unit.deploy_kit import ROOT, check_cli
-from tribunal.consumers import aggregator, judge, worker
+from tribunal.consumers import judge, worker
+from tribunal.consumers.aggregator import processor as aggregator
 from tribunal.consumers.classifiers.registry import parse_spec
 from tribunal.core.settings import Settings, load_settings
 from tribunal.core.topics import topic_specs

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 from aiokafka import TopicPartition
 
-from tribunal.consumers.aggregator import AggregatorProcessor, PartitionState
-from tribunal.consumers.budget import TokenBucket
-from tribunal.consumers.judge_gate import JudgeGate
+from tribunal.consumers.aggregator.judge_budget import JudgeBudget, TokenBucket
+from tribunal.consumers.aggregator.processor import AggregatorProcessor, PartitionState
 from tribunal.core.runtime import Record
 from tribunal.core.settings import Settings, load_settings
 from tribunal.schemas import Item, Verdict, decode
@@ -52,7 +51,7 @@ class Probe:
 async def test_gate_refuses_while_backlog_is_full_and_probes_at_most_once_a_second() -> None:
     """At max backlog nothing more is admitted until a probe shows the judge caught up."""
     probe = Probe(backlog=3)
-    gate = JudgeGate(load_settings(aggregator={"judge_max_backlog": 3}).aggregator, probe)
+    gate = JudgeBudget(load_settings(aggregator={"judge_max_backlog": 3}).aggregator, probe)
     await gate.refresh(T0)
     assert not gate.admit(T0)
     probe.backlog = 2

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tribunal.bench.learn import bench_learn, series_table, summary_table
+from tribunal.bench.learn_sim import LearnConfig, simulate_learning
 from tribunal.cli import app
-from tribunal.consumers.calibration import TargetConfig
-from tribunal.consumers.decision import Ballot
-from tribunal.lab.learn_bench import bench_learn, series_table, summary_table
-from tribunal.lab.learn_sim import LearnConfig, simulate_learning
-from tribunal.lab.policy_bench import save_recording
-from tribunal.lab.policy_sim import Recorded, Recording
-from tribunal.lab.target_sim import simulate_target
+from tribunal.consumers.policy.ballots import Ballot
+from tribunal.consumers.policy.calibration import TargetConfig
+from tribunal.offline.policy_sim import RecordedItem, Recording
+from tribunal.offline.recording import save_recording
+from tribunal.offline.target_sim import simulate_target
 from tribunal.schemas.tasks import load_tasks
 
 pytest.importorskip("sklearn")
@@ -39,7 +39,7 @@ def _stream(n: int = 600) -> tuple[Recording, dict[str, str]]:
         ballots = tuple(
             Ballot(w, gold if rng.random() < 0.75 else other, rng.uniform(0.5, 1.0)) for w in ("w1", "w2", "w3")
         )
-        items.append(Recorded(f"i{i}", gold, ballots, (1.0, 1.0, 1.0), gold, 100.0))
+        items.append(RecordedItem(f"i{i}", gold, ballots, (1.0, 1.0, 1.0), gold, 100.0))
     return Recording("sentiment", ("negative", "positive"), ("w1", "w2", "w3"), tuple(items)), texts
 
 

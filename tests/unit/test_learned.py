@@ -11,7 +11,7 @@ from tribunal.consumers.classifiers.heads import fit_head, head_from
 from tribunal.consumers.classifiers.learned import LearnedClassifier, LearnedStore, learned, model_id
 from tribunal.consumers.classifiers.registry import build_classifier
 from tribunal.consumers.label_harvest import Harvest, due, join, learn_from_labels
-from tribunal.consumers.target import Rule, lineage
+from tribunal.consumers.policy.target import Rule, lineage
 from tribunal.consumers.worker import WorkerProcessor
 from tribunal.core.errors import ConfigError
 from tribunal.core.runtime import Record

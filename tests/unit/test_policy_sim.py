@@ -6,19 +6,22 @@ from pathlib import Path
 
 import pytest
 
-from tribunal.consumers.decision import Ballot, Criterion1, Criterion2, WeightedVote
-from tribunal.consumers.reliability import Reliability
+from tribunal.consumers.policy.ballots import Ballot
+from tribunal.consumers.policy.reliability import Reliability
+from tribunal.consumers.policy.voting import ConfidentMajority, Majority, WeightedVote
 from tribunal.core.errors import ConfigError
-from tribunal.lab.policy_bench import load_recording, save_recording
-from tribunal.lab.policy_sim import Candidate, Recorded, Recording, default_candidates, simulate, speedup
+from tribunal.offline.policy_sim import Candidate, RecordedItem, Recording, default_candidates, simulate, speedup
+from tribunal.offline.recording import load_recording, save_recording
 
 WORKERS = ("w1", "w2", "w3")
 LABELS = ("a", "b", "c")
 
 
-def row(n: int, votes: str, judge: str, gold: str, conf: float = 0.9, ms: tuple[float, ...] = (1, 3, 2)) -> Recorded:
+def row(
+    n: int, votes: str, judge: str, gold: str, conf: float = 0.9, ms: tuple[float, ...] = (1, 3, 2)
+) -> RecordedItem:
     ballots = tuple(Ballot(w, None if v == "-" else v, conf) for w, v in zip(WORKERS, votes, strict=True))
-    return Recorded(f"i{n}", gold, ballots, ms, judge, 100.0)
+    return RecordedItem(f"i{n}", gold, ballots, ms, judge, 100.0)
 
 
 # aab: accepted a (right); abc: judge says c (right); aab gold b: accepted a (wrong); ccc low conf.
@@ -28,8 +31,8 @@ RECORDING = Recording(
 )  # fmt: skip
 
 
-def c2(threshold: float) -> Criterion2:
-    return Criterion2(2, default_threshold=threshold, workers=WORKERS)
+def c2(threshold: float) -> ConfidentMajority:
+    return ConfidentMajority(2, default_threshold=threshold, workers=WORKERS)
 
 
 def test_speedup_formula() -> None:
@@ -42,7 +45,7 @@ def test_speedup_formula() -> None:
 @pytest.mark.parametrize(
     ("candidate", "judge_rate", "accuracy", "fast_path"),
     [
-        (Candidate("c1", "criterion1", lambda: Criterion1(2, workers=WORKERS)), 0.25, 0.75, 2 / 3),
+        (Candidate("c1", "criterion1", lambda: Majority(2, workers=WORKERS)), 0.25, 0.75, 2 / 3),
         (Candidate("c2", "criterion2", lambda: c2(0.8)), 0.5, 0.75, 0.5),
         (Candidate("c2 all", "criterion2", lambda: c2(1.0)), 1.0, 1.0, 0.0),
     ],
@@ -56,7 +59,7 @@ def test_simulate_scores(candidate: Candidate, judge_rate: float, accuracy: floa
 
 def test_audits_count_as_judge_calls_but_keep_the_label() -> None:
     """With every accepted item audited, the judge sees all items, the labels stay the workers'."""
-    make = lambda: Criterion1(2, workers=WORKERS)  # noqa: E731
+    make = lambda: Majority(2, workers=WORKERS)  # noqa: E731
     plain, audited = (
         simulate(RECORDING, Candidate("c1", "c", make)),
         simulate(RECORDING, Candidate("a", "c", make, 1.0)),

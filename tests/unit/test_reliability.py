@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tribunal.consumers.decision import Accept, Ballot, Escalate, WeightedVote
-from tribunal.consumers.reliability import FORMAT, Reliability
+from tribunal.consumers.policy.ballots import Accept, Ballot, Escalate
+from tribunal.consumers.policy.reliability import FORMAT, Reliability
+from tribunal.consumers.policy.voting import WeightedVote
 from tribunal.schemas.messages import EscalationReason
 
 LABELS = ("neg", "neu", "pos")
@@ -92,7 +93,7 @@ def test_learned_disagreement_resolves_to_the_reliable_worker() -> None:
     teach_right_and_wrong(reliability)
     policy = WeightedVote(reliability, min_votes=2)
     ballots = [Ballot("good", "pos", 0.6), Ballot("bad", "neg", 0.9)]
-    decision = policy.decide(ballots, ["good", "bad"], 0.0)
+    decision = policy.decide(ballots, ["good", "bad"])
     assert isinstance(decision, Accept)
     assert decision.label == "pos"
 
@@ -101,7 +102,7 @@ def test_cold_start_same_split_escalates() -> None:
     """Before learning, the same 1-1 split is a coin toss and escalates."""
     policy = WeightedVote(Reliability(LABELS), min_votes=2)
     ballots = [Ballot("good", "pos", 0.6), Ballot("bad", "neg", 0.9)]
-    decision = policy.decide(ballots, ["good", "bad"], 0.0)
+    decision = policy.decide(ballots, ["good", "bad"])
     assert decision == Escalate(EscalationReason.LOW_CONFIDENCE)
 
 
@@ -212,8 +213,8 @@ def test_early_weighted_escalation_is_never_premature(
     """If the weighted vote escalates before everyone voted, no completion would accept."""
     policy = WeightedVote(trained(history), threshold=threshold)
     expected = [b.worker for b in s.cast + s.later]
-    if policy.decide(s.cast, expected, 0.0) == Escalate(EscalationReason.LOW_CONFIDENCE):
-        assert not isinstance(policy.decide(s.cast + s.later, expected, 0.0), Accept)
+    if policy.decide(s.cast, expected) == Escalate(EscalationReason.LOW_CONFIDENCE):
+        assert not isinstance(policy.decide(s.cast + s.later, expected), Accept)
 
 
 # ---- persistence ------------------------------------------------------------------------------

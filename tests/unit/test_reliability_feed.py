@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tribunal.consumers.reliability_feed import ReliabilityFollower
+from tribunal.consumers.tables.reliability import ReliabilityTotals
 from tribunal.core import kafka
 from tribunal.core.settings import load_settings
 
@@ -37,7 +37,7 @@ async def test_starting_again_keeps_the_one_consumer(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(kafka, "consumer", consumer)  # the module reliability_feed calls through
     settings = load_settings(topics={"prefix": "rf-"})
-    follower = ReliabilityFollower(settings, settings.tasks())
+    follower = ReliabilityTotals(settings, settings.tasks())
 
     await follower.start()
     await follower.start()  # a second assignment

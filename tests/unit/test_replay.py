@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tribunal.consumers.decision import Accept, Ballot, Criterion1, Criterion2, Escalate, Policy, WeightedVote
-from tribunal.consumers.reliability import Reliability
+from tribunal.consumers.policy.ballots import Accept, Ballot, Escalate, Policy, final
+from tribunal.consumers.policy.reliability import Reliability
+from tribunal.consumers.policy.voting import ConfidentMajority, Majority, WeightedVote
 from tribunal.core.errors import ConfigError
 from tribunal.core.settings import load_settings
-from tribunal.producers.redecide import NO_LABEL, RecordedLog, ReplayOutcome, decide_final, group_votes, redecide
+from tribunal.producers.redecide import NO_LABEL, RecordedLog, ReplayOutcome, group_votes, redecide
 from tribunal.producers.replay import parse_thresholds, parse_time, run_settings
 from tribunal.schemas.messages import DecidedBy, EscalationReason, Item, Verdict, Vote
 
@@ -41,7 +42,7 @@ def run(log: RecordedLog, policy: Policy) -> ReplayOutcome:
     return redecide(log, lambda _task: policy, WORKERS, NOW)
 
 
-STRICT = Criterion2(2, thresholds={}, default_threshold=0.8, workers=WORKERS)
+STRICT = ConfidentMajority(2, thresholds={}, default_threshold=0.8, workers=WORKERS)
 LOW = (0.6, 0.6, 0.6)
 
 # answers, confidences, original verdict (label, decided_by) or None, audit label or None
@@ -82,11 +83,11 @@ def test_redecide_table(
     outcome = run(log, STRICT)
     if new is None:
         assert outcome.verdicts == []
-        assert [(r.item.id, r.reason, r.policy) for r in outcome.requests] == [("i0", reason, "criterion2")]
+        assert [(r.item.id, r.reason, r.policy) for r in outcome.requests] == [("i0", reason, "confident_majority")]
     else:
         assert outcome.requests == []
         [got] = outcome.verdicts
-        assert (got.label, got.decided_by, got.reason, got.policy) == (*new, reason, "criterion2")
+        assert (got.label, got.decided_by, got.reason, got.policy) == (*new, reason, "confident_majority")
         assert [v.worker for v in got.votes] == [w for w, a in zip(WORKERS, answers, strict=True) if a != "."]
     assert outcome.changed == int(changed)
     assert outcome.escalated == int(reason is not None)
@@ -125,7 +126,7 @@ def test_criterion1_replay_of_a_criterion1_log_changes_nothing() -> None:
         votes=[v for n, a in enumerate(answers) for v in votes(n, a)],
         verdicts=originals,
     )
-    outcome = run(log, Criterion1(2, workers=WORKERS))
+    outcome = run(log, Majority(2, workers=WORKERS))
     assert outcome.changed == 0
     assert {v.item_id: v.label for v in outcome.verdicts} == {k: v.label for k, v in originals.items()}
     assert outcome.escalated == 1
@@ -166,9 +167,9 @@ def test_weighted_policy_learns_from_reused_judge_labels() -> None:
 
 def test_decide_final_turns_wait_into_deadline() -> None:
     """With votes missing for good, a Wait is the deadline case; Accept and Escalate pass through."""
-    policy = Criterion1(2, workers=WORKERS)
-    assert decide_final(policy, [Ballot("w1", "a", 0.9)], WORKERS) == Escalate(EscalationReason.DEADLINE)
-    assert isinstance(decide_final(policy, [Ballot("w1", "a", 0.9), Ballot("w2", "a", 0.5)], WORKERS), Accept)
+    policy = Majority(2, workers=WORKERS)
+    assert final(policy, [Ballot("w1", "a", 0.9)], WORKERS) == Escalate(EscalationReason.DEADLINE)
+    assert isinstance(final(policy, [Ballot("w1", "a", 0.9), Ballot("w2", "a", 0.5)], WORKERS), Accept)
 
 
 def test_empty_log_gives_an_empty_report() -> None:

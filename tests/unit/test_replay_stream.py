@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiokafka import ConsumerRecord
 
-from tribunal.consumers.decision import Criterion1
+from tribunal.consumers.policy.voting import Majority
 from tribunal.core.settings import load_settings
 from tribunal.producers.redecide import Redecider
 from tribunal.producers.replay_votes import Summary, VerdictIndex, _Stream
@@ -31,7 +31,7 @@ def _batch(offset: int, worker: str, rows: list[tuple[str, str]], position: int)
 
 def _stream(index: VerdictIndex | None = None) -> tuple[_Stream, list[Verdict | JudgeRequest]]:
     out: list[Verdict | JudgeRequest] = []
-    redecider = Redecider(lambda _task: Criterion1(2, workers=WORKERS), WORKERS, 1.0, emit=out.append)
+    redecider = Redecider(lambda _task: Majority(2, workers=WORKERS), WORKERS, 1.0, emit=out.append)
     return _Stream(SETTINGS, redecider, index or VerdictIndex()), out
 
 

@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from tribunal.lab import svg
-from tribunal.lab.report import (
+from tribunal.demo import svg
+from tribunal.demo.report import (
     Measurement,
     Round,
     build_report,
@@ -21,7 +21,7 @@ from tribunal.lab.report import (
     wall_seconds,
     worker_answers,
 )
-from tribunal.lab.report_view import render_html
+from tribunal.demo.report_view import render_html
 from tribunal.schemas.messages import DecidedBy, Verdict, Vote
 
 P, N = "positive", "negative"

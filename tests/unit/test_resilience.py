@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 from tribunal.consumers.classifiers.base import Prediction
-from tribunal.consumers.resilience import ResilientClassifier
+from tribunal.consumers.classifiers.resilience import ResilientClassifier
 from tribunal.core.errors import (
     BrokerUnavailableError,
     ClassifierError,

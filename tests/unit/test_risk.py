@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tribunal.consumers.risk import (
+from tribunal.consumers.policy.risk import (
     DriftTest,
     binom_cdf,
     clopper_pearson_upper,

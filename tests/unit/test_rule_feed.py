@@ -9,11 +9,11 @@ import orjson
 import pytest
 from aiokafka import ConsumerRecord
 
-from tribunal.consumers.calibration import Evidence, TargetConfig, calibrate_offline
-from tribunal.consumers.evidence_feed import PartitionEvidence, evidence_key, parse_key, row_of
-from tribunal.consumers.rule_feed import RuleKeeper, calibration_document, load_calibration
-from tribunal.consumers.target import Rule
-from tribunal.consumers.trust import AGAINST, FOR, NONE
+from tribunal.consumers.policy.calibration import Evidence, TargetConfig, calibrate_offline
+from tribunal.consumers.policy.target import Rule
+from tribunal.consumers.policy.trust import AGAINST, FOR, NONE
+from tribunal.consumers.tables.evidence import PartitionEvidence, evidence_key, parse_key, row_of
+from tribunal.consumers.tables.rules import RuleTable, calibration_document, load_calibration
 from tribunal.core.settings import Settings, load_settings
 from tribunal.schemas.messages import EscalationReason, Item, JudgeRequest, Vote
 from tribunal.schemas.tasks import BUNDLED_TASKS_FILE
@@ -105,7 +105,7 @@ def test_calibration_file_round_trips(tmp_path: Path) -> None:
 def test_keeper_starts_from_the_shipped_calibration_and_the_leader_publishes_it(tmp_path: Path) -> None:
     """Every instance applies the shipped rule; only the leader writes it (and its history)."""
     settings, rule = _settings_with_calibration(tmp_path)
-    follower, leader = RuleKeeper(settings, settings.tasks()), RuleKeeper(settings, settings.tasks())
+    follower, leader = RuleTable(settings, settings.tasks()), RuleTable(settings, settings.tasks())
     assert follower.rule("sentiment") == leader.rule("sentiment") == rule
     assert follower.step(leader=False) == []
     outputs = leader.step(leader=True)
@@ -119,7 +119,7 @@ def test_a_calibration_for_another_target_is_recertified_on_its_history(tmp_path
     """Shipped at 0.05, run at 0.01: every instance re-certifies the same stricter rule from the
     shipped history before deciding anything."""
     settings, shipped = _settings_with_calibration(tmp_path, target=0.01)
-    first, second = RuleKeeper(settings, settings.tasks()), RuleKeeper(settings, settings.tasks())
+    first, second = RuleTable(settings, settings.tasks()), RuleTable(settings, settings.tasks())
     rule = first.rule("sentiment")
     assert rule == second.rule("sentiment") != shipped
     assert rule.provenance["max_disagreement"] == "0.01" and "recertified" in rule.provenance
@@ -129,7 +129,7 @@ def test_a_calibration_for_another_target_is_recertified_on_its_history(tmp_path
 def test_keeper_ignores_a_calibration_for_other_workers(tmp_path: Path) -> None:
     """A shipped rule fitted for other worker names is not applied: cold start."""
     settings, _ = _settings_with_calibration(tmp_path, workers=("a", "b", "c"))
-    rule = RuleKeeper(settings, settings.tasks()).rule("sentiment")
+    rule = RuleTable(settings, settings.tasks()).rule("sentiment")
     assert (rule.version, rule.cutoff, rule.audit_rate) == (0, None, 1.0)
 
 
@@ -141,7 +141,7 @@ def test_keeper_takes_newer_rules_from_the_topic(tmp_path: Path) -> None:
     """A rule read from the topic with a higher version replaces the one in force; a rule for
     other workers is ignored but its version is remembered, so a new one never reuses it."""
     settings, rule = _settings_with_calibration(tmp_path)
-    keeper = RuleKeeper(settings, settings.tasks())
+    keeper = RuleTable(settings, settings.tasks())
     newer = Rule(task="sentiment", version=rule.version + 5, workers=WORKERS, weights=rule.weights, cutoff=0.99)
     keeper.absorb(_record(settings.topics.rules_topic, b"sentiment", orjson.dumps(newer.to_dict())))
     assert keeper.rule("sentiment") == newer
@@ -156,7 +156,7 @@ def test_target_settings_map_to_the_pure_config_and_are_validated() -> None:
     """`aggregator.target` becomes the core's TargetConfig; inverted audit bounds are refused."""
     from pydantic import ValidationError
 
-    from tribunal.consumers.rule_feed import target_config
+    from tribunal.consumers.tables.rules import target_config
     from tribunal.core.settings import TargetSettings
 
     config = target_config(TargetSettings(max_disagreement=0.03, confidence=0.9, fit_share=0.4))
@@ -171,7 +171,7 @@ def test_target_settings_map_to_the_pure_config_and_are_validated() -> None:
 def test_a_missing_calibration_stops_the_aggregator_at_start(tmp_path: Path) -> None:
     """A task naming a calibration file that does not exist is a configuration error, raised when
     the aggregator is built, not at its first item."""
-    from tribunal.consumers.aggregator import AggregatorProcessor
+    from tribunal.consumers.aggregator.processor import AggregatorProcessor
     from tribunal.core.errors import ConfigError
 
     tasks = BUNDLED_TASKS_FILE.read_text().replace('"calibrations/sentiment.json"', '"nowhere.json"')

@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tribunal.consumers.decision import Accept, Ballot, Criterion1, Escalate, Wait
-from tribunal.consumers.stragglers import (
+from tribunal.consumers.aggregator.stragglers import (
     Heard,
     Missing,
     NotYet,
@@ -18,9 +17,10 @@ from tribunal.consumers.stragglers import (
     Waiting,
     classify,
     heard_again,
-    settle,
     wait_status,
 )
+from tribunal.consumers.policy.ballots import Accept, Ballot, Escalate, Wait, final
+from tribunal.consumers.policy.voting import Majority
 from tribunal.schemas.messages import EscalationReason
 
 RULE = StragglerRule(deadline_ms=2_000, ceiling_ms=20_000)
@@ -131,10 +131,11 @@ def test_heard_again_never_moves_back_and_learns_the_gap() -> None:
          Escalate(EscalationReason.DISAGREEMENT)),
     ],
 )  # fmt: skip
-def test_settle_lets_straggler_detection_own_time(ballots: list[Ballot], over: bool, expected: object) -> None:
-    """The policy never escalates for lateness by itself; once the wait is over a Wait becomes DEADLINE."""
-    policy = Criterion1(quorum=2, deadline_ms=1)  # a 1 ms deadline the policy must never get to apply
-    assert settle(policy, ballots, ("w1", "w2", "w3"), over) == expected
+def test_straggler_detection_owns_time(ballots: list[Ballot], over: bool, expected: object) -> None:
+    """The policy never escalates for lateness by itself; once the wait is over `final` turns a Wait into DEADLINE."""
+    policy = Majority(quorum=2)
+    workers = ("w1", "w2", "w3")
+    assert (final(policy, ballots, workers) if over else policy.decide(ballots, workers)) == expected
 
 
 heards = st.builds(

@@ -7,12 +7,12 @@ from dataclasses import replace
 
 import pytest
 
-from tribunal.consumers.calibration import TargetConfig
-from tribunal.consumers.decision import Ballot
-from tribunal.consumers.target import TargetPolicy
-from tribunal.lab.policy_sim import Recorded, Recording
-from tribunal.lab.target_bench import bench_target, summary_table, warm_from
-from tribunal.lab.target_sim import order_of, simulate_target
+from tribunal.bench.target import bench_target, summary_table, warm_from
+from tribunal.consumers.policy.ballots import Ballot
+from tribunal.consumers.policy.calibration import TargetConfig
+from tribunal.consumers.policy.target import TargetPolicy
+from tribunal.offline.policy_sim import RecordedItem, Recording
+from tribunal.offline.target_sim import order_of, simulate_target
 
 WORKERS = ("w1", "w2", "w3")
 CONFIG = TargetConfig(max_disagreement=0.05, confidence=0.9)
@@ -28,7 +28,7 @@ def _recording(n: int, seed: int) -> Recording:
         third = "a" if easy else "b"
         judge = "a" if easy or rng.random() < 0.5 else "b"
         ballots = (Ballot("w1", "a", 0.9), Ballot("w2", "a", 0.8), Ballot("w3", third, 0.7))
-        items.append(Recorded(f"i{seed}-{i}", judge, ballots, (0.1, 0.1, 0.1), judge, 10.0))
+        items.append(RecordedItem(f"i{seed}-{i}", judge, ballots, (0.1, 0.1, 0.1), judge, 10.0))
     return Recording("t", ("a", "b"), WORKERS, tuple(items))
 
 
@@ -49,7 +49,7 @@ def test_simulation_decides_like_the_policy() -> None:
     recording = _recording(2000, 2)
     warm = warm_from(recording, CONFIG, "synthetic")
     policy = TargetPolicy(warm.rule, workers=WORKERS)
-    accepted = sum(type(policy.decide(r.ballots, WORKERS, 0.0)).__name__ == "Accept" for r in recording.items)
+    accepted = sum(type(policy.decide(r.ballots, WORKERS)).__name__ == "Accept" for r in recording.items)
     frozen = replace(warm, rule=replace(warm.rule, next_refit_at=10**9))  # no re-fit: one rule throughout
     run = simulate_target(recording, CONFIG, order=0, warm=frozen)
     assert run.accepted == accepted and run.rules == 0

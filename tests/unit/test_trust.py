@@ -9,8 +9,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tribunal.consumers.decision import Ballot
-from tribunal.consumers.trust import AGAINST, FOR, NONE, TrustModel, feature_names, features, fit_logistic, vote_states
+from tribunal.consumers.policy.ballots import Ballot
+from tribunal.consumers.policy.trust import (
+    AGAINST,
+    FOR,
+    NONE,
+    TrustModel,
+    feature_names,
+    features,
+    fit_logistic,
+    vote_states,
+)
 
 WORKERS = ("w1", "w2", "w3")
 

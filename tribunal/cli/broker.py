@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from tribunal.cli.common import settings_from
-from tribunal.core.broker import LocalBroker, Outcome, speaks_kafka
+from tribunal.localkafka import LocalBroker, Outcome, speaks_kafka
 
 __all__ = ["register"]
 

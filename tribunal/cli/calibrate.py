@@ -1,6 +1,6 @@
 """`tribunal calibrate`: fit the target policy's rule from a judged history, write and/or publish it.
 
-The fitting lives in `tribunal.lab.calibrate`; this module parses options, builds settings once
+The fitting lives in `tribunal.offline.calibrate`; this module parses options, builds settings once
 and prints.
 """
 
@@ -14,9 +14,9 @@ import orjson
 import typer
 
 from tribunal.cli.common import JsonOption, LabelledInputOption, emit, settings_from
-from tribunal.consumers.rule_feed import calibration_document, publish_rule
+from tribunal.consumers.tables.rules import calibration_document, publish_rule
 from tribunal.core.errors import TribunalError
-from tribunal.lab.calibrate import calibrate_recording, summary
+from tribunal.offline.calibrate import calibrate_recording, summary
 
 __all__ = ["register"]
 

@@ -1,5 +1,5 @@
 """`tribunal bench learn`: the target policy with and without a worker that learns from the judge
-(tribunal/lab/learn_bench.py), on a recording cached by `tribunal bench policies --cache`."""
+(bench/learn.py), on a recording cached by `tribunal bench policies --cache`."""
 
 from __future__ import annotations
 
@@ -35,10 +35,10 @@ def bench_learn_command(
 ) -> None:
     """Judge rate over time, judge-call reduction and accuracy loss of the target policy, without
     and with a TF-IDF head retrained every N judge labels the stream paid for (prequential)."""
-    from tribunal.lab.learn_bench import bench_learn, load_texts, series_table, summary_table
-    from tribunal.lab.learn_sim import LearnConfig
-    from tribunal.lab.policy_bench import load_recording
-    from tribunal.lab.target_bench import bench_config
+    from tribunal.bench.learn import bench_learn, load_texts, series_table, summary_table
+    from tribunal.bench.learn_sim import LearnConfig
+    from tribunal.bench.target import bench_config
+    from tribunal.offline.recording import load_recording
 
     settings = settings_from(ctx)
     mode = "add" if replace_worker is None else "replace"

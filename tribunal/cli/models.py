@@ -15,7 +15,7 @@ import typer
 
 from tribunal.cli.common import JsonOption, LabelledInputOption, emit, fail, settings_from
 from tribunal.core.errors import ConfigError, TribunalError
-from tribunal.lab.evaluate import GOLD, Report, Run, evaluate, load_items
+from tribunal.offline.evaluate import GOLD, Report, Run, evaluate, load_items
 from tribunal.schemas.tasks import Task, TaskRegistry
 
 __all__ = ["register"]

@@ -28,7 +28,7 @@ def worker(
 
 def aggregator(ctx: typer.Context) -> None:
     """Run the aggregator: join votes per item, accept agreed labels, escalate the rest."""
-    from tribunal.consumers import aggregator as tier
+    from tribunal.consumers.aggregator import processor as tier
 
     _run_tier(tier.run(settings_from(ctx)))
 

@@ -29,7 +29,7 @@ from tribunal.core.errors import ConfigError
 from tribunal.core.kafka_settings import DEFAULT_RECORD_LIMIT, KafkaSettings, RuntimeSettings, Section, TopicSettings
 from tribunal.schemas.codec import DEFAULT_MAX_MESSAGE_BYTES, RECORD_HEADROOM_BYTES, DecodeContext
 from tribunal.schemas.messages import DEFAULT_MAX_TEXT_CHARS, MAX_VOTES
-from tribunal.schemas.tasks import TaskRegistry, load_tasks
+from tribunal.schemas.tasks import PolicyName, TaskRegistry, load_tasks
 
 __all__ = [
     "DEFAULT_RECORD_LIMIT",
@@ -60,7 +60,7 @@ class WorkerSettings(Section):
 
 
 class TargetSettings(Section):
-    """The target policy's quality bar and how it gathers evidence (consumers/calibration.py).
+    """The target policy's quality bar and how it gathers evidence (consumers/policy/calibration.py).
 
     `max_disagreement`: the share of worker-accepted items whose label the judge would change
     that the cut-off may allow (the judge is the reference); `confidence`: the probability that
@@ -113,9 +113,10 @@ class AggregatorSettings(Section):
     batch_size: int = Field(default=2_000, ge=1, le=20_000)
     # The default: a quality target (`target`), not thresholds. An explicit value here wins
     # over each task's own policy in the tasks file.
-    policy: Literal["target", "criterion1", "criterion2", "weighted"] = "target"
+    # `criterion1` and `criterion2` are accepted as aliases of `majority` and `confident_majority`.
+    policy: PolicyName = "target"
     target: TargetSettings = TargetSettings()
-    # Criterion 2: per-worker confidence thresholds, and the threshold of workers not listed.
+    # Confident majority: per-worker confidence thresholds, and the threshold of workers not listed.
     thresholds: dict[str, float] = Field(default_factory=dict)
     default_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     # Weighted vote: accept when the top label's posterior reaches this.

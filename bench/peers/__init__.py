@@ -1,0 +1,1 @@
+"""`tribunal bench peers`: Tribunal beside a peer framework running the same topology (README.md)."""

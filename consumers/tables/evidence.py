@@ -1,0 +1,201 @@
+"""Evidence for the target policy, kept by the judges and shared through a compacted topic.
+
+Every judge verdict on an item the target policy decided (an escalation or an audit) is evidence
+about the trust score: the workers' votes, whether the judge changed their plurality label, and
+the rule version and audit rate in force (`consumers.calibration` says how it is used). Each
+judge instance keeps, per task and per `judge` partition it owns, a bounded window of these rows
+(`PartitionEvidence`) and writes the windows it touched to the compacted `evidence` topic (key
+`task|partition`) in the same transaction as its verdicts; it restores them on assignment. So the
+evidence is exactly-once through crashes and rebalances, and its size is bounded by the window.
+The rule keeper (`consumers.rule_feed`) reads every key and merges them.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka import TopicPartition
+
+from tribunal.consumers.policy.ballots import ballots, plurality
+from tribunal.consumers.policy.calibration import Evidence, evidence_role
+from tribunal.consumers.policy.trust import AGAINST, FOR, NONE
+from tribunal.core.runtime import Output
+from tribunal.core.settings import Settings
+from tribunal.core.topics import partitions_of, read_to_end
+from tribunal.schemas.messages import EscalationReason, JudgeRequest
+from tribunal.schemas.tasks import TaskRegistry
+
+__all__ = ["EVIDENCE_FORMAT", "EvidenceTable", "PartitionEvidence", "evidence_key", "parse_key", "row_of"]
+
+EVIDENCE_FORMAT = 1
+
+# A row: (rule version, accepted, audit rate, judge disagreed, ((worker, state, confidence), ...)).
+Row = tuple[int, bool, float, bool, tuple[tuple[str, int, float], ...]]
+
+
+def row_of(request: JudgeRequest, judge_label: str) -> Row | None:
+    """The evidence row of one judged request, or None when it carries none (another policy,
+    or every worker abstained)."""
+    if request.audit_rate is None or request.policy != "target":
+        return None
+    votes = ballots(request.votes)
+    top = plurality(votes)
+    if top is None:
+        return None
+    states = tuple(
+        # Four decimals keep snapshots small; the score clips confidences at 1e-3 anyway.
+        (b.worker, NONE if b.label is None else FOR if b.label == top[0] else AGAINST, round(b.confidence, 4))
+        for b in sorted(votes, key=lambda b: b.worker)
+    )
+    accepted = request.reason == EscalationReason.AUDIT
+    return request.policy_version, accepted, request.audit_rate, judge_label != top[0], states
+
+
+@dataclass(slots=True)
+class PartitionEvidence:
+    """One (task, judge partition)'s windows of fitting and calibration rows."""
+
+    window: int
+    fitting: deque[Row] = field(default_factory=deque)
+    calibration: deque[Row] = field(default_factory=deque)
+    calibration_total: int = 0
+
+    def add(self, row: Row, calibration: bool) -> None:
+        side = self.calibration if calibration else self.fitting
+        side.append(row)
+        if len(side) > self.window:
+            side.popleft()
+        self.calibration_total += calibration
+
+    def evidence(self, workers: Sequence[str]) -> tuple[list[Evidence], list[Evidence]]:
+        """(fitting, calibration) rows with states in `workers`' sorted order (missing: NONE)."""
+        order = sorted(workers)
+        return [_evidence(r, order, False) for r in self.fitting], [_evidence(r, order, True) for r in self.calibration]
+
+    @classmethod
+    def of(cls, rows: Sequence[Evidence], workers: Sequence[str], window: int) -> PartitionEvidence:
+        """A window holding `rows` (states in `workers`' sorted order), e.g. a warm start's history."""
+        book = cls(window)
+        order = sorted(workers)
+        for r in rows:
+            # Four decimals, as the judges write them (snapshots and calibration files stay small).
+            states = tuple((w, s, round(c, 4)) for w, (s, c) in zip(order, r.states, strict=True) if s != NONE)
+            book.add((r.version, r.accepted, r.audit_rate, r.disagreed, states), r.calibration)
+        return book
+
+    def to_dict(self) -> dict[str, Any]:
+        names = sorted({w for side in (self.fitting, self.calibration) for r in side for w, _, _ in r[4]})
+        index = {name: n for n, name in enumerate(names)}
+
+        def pack(rows: Iterable[Row]) -> list[list[Any]]:
+            return [[v, int(a), q, int(d), [[index[w], s, c] for w, s, c in states]] for v, a, q, d, states in rows]
+
+        return {
+            "format": EVIDENCE_FORMAT,
+            "workers": names,
+            "calibration_total": self.calibration_total,
+            "fitting": pack(self.fitting),
+            "calibration": pack(self.calibration),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], window: int) -> PartitionEvidence:
+        """Restore `to_dict`; ValueError if malformed or of another format."""
+        if data.get("format") != EVIDENCE_FORMAT:
+            raise ValueError(f"unsupported evidence format {data.get('format')!r}")
+        try:
+            names = [str(n) for n in data["workers"]]
+
+            def unpack(rows: Iterable[Any]) -> deque[Row]:
+                out = deque(
+                    (int(v), bool(a), float(q), bool(d), tuple((names[w], int(s), float(c)) for w, s, c in states))
+                    for v, a, q, d, states in rows
+                )
+                while len(out) > window:
+                    out.popleft()
+                return out
+
+            return cls(window, unpack(data["fitting"]), unpack(data["calibration"]), int(data["calibration_total"]))
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ValueError(f"malformed evidence snapshot: {exc!r}") from exc
+
+
+def _evidence(row: Row, order: Sequence[str], calibration: bool) -> Evidence:
+    version, accepted, rate, disagreed, states = row
+    by_worker = {w: (s, c) for w, s, c in states}
+    return Evidence(
+        tuple(by_worker.get(w, (NONE, 0.0)) for w in order), disagreed, accepted, rate, calibration, version
+    )
+
+
+# The key suffix of a warm start's history (`tribunal calibrate`), kept as "partition" -1.
+HISTORY = "calibration"
+
+
+def parse_key(raw: bytes | None) -> tuple[str, int] | None:
+    """(task, judge partition) of an evidence key; partition -1 for a warm start's history."""
+    if raw is None:
+        return None
+    task, _, partition = raw.decode("utf-8", errors="replace").rpartition("|")
+    if task and partition == HISTORY:
+        return task, -1
+    return (task, int(partition)) if task and partition.isdigit() else None
+
+
+def evidence_key(task: str, partition: int) -> bytes:
+    return f"{task}|{HISTORY if partition < 0 else partition}".encode()
+
+
+class EvidenceTable:
+    """A judge's evidence windows for the `judge` partitions it owns."""
+
+    def __init__(self, settings: Settings, tasks: TaskRegistry) -> None:
+        self._settings = settings
+        self._tasks = tasks
+        self._target = settings.aggregator.target
+        self._books: dict[tuple[str, int], PartitionEvidence] = {}
+        self._dirty: set[tuple[str, int]] = set()
+
+    def record(self, partition: int, request: JudgeRequest, judge_label: str) -> None:
+        """Add the judged request to its partition's window if it is evidence (module docstring)."""
+        task = request.item.task
+        row = row_of(request, judge_label)
+        if row is None or task not in self._tasks:
+            return
+        role = evidence_role(request.item.id, row[2], self._target.fit_share)
+        if role is None:
+            return
+        book = self._books.setdefault((task, partition), PartitionEvidence(self._target.window))
+        book.add(row, role)
+        self._dirty.add((task, partition))
+
+    def outputs(self) -> list[Output]:
+        """The touched windows, for the current transaction."""
+        topic = self._settings.topics.evidence_topic
+        records = [
+            Output(topic, orjson.dumps(self._books[k].to_dict()), f"{k[0]}|{k[1]}".encode())
+            for k in sorted(self._dirty)
+        ]
+        self._dirty.clear()
+        return records
+
+    def forget(self, partitions: set[int]) -> None:
+        for k in [k for k in self._books if k[1] in partitions]:
+            del self._books[k]
+        self._dirty = {k for k in self._dirty if k[1] not in partitions}
+
+    async def restore(self, partitions: set[int]) -> None:
+        """Load the committed windows of `partitions`."""
+        tps: list[TopicPartition] = await partitions_of(self._settings, self._settings.topics.evidence_topic)
+        async for record in read_to_end(self._settings, tps):
+            k = parse_key(record.key)
+            if k is None or k[1] not in partitions or k[0] not in self._tasks:
+                continue
+            if record.value is None:
+                self._books.pop(k, None)
+            else:
+                self._books[k] = PartitionEvidence.from_dict(orjson.loads(record.value), self._target.window)
