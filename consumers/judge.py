@@ -9,7 +9,7 @@ plurality, marked `decided_by=fallback` so it is visibly unverified, and the req
 to `judge.dlq` with its original bytes. Audit requests (reason=audit) concern items the workers
 already labelled: their verdicts go to `audits`, never to `labels`, and measure the fast path's
 precision. Every judge label (audits included) also teaches the learned worker reliability and,
-for items the target policy decided, becomes its evidence (`consumers.evidence_feed`).
+for items the target policy decided, becomes its evidence (`consumers.tables.evidence`).
 
 A model server that is down (`ServerUnavailableError` from its client, after the client's own
 retries or while its circuit breaker is open) is not a per-item failure: the judge exits without

@@ -7,7 +7,7 @@ A partition's votes go to the votes partition with the same number, which keeps 
 `votes` co-partitioned for the aggregator whatever partitioner the item's producer used. The
 position travels after the votes it covers, in the same transaction, so the aggregator can tell
 a slow worker (its position is behind the item) from one that passed the item without a vote
-(`consumers.stragglers`); an idle worker sends an empty batch per owned partition every
+(`consumers.aggregator.stragglers`); an idle worker sends an empty batch per owned partition every
 `worker.progress_interval_ms` so that it is not taken for a dead one.
 """
 

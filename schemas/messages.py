@@ -343,7 +343,7 @@ class AggregatorLog(Message):
     (item id, decided_at) for every item decided in the transaction, so a re-read item or vote of
     a decided id is recognised. `escalated` holds (item id, ticket, escalated_at) for every item
     escalated to the judge in the transaction: the judge's verdict becomes its label only if it
-    carries that ticket (`consumers.authority`), so the ticket must survive a restart; an entry
+    carries that ticket (`consumers.aggregator.admission`), so the ticket must survive a restart; an entry
     is written again while its verdict is awaited (`AWAITING_RELOG_S`), so time retention never
     drops it, and the item's `decided` entry ends it. `items_to`/`votes_to` are the next offsets
     this aggregator had read on the partition: below them a restart re-reads records it already

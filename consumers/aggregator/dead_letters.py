@@ -1,4 +1,4 @@
-"""The aggregator's dead letters: votes and verdicts refused by `consumers.authority`, one letter
+"""The aggregator's dead letters: votes and verdicts refused by `consumers.aggregator.admission`, one letter
 per refused record (or per refused vote inside a `VoteBatch`), and none for a record re-read
 after a restart whose letter the earlier incarnation wrote.
 

@@ -3,7 +3,7 @@
 - Accept: the workers' label (a worker-decided `Verdict` to `labels`), and, for a random audit
   sample, a `JudgeRequest` without a ticket (its verdict is evidence, never a label).
 - Escalate: a `JudgeRequest` to `judge` with a fresh ticket, which the verdict must carry back
-  (`consumers.authority`); or, when the judge budget (`JudgeBudget`) is spent, a fallback label.
+  (`consumers.aggregator.admission`); or, when the judge budget (`JudgeBudget`) is spent, a fallback label.
 
 The item is then decided (or awaits its verdict) in the partition's state. No Kafka here: the
 outputs go out with the runtime's transaction.
@@ -34,13 +34,18 @@ class DecisionOutputs:
     """Turns a policy's `Decision` on one pending item into outputs and a state change."""
 
     def __init__(
-        self, topics: TopicSettings, tasks: TaskRegistry, book: TaskPolicies, gate: JudgeBudget, audit_rate: float
+        self,
+        topics: TopicSettings,
+        tasks: TaskRegistry,
+        policies: TaskPolicies,
+        judge_budget: JudgeBudget,
+        audit_rate: float,
     ) -> None:
         """`audit_rate`: the share of accepted items audited where the policy names none."""
         self._topics = topics
         self._tasks = tasks
-        self._book = book
-        self._gate = gate
+        self._policies = policies
+        self._judge_budget = judge_budget
         self._audit_rate = audit_rate
 
     def act(
@@ -55,12 +60,12 @@ class DecisionOutputs:
     ) -> list[Output]:
         item = pending.item
         assert item is not None
-        rate = self._book.audit_rate(policy)
+        rate = self._policies.audit_rate(policy)
         if isinstance(decision, Accept):
             _ACCEPTED.inc()
             value = verdict_bytes(item, pending.votes, decision, policy, now, rate)
             outputs = [Output(self._topics.labels_topic, value, key(item_id))]
-            if audited(item_id, self._audit_rate if rate is None else rate) and self._gate.admit(now):
+            if audited(item_id, self._audit_rate if rate is None else rate) and self._judge_budget.admit(now):
                 outputs.append(self._escalate(item, pending, EscalationReason.AUDIT, policy, rate, None)[0])
         elif isinstance(decision, Escalate):
             output, ticket = self._escalate(item, pending, decision.reason, policy, rate, partition, now)
@@ -85,7 +90,7 @@ class DecisionOutputs:
     ) -> tuple[Output, str | None]:
         """A JudgeRequest and the ticket its verdict must carry (None for audits, whose verdicts
         never label); or, when `now` is given and the judge budget is spent, a fallback label."""
-        admitted = now is None or self._gate.admit(now)
+        admitted = now is None or self._judge_budget.admit(now)
         ticket = secrets.token_hex(8) if admitted and partition is not None else None
         request = judge_request(item, pending.votes, reason, policy, rate, partition if ticket else None, ticket)
         if not admitted:

@@ -3,20 +3,20 @@
 `items`, `votes` and `verdicts` are co-partitioned (same partition count; items and verdicts
 keyed by id, a worker's `VoteBatch` for items partition p written to votes partition p) and
 assigned by range, so one instance owns partition number p of all three. For each item it asks
-the pure policy (`consumers.decision`, chosen per task by `consumers.policy_book`) whether to
+the pure policy (`consumers.policy.voting`, chosen per task by `consumers.aggregator.policies`) whether to
 wait, accept the workers' label (a `Verdict` to `labels`) or escalate (a `JudgeRequest` to
 `judge`, with a fresh ticket). When the policy waits for missing votes, straggler detection
-(`consumers.stragglers`) says when to stop: a worker that is alive and behind is waited for (up
+(`consumers.aggregator.stragglers`) says when to stop: a worker that is alive and behind is waited for (up
 to a ceiling); one that has passed the item, or fell silent past the deadline, is not. The
 judge's verdict comes back on `verdicts` and is published to `labels` only if it carries the
 ticket of an escalation still awaiting it: the aggregator is the one writer of `labels`.
 
-Authority (`consumers.authority`): a vote counts only for an item of the vote's task, from an
+Authority (`consumers.aggregator.admission`): a vote counts only for an item of the vote's task, from an
 expected worker; refused votes and unsolicited verdicts go to their topic's dead-letter topic.
 This tier owns the dead letters of `items` (workers skip bad items without a letter), so each
 bad record makes one letter, and a record re-read after a restart makes none.
 
-Exactly once (`consumers.aggregator_state`): outputs, the decided ids and awaited tickets of the
+Exactly once (`consumers.aggregator.state`): outputs, the decided ids and awaited tickets of the
 transaction (the `aggregator-decided` log, partition p for partition p) and the input offsets
 commit in ONE transaction, and the items/votes offsets committed stop at the oldest undecided
 work, which a restart, crash or rebalance therefore re-reads. On assignment a partition's
@@ -83,15 +83,15 @@ class AggregatorProcessor(Processor):
         tasks: TaskRegistry,
         *,
         restore: Restorer | None = None,
-        follower: ReliabilityTotals | None = None,
-        gate: JudgeBudget | None = None,
-        keeper: RuleTable | None = None,
+        reliability: ReliabilityTotals | None = None,
+        judge_budget: JudgeBudget | None = None,
+        rules: RuleTable | None = None,
         members: Membership | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """`restore` rebuilds partitions' decided ids and tickets (default: from the log topic);
-        `follower` supplies learned reliability (default: the prior only); `gate` the judge
-        budget; `keeper` the target policy's shared rules (default: this process's own,
+        `reliability` supplies learned reliability (default: the prior only); `judge_budget` the judge
+        budget; `rules` the target policy's shared rules (default: this process's own,
         unpublished); `members` the worker groups' live members (default: unknown); `clock`
         stamps when partitions were taken over (unheard workers count as heard then)."""
         self._settings = settings
@@ -99,13 +99,15 @@ class AggregatorProcessor(Processor):
         self.batch_size = settings.aggregator.batch_size
         self._restore = restore or self._restore_from_log
         self._config = config = settings.aggregator
-        self._follower = follower
-        self._gate = gate or JudgeBudget(config)
-        self._keeper = keeper or RuleTable(settings, tasks)
-        self._keeper_started = keeper is not None
-        self._book = TaskPolicies(config, tasks, self._keeper, follower)
-        self._book.validate()
-        self._outcomes = DecisionOutputs(settings.topics, tasks, self._book, self._gate, config.audit_rate)
+        self._reliability = reliability
+        self._judge_budget = judge_budget or JudgeBudget(config)
+        self._rules = rules or RuleTable(settings, tasks)
+        self._rules_started = rules is not None
+        self._policies = TaskPolicies(config, tasks, self._rules, reliability)
+        self._policies.validate()
+        if not self._rules_started:
+            self._policies.build_all()  # no rules table to restore first
+        self._outcomes = DecisionOutputs(settings.topics, tasks, self._policies, self._judge_budget, config.audit_rate)
         self._members = members
         self._clock = clock
         self._reliability_polled_at = float("-inf")
@@ -118,7 +120,7 @@ class AggregatorProcessor(Processor):
         self._items_topic = settings.topics.items_topic
         self._votes_topic = settings.topics.votes_topic
         self._states: dict[int, PartitionState] = {}
-        self._letters = DeadLetters(settings, self.tier, self._expected)
+        self._dead_letters = DeadLetters(settings, self.tier, self._expected)
 
     def input_models(self) -> Mapping[str, type[BaseModel]]:
         return {self._items_topic: Item, self._votes_topic: VoteBatch, self._topics.verdicts_topic: Verdict}
@@ -148,7 +150,7 @@ class AggregatorProcessor(Processor):
             if offset >= state.replayed_items:  # a record re-read after a restart is no duplicate
                 _DUPLICATE.inc()
             return []
-        letters = self._letters.foreign_held(state, partition, pending, item, offset)
+        letters = self._dead_letters.foreign_held(state, partition, pending, item, offset)
         if not pending.scheduled:
             self._waits.schedule(pending.first_seen + self._deadline_s, partition, item.id, pending)
             return letters + self._evaluate(state, partition, item.id, pending, now)
@@ -159,14 +161,14 @@ class AggregatorProcessor(Processor):
         batch, partition, offset = record.value, record.partition, record.offset
         worker = batch.worker
         if worker not in self._expected:
-            return self._letters.unexpected(state, record)
+            return self._dead_letters.unexpected(state, record)
         outputs: list[Output] = []
         late = 0
         for row in batch.votes:
             item_id = row[0]
             held = state.pending.get(item_id)
             if held is not None and held.item is not None and row[1] != held.item.task:
-                outputs += self._letters.foreign_row(state, record, row, held)
+                outputs += self._dead_letters.foreign_row(state, record, row, held)
                 continue
             pending = state.add_vote(item_id, worker, HeldVote(batch.model, batch.voted_at, row, offset), offset, now)
             if pending is None:
@@ -188,7 +190,7 @@ class AggregatorProcessor(Processor):
         awaiting = state.awaiting.get(verdict.item_id)
         refusal = verdict_refusal(verdict, awaiting[0] if awaiting else None)
         if refusal is not None:
-            return [self._letters.refuse(record, *refusal)]
+            return [self._dead_letters.refuse(record, *refusal)]
         state.decide(verdict.item_id, now)
         DECISIONS.labels("verdict_published", verdict.reason.value if verdict.reason else "").inc()
         return [Output(self._topics.labels_topic, record.raw, key(verdict.item_id))]
@@ -196,7 +198,7 @@ class AggregatorProcessor(Processor):
     # --- decisions ---------------------------------------------------------------------------
     def _policy(self, pending: Pending) -> Policy:
         assert pending.item is not None
-        return self._book.policy(pending.item.task, {w: vote.model for w, vote in pending.votes.items()})
+        return self._policies.policy(pending.item.task, {w: vote.model for w, vote in pending.votes.items()})
 
     def _evaluate(
         self, state: PartitionState, partition: int, item_id: str, pending: Pending, now: float
@@ -231,18 +233,18 @@ class AggregatorProcessor(Processor):
 
     # --- time --------------------------------------------------------------------------------
     async def tick(self, now: float) -> list[Output]:
-        await self._gate.refresh(now)
+        await self._judge_budget.refresh(now)
         outputs: list[Output] = []
         if self._members is not None:
             await self._members.refresh(now)
         if now - self._reliability_polled_at >= 1.0:
             self._reliability_polled_at = now
-            if self._follower is not None:
-                await self._follower.poll()
-            if self._keeper_started:
-                await self._keeper.poll()
+            if self._reliability is not None:
+                await self._reliability.poll()
+            if self._rules_started:
+                await self._rules.poll()
                 # The owner of partition 0 is the one rule writer (consumers/tables/rules.py).
-                outputs += self._keeper.step(leader=0 in self._states)
+                outputs += self._rules.step(leader=0 in self._states)
         for state, partition, item_id in self._waits.due(self._states, now):
             outputs += self._recheck(state, partition, item_id, now)
         for state, partition, item_id in self._waits.silent(self._states, now):
@@ -301,12 +303,12 @@ class AggregatorProcessor(Processor):
         return offset >= state.replayed_votes
 
     async def close(self) -> None:
-        if self._follower is not None:
-            await self._follower.stop()
+        if self._reliability is not None:
+            await self._reliability.stop()
         if self._members is not None:
             await self._members.close()
-        await self._keeper.stop()
-        await self._gate.close()
+        await self._rules.stop()
+        await self._judge_budget.close()
 
     def paused_partitions(self, owned: set[TopicPartition]) -> set[TopicPartition]:
         """Items or votes of a backlogged partition (`PartitionState.backlogged`, `max_pending`
@@ -323,10 +325,11 @@ class AggregatorProcessor(Processor):
 
     # --- ownership ---------------------------------------------------------------------------
     async def assigned(self, partitions: set[TopicPartition]) -> None:
-        if self._follower is not None:
-            await self._follower.start()
-        if self._keeper_started:
-            await self._keeper.start()
+        if self._reliability is not None:
+            await self._reliability.start()
+        if self._rules_started:
+            await self._rules.start()  # the rules table, restored before any rule is built
+        self._policies.build_all()
         numbers = {tp.partition for tp in partitions} - set(self._states)
         if not numbers:
             return
@@ -351,11 +354,13 @@ def build(settings: Settings, tasks: TaskRegistry) -> AggregatorProcessor:
     """The aggregator the settings describe, wired to Kafka for reliability, judge backlog,
     the target policy's shared rules and the worker groups' membership."""
     probe = KafkaBacklogProbe(settings, settings.topics.judge_group) if settings.aggregator.judge_max_backlog else None
-    follower = ReliabilityTotals(settings, tasks)
-    keeper = RuleTable(settings, tasks)
+    reliability = ReliabilityTotals(settings, tasks)
+    rules = RuleTable(settings, tasks)
     members = GroupWatch(settings, settings.aggregator.workers)
-    gate = JudgeBudget(settings.aggregator, probe)
-    return AggregatorProcessor(settings, tasks, follower=follower, gate=gate, keeper=keeper, members=members)
+    judge_budget = JudgeBudget(settings.aggregator, probe)
+    return AggregatorProcessor(
+        settings, tasks, reliability=reliability, judge_budget=judge_budget, rules=rules, members=members
+    )
 
 
 async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:

@@ -1,7 +1,7 @@
 """Rebuilding an aggregator partition's state when it is assigned: its decided ids and awaited
 tickets, replayed from its partition of the `aggregator-decided` log (`AggregatorLog`) to the
 log's end, before any of its items or votes are processed. The bookkeeping itself is
-`consumers.aggregator_state`; this module is the one place the aggregator reads that log."""
+`consumers.aggregator.state`; this module is the one place the aggregator reads that log."""
 
 from __future__ import annotations
 

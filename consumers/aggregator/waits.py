@@ -1,5 +1,5 @@
 """When the aggregator looks at an undecided item again, and whether its wait for missing votes is
-over: the bookkeeping around `consumers.stragglers` (which is pure) for every owned partition.
+over: the bookkeeping around `consumers.aggregator.stragglers` (which is pure) for every owned partition.
 
 Looks are queued in one heap of (when, partition, item id); an item keeps only its earliest look
 (`Pending.check_at`), later entries are skipped when they come up. Each look is at a moment the

@@ -21,7 +21,7 @@ be loaded is logged and skipped; the head in use stays.
 
 How the target policy treats a swap: the learned worker is an *extra* worker (its own name in
 `aggregator.workers`), and a rule pins model lineages, not versions: `@vN` is dropped when a
-rule compares its models with the votes' (`consumers.target.lineage`). So a newer head does not
+rule compares its models with the votes' (`consumers.policy.target.lineage`). So a newer head does not
 send every item to the judge until the next re-fit; its votes enter the same features, the
 score is re-fitted on the evidence as it arrives, and the anytime drift test on accepted audits
 falls back to judge-only at once if a swap made the accepted labels worse than the target.

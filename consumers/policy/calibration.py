@@ -2,9 +2,9 @@
 `tribunal calibrate` and the offline benchmark.
 
 Evidence. Every item the judge labels becomes an `Evidence` row: the workers' vote states
-(`consumers.trust.vote_states`), whether the judge changed the plurality label, whether that
+(`consumers.policy.trust.vote_states`), whether the judge changed the plurality label, whether that
 label had been accepted (the judge saw it as an audit) and the audit rate q in force. Two
-independent uniform draws per item id (`consumers.target`) assign the roles:
+independent uniform draws per item id (`consumers.policy.target`) assign the roles:
 
 - *calibration*: items in the uniform audit sample (audit draw < q) on the calibration side of
   the split. Whether an item is sampled does not depend on its ballots, and a sampled item is
@@ -17,7 +17,7 @@ independent uniform draws per item id (`consumers.target`) assign the roles:
 
 Certification (`recalibrate`). Fit the score on the fitting rows; candidates are the cut-offs
 that accept 2%, 4%, ... of the (weighted) fitting rows, strictest first; Learn then Test's
-fixed-sequence scan (`consumers.risk`) over the calibration rows certifies the loosest cut-off
+fixed-sequence scan (`consumers.policy.risk`) over the calibration rows certifies the loosest cut-off
 whose disagreement rate among accepted items is <= `max_disagreement` at level δ_j, re-fit j
 spending δ_j = δ / (j (j + 1)). The scan starts at the first candidate the fitting rows predict
 could pass (a choice made without the calibration labels, so the family-wise level holds).

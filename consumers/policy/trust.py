@@ -1,6 +1,6 @@
 """The trust score of one item: how likely the judge is to keep the workers' label, from the ballots.
 
-The workers' label is their plurality (`consumers.decision.plurality`). Each expected worker
+The workers' label is their plurality (`consumers.policy.voting.plurality`). Each expected worker
 either voted it (*for*), voted another label (*against*) or did not vote (abstained or missing).
 The features, one set per worker plus two shared ones:
 

@@ -2,12 +2,12 @@
 
 Every judge verdict on an item the target policy decided (an escalation or an audit) is evidence
 about the trust score: the workers' votes, whether the judge changed their plurality label, and
-the rule version and audit rate in force (`consumers.calibration` says how it is used). Each
+the rule version and audit rate in force (`consumers.policy.calibration` says how it is used). Each
 judge instance keeps, per task and per `judge` partition it owns, a bounded window of these rows
 (`PartitionEvidence`) and writes the windows it touched to the compacted `evidence` topic (key
 `task|partition`) in the same transaction as its verdicts; it restores them on assignment. So the
 evidence is exactly-once through crashes and rebalances, and its size is bounded by the window.
-The rule keeper (`consumers.rule_feed`) reads every key and merges them.
+The rule keeper (`consumers.tables.rules`) reads every key and merges them.
 """
 
 from __future__ import annotations

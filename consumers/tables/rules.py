@@ -3,12 +3,12 @@
 Every aggregator follows two compacted topics with a plain (group-less, read_committed)
 consumer: `rules` (key = task, value = `Rule.to_dict()`, one partition so every reader sees the
 versions in the order they were written) and `evidence` (the judges' windows,
-`consumers.evidence_feed`). `RuleTable.rule(task)` is the rule every instance applies: the
+`consumers.tables.evidence`). `RuleTable.rule(task)` is the rule every instance applies: the
 latest on the topic, else the task's shipped calibration (`calibration` in the tasks file, the
 same file everywhere), else a cold start.
 
 Exactly one instance writes: the one that owns partition 0 of `items` (the consumer group
-guarantees one owner). In its `tick` it runs `consumers.calibration.step` over the merged
+guarantees one owner). In its `tick` it runs `consumers.policy.calibration.step` over the merged
 evidence and produces a new rule, when one is due, in the SAME transaction as its batch, so a
 fenced or crashed leader publishes nothing. A new leader (after a rebalance, a restart, a
 kill -9) starts from what the topics hold: the rule, with its re-fit count, schedule and evidence

@@ -1,4 +1,4 @@
-"""Metrics and the evaluation runner of consumers.evaluate."""
+"""Metrics and the evaluation runner of tribunal.offline.evaluate."""
 
 from __future__ import annotations
 

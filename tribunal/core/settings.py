@@ -94,7 +94,7 @@ class AggregatorSettings(Section):
     workers: tuple[str, ...] = Field(default=("w1", "w2", "w3"), min_length=1, max_length=MAX_VOTES)
     quorum: int = Field(default=2, ge=1)
     # How long an item waits for a worker that has gone silent on its partition (no position
-    # report for this long). A worker that is alive and moving is waited for (consumers.stragglers).
+    # report for this long). A worker that is alive and moving is waited for (consumers.aggregator.stragglers).
     deadline_ms: int = Field(default=2_000, ge=1)
     # A live worker whose position stands still this long while an item waits for it is stuck;
     # None = 10 x deadline_ms.

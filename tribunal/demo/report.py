@@ -3,7 +3,7 @@
 Input is a `Measurement`: the cascade's verdicts and every worker vote for the timed items, the
 judge-only pass's verdicts for the same items, and when each timed pass began. `build_report`
 turns it into the one JSON-ready dict that the terminal view, `--report`, `--html` and
-`tribunal bench cascade` all show. Accuracy figures reuse `consumers.evaluate` and appear only
+`tribunal bench cascade` all show. Accuracy figures reuse `tribunal.offline.evaluate` and appear only
 when every decided item carries a gold label.
 
 Definitions (the contract the tests pin down):

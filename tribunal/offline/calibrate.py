@@ -5,7 +5,7 @@ task's default workers and its judge (`tribunal.offline.recording.record`, cache
 recording written earlier. Every item then has the workers' votes and the judge's label, so it
 is evidence as a cold start would have gathered it (audit rate 1): half of the items (by id) fit
 the trust score, the other half certify the cut-off at `aggregator.target` (Learn then Test,
-`consumers.calibration.calibrate_offline`). The rule is written as JSON (`--out`), with its
+`consumers.policy.calibration.calibrate_offline`). The rule is written as JSON (`--out`), with its
 provenance (data, its sha256, workers, judge, target, date, the command), and with `--publish`
 sent to the rules topic, where every aggregator takes it up as the next version (the command is
 `tribunal.cli.calibrate`). Live audits
@@ -19,10 +19,10 @@ import datetime
 import hashlib
 import shlex
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from tribunal import __version__
 from tribunal.consumers.classifiers.registry import parse_spec
 from tribunal.consumers.policy.calibration import WarmStart, calibrate_offline
 from tribunal.consumers.policy.target import Rule
@@ -57,7 +57,7 @@ def calibrate_recording(
         "max_disagreement": str(config.max_disagreement),
         "confidence": str(config.confidence),
         "fitted": datetime.date.today().isoformat(),
-        "tribunal": __version__,
+        "tribunal": package_version(),
         "command": shlex.join(["tribunal", *sys.argv[1:]]),
         "contents": "vote states and judge agreement of the items (no text, no ids)",
     }
@@ -76,3 +76,11 @@ def summary(rule: Rule) -> dict[str, Any]:
         "certificate": dict(rule.certificate),
         "provenance": dict(rule.provenance),
     }
+
+
+def package_version() -> str:
+    """The installed Tribunal's version, for the provenance of a calibration."""
+    try:
+        return version("tribunal")
+    except PackageNotFoundError:
+        return "unknown"

@@ -5,7 +5,7 @@ One run streams a `Recording` in a given order, exactly as the live pipeline wou
 decided by the rule in force (`TargetPolicy`); an escalated item costs one judge call and gets
 the judge's recorded label; an accepted item keeps the workers' label and, when its audit draw is
 below the rule's audit rate, costs one more judge call (the audit). Every judged item becomes
-evidence (`consumers.calibration`), and the rule keeper's `step` may publish the next rule
+evidence (`consumers.policy.calibration`), and the rule keeper's `step` may publish the next rule
 before the next item. Nothing is fitted on data the stream has not paid for, and every item
 counts in the figures, warm-up included.
 
