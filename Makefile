@@ -66,7 +66,7 @@ lint: venv
 	$(BIN)/ruff format --check .
 
 typecheck: venv
-	$(BIN)/mypy tribunal tests
+	$(BIN)/python tools/typecheck.py
 
 unit: venv helm
 	$(BIN)/pytest tests/unit

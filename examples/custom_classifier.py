@@ -3,10 +3,7 @@
 import asyncio
 from collections.abc import Sequence
 
-from tribunal.consumers.classifiers import ClassifierSpec, Prediction
-from tribunal.consumers.worker import serve_worker
-from tribunal.core.settings import Settings, load_settings
-from tribunal.schemas.messages import Item
+from tribunal import ClassifierSpec, Item, Prediction, Settings, load_settings, serve_worker
 from tribunal.schemas.tasks import TaskRegistry
 
 
