@@ -33,10 +33,13 @@ from tribunal.consumers.policy.ballots import ballots, plurality
 from tribunal.consumers.tables.evidence import EvidenceTable
 from tribunal.consumers.tables.reliability import ReliabilityTable
 from tribunal.consumers.verdicts import fallback_verdict, verdict_for
+from tribunal.core.batches import Output
 from tribunal.core.errors import FatalError, ServerUnavailableError
 from tribunal.core.logs import configure_logging, get_logger
 from tribunal.core.metrics import AUDITS, DECISIONS, FAST_PATH_PRECISION
-from tribunal.core.runtime import Output, Processor, Record, dead_letter_of, serve, tune_gc
+from tribunal.core.process import tune_gc
+from tribunal.core.records import Record, dead_letter_of
+from tribunal.core.runtime import Processor, serve
 from tribunal.core.settings import Settings
 from tribunal.core.stats import wilson_interval
 from tribunal.schemas.codec import encode, key

@@ -24,9 +24,12 @@ from pydantic import BaseModel
 from tribunal.consumers.classifiers import Classifier, build_classifier
 from tribunal.consumers.classifiers.base import Prediction
 from tribunal.consumers.classifiers.resilience import ResilientClassifier
+from tribunal.core.batches import Output
 from tribunal.core.errors import ServerUnavailableError
 from tribunal.core.logs import configure_logging, get_logger
-from tribunal.core.runtime import Output, Processor, Record, dead_letter_of, serve, tune_gc
+from tribunal.core.process import tune_gc
+from tribunal.core.records import Record, dead_letter_of
+from tribunal.core.runtime import Processor, serve
 from tribunal.core.settings import Settings
 from tribunal.schemas.messages import SCHEMA_VERSION, Item, VoteRow
 from tribunal.schemas.tasks import TaskRegistry

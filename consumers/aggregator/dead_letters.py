@@ -16,8 +16,9 @@ from typing import Any
 
 from tribunal.consumers.aggregator.admission import task_mismatch, unexpected_worker
 from tribunal.consumers.aggregator.state import PartitionState, Pending
+from tribunal.core.batches import Output
 from tribunal.core.metrics import DECISIONS
-from tribunal.core.runtime import DeadLetterSource, Output, Record, dead_letter
+from tribunal.core.records import DeadLetterSource, Record, dead_letter
 from tribunal.core.settings import Settings
 from tribunal.schemas.codec import encode, key
 from tribunal.schemas.messages import Item, VoteBatch, VoteRow

@@ -19,8 +19,8 @@ from tribunal.consumers.aggregator.state import PartitionState, Pending
 from tribunal.consumers.policy.ballots import Accept, Decision, Escalate, Policy, audited
 from tribunal.consumers.verdicts import fallback_verdict, judge_request, verdict_bytes
 from tribunal.core.batches import Output
+from tribunal.core.kafka_settings import TopicSettings
 from tribunal.core.metrics import DECISIONS
-from tribunal.core.settings import TopicSettings
 from tribunal.schemas.codec import encode, key
 from tribunal.schemas.messages import EscalationReason, Item
 from tribunal.schemas.tasks import TaskRegistry

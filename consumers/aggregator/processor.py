@@ -47,6 +47,7 @@ from tribunal.consumers.aggregator.waits import WaitSchedule
 from tribunal.consumers.policy.ballots import HeldVote, Policy, Wait, audited, final
 from tribunal.consumers.tables.reliability import ReliabilityTotals
 from tribunal.consumers.tables.rules import RuleTable
+from tribunal.core.batches import Output
 from tribunal.core.logs import configure_logging, get_logger
 from tribunal.core.metrics import (
     AWAITING_VERDICTS,
@@ -55,7 +56,9 @@ from tribunal.core.metrics import (
     PENDING_ITEMS,
     VOTE_WAITS_OVER,
 )
-from tribunal.core.runtime import Output, Processor, Record, serve, tune_gc
+from tribunal.core.process import tune_gc
+from tribunal.core.records import Record
+from tribunal.core.runtime import Processor, serve
 from tribunal.core.settings import Settings
 from tribunal.schemas.codec import key
 from tribunal.schemas.messages import Item, Verdict, VoteBatch

@@ -23,7 +23,7 @@ from aiokafka import TopicPartition
 from tribunal.consumers.policy.ballots import ballots, plurality
 from tribunal.consumers.policy.calibration import Evidence, evidence_role
 from tribunal.consumers.policy.trust import AGAINST, FOR, NONE
-from tribunal.core.runtime import Output
+from tribunal.core.batches import Output
 from tribunal.core.settings import Settings
 from tribunal.core.topics import partitions_of, read_to_end
 from tribunal.schemas.messages import EscalationReason, JudgeRequest

@@ -18,8 +18,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from tribunal.consumers.policy.ballots import ballots
 from tribunal.consumers.policy.reliability import Reliability
 from tribunal.core import kafka, metrics
+from tribunal.core.batches import Output
 from tribunal.core.logs import get_logger
-from tribunal.core.runtime import Output
 from tribunal.core.settings import Settings
 from tribunal.core.topics import partitions_of, read_to_end
 from tribunal.schemas.codec import DecodeError

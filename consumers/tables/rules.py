@@ -38,9 +38,9 @@ from tribunal.consumers.policy.risk import DriftTest
 from tribunal.consumers.policy.target import Rule, cold_rule
 from tribunal.consumers.tables.evidence import PartitionEvidence, evidence_key, parse_key
 from tribunal.core import kafka, metrics
+from tribunal.core.batches import Output
 from tribunal.core.errors import ConfigError
 from tribunal.core.logs import get_logger
-from tribunal.core.runtime import Output
 from tribunal.core.settings import Settings, TargetSettings
 from tribunal.core.topics import partitions_of, read_to_end
 from tribunal.schemas.tasks import TaskRegistry

@@ -15,7 +15,7 @@ import pytest
 
 from tests.integration.kit import REPO, child_env, isolated_settings, make_topics, read_topic
 from tribunal.core import kafka
-from tribunal.core.runtime import DeadLetterSource, dead_letter
+from tribunal.core.records import DeadLetterSource, dead_letter
 from tribunal.core.settings import Settings
 
 pytestmark = pytest.mark.broker

@@ -19,7 +19,7 @@ from tests.integration.pipeline_kit import (
 from tribunal.consumers.aggregator.judge_budget import KafkaBacklogProbe
 from tribunal.consumers.aggregator.processor import audited
 from tribunal.consumers.judge import group_id as judge_group
-from tribunal.core.settings import RuntimeSettings
+from tribunal.core.kafka_settings import RuntimeSettings
 from tribunal.producers.ingest import ingest
 from tribunal.schemas.messages import JudgeRequest, Verdict
 

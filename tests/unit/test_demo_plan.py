@@ -9,7 +9,8 @@ import pytest
 
 from tribunal.core.settings import load_settings
 from tribunal.core.supervisor import child_specs
-from tribunal.demo.measure import DEMO_JUDGE_BATCH, child_env, pass_settings
+from tribunal.demo.measure import DEMO_JUDGE_BATCH, pass_settings
+from tribunal.demo.processes import child_env
 from tribunal.demo.run import DemoOptions, choose_quorum, choose_tiers, load_input, make_plan
 from tribunal.schemas.tasks import load_tasks
 

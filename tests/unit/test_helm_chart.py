@@ -25,9 +25,6 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from cloudcoil.models.keda import v1alpha1 as keda
-from cloudcoil.models.prometheus_operator import v1 as monitoring
-from pydantic import BaseModel
 
 from tests.unit.deploy_kit import ROOT, check_cli
 from tribunal.consumers import judge, worker
@@ -175,37 +172,6 @@ def test_schema_check_rejects_a_broken_object(rendered: Rendered) -> None:
     broken["spec"] = {**broken["spec"], "replica": 1}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, KUBE_VERSION, strict=True)
-
-
-def _model_check(model: type[BaseModel], obj: dict[str, Any]) -> None:
-    """Validate against a CRD model and require a lossless round trip: a field the CRD does not
-    define would be dropped by the model, and the comparison catches it."""
-    parsed = model.model_validate(obj)
-    assert parsed.model_dump(by_alias=True, exclude_unset=True, mode="json") == obj
-
-
-CRD_MODELS: dict[str, type[BaseModel]] = {
-    "ScaledObject": keda.ScaledObject,
-    "TriggerAuthentication": keda.TriggerAuthentication,
-    "PodMonitor": monitoring.PodMonitor,
-    "PrometheusRule": monitoring.PrometheusRule,
-}
-
-
-def test_keda_and_prometheus_operator_resources_match_their_crds(rendered: Rendered) -> None:
-    """ScaledObjects, TriggerAuthentications, PodMonitors and PrometheusRules fit their CRD models."""
-    for obj in rendered.objects:
-        if obj["kind"] in CRD_MODELS:
-            _model_check(CRD_MODELS[obj["kind"]], obj)
-
-
-def test_crd_model_check_rejects_an_unknown_field(helm: str) -> None:
-    """A ScaledObject with a field KEDA does not define fails the round trip."""
-    result = render(helm, VALUES["cpu-cluster"])
-    scaled = [o for o in yaml.safe_load_all(result.stdout) if o and o["kind"] == "ScaledObject"]
-    broken = {**scaled[0], "spec": {**scaled[0]["spec"], "maxReplicas": 3}}
-    with pytest.raises(AssertionError):
-        _model_check(keda.ScaledObject, broken)
 
 
 # Strimzi's KafkaTopic v1beta2 spec (its CRD, kafkatopics.kafka.strimzi.io), the fields we use.

@@ -13,7 +13,7 @@ from tribunal.consumers.judge import JudgeProcessor, wilson_interval
 from tribunal.consumers.verdicts import fallback_verdict
 from tribunal.consumers.worker import WorkerProcessor
 from tribunal.core.errors import FatalError, ServerUnavailableError
-from tribunal.core.runtime import Record
+from tribunal.core.records import Record
 from tribunal.core.settings import load_settings
 from tribunal.schemas import Item, JudgeRequest, Vote, decode, encode, load_tasks
 from tribunal.schemas.messages import DeadLetter, EscalationReason, Verdict, VoteBatch

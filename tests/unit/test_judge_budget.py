@@ -7,7 +7,7 @@ from aiokafka import TopicPartition
 
 from tribunal.consumers.aggregator.judge_budget import JudgeBudget, TokenBucket
 from tribunal.consumers.aggregator.processor import AggregatorProcessor, PartitionState
-from tribunal.core.runtime import Record
+from tribunal.core.records import Record
 from tribunal.core.settings import Settings, load_settings
 from tribunal.schemas import Item, Verdict, decode
 from tribunal.schemas.messages import VoteBatch

@@ -252,4 +252,4 @@ def test_the_public_api_is_lazy_and_complete() -> None:
     for name in tribunal.__all__:
         assert getattr(tribunal, name) is not None, name
     with pytest.raises(AttributeError):
-        _ = tribunal.no_such_name  # type: ignore[attr-defined]
+        _ = tribunal.no_such_name

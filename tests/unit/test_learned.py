@@ -14,7 +14,7 @@ from tribunal.consumers.label_harvest import Harvest, due, join, learn_from_labe
 from tribunal.consumers.policy.target import Rule, lineage
 from tribunal.consumers.worker import WorkerProcessor
 from tribunal.core.errors import ConfigError
-from tribunal.core.runtime import Record
+from tribunal.core.records import Record
 from tribunal.core.settings import Settings, load_settings
 from tribunal.schemas.codec import decode, encode
 from tribunal.schemas.messages import DecidedBy, EscalationReason, Item, JudgeRequest, Verdict, VoteBatch

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tribunal.consumers.classifiers.openai_http import (
-    OpenAIClassifier,
+from tribunal.consumers.classifiers.openai_http import OpenAIClassifier
+from tribunal.consumers.classifiers.openai_wire import (
     build_request,
     first_model_id,
     gbnf_grammar,

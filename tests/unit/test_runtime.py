@@ -19,8 +19,10 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from tribunal.core import kafka
+from tribunal.core.batches import Output
 from tribunal.core.errors import BrokerUnavailableError
-from tribunal.core.runtime import Output, Processor, Record, StreamRunner, pacing_pause
+from tribunal.core.records import Record
+from tribunal.core.runtime import Processor, StreamRunner, pacing_pause
 from tribunal.core.settings import load_settings
 from tribunal.schemas import DeadLetter, Item, decode, encode
 

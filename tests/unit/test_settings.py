@@ -12,7 +12,8 @@ from pydantic import ValidationError
 
 from tribunal.core.errors import ConfigError
 from tribunal.core.kafka import connection_options
-from tribunal.core.settings import KafkaSettings, load_settings
+from tribunal.core.kafka_settings import KafkaSettings
+from tribunal.core.settings import load_settings
 
 
 def test_defaults_work_on_a_laptop() -> None:

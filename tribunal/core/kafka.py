@@ -22,8 +22,8 @@ from aiokafka.helpers import create_ssl_context
 
 from tribunal.core.errors import BrokerUnavailableError
 from tribunal.core.intake import default_partition
+from tribunal.core.kafka_settings import DEFAULT_RECORD_LIMIT, KafkaSettings, RuntimeSettings
 from tribunal.core.logs import get_logger
-from tribunal.core.settings import DEFAULT_RECORD_LIMIT, KafkaSettings, RuntimeSettings
 
 __all__ = [
     "admin_client",

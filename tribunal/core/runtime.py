@@ -27,11 +27,9 @@ Contract with the `Processor`:
 from __future__ import annotations
 
 import asyncio
-import gc
-import signal
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -44,22 +42,16 @@ from tribunal.core.batches import Output, at_end, fetch, produce
 from tribunal.core.errors import FatalError
 from tribunal.core.health import Health, serve_health
 from tribunal.core.logs import get_logger
-from tribunal.core.records import DeadLetterSource, Record, dead_letter, dead_letter_of
+from tribunal.core.process import run_until_signalled
+from tribunal.core.records import DeadLetterSource, Record, dead_letter
 from tribunal.core.settings import Settings
 from tribunal.schemas.codec import DecodeContext, DecodeError
 
 __all__ = [
-    "DeadLetterSource",
-    "Output",
     "Processor",
-    "Record",
     "StreamRunner",
-    "dead_letter",
-    "dead_letter_of",
     "pacing_pause",
-    "run_until_signalled",
     "serve",
-    "tune_gc",
 ]
 
 log = get_logger("tribunal.runtime")
@@ -354,34 +346,6 @@ def pacing_pause(handed_at: float, interval_s: float, now: float) -> float:
 
 def _names(partitions: set[TopicPartition]) -> list[str]:
     return sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions)
-
-
-# Allocations between young-generation collections (CPython's default is 700). A tier allocates a
-# few short-lived objects per record, freed by reference counting; the cyclic collector only
-# re-walks survivors, and with the default it ran so often that it took 20-40% of a tier's CPU.
-GC_YOUNG_THRESHOLD = 50_000
-
-
-def tune_gc() -> None:
-    """Collect cycles less often, and never re-walk what start-up loaded (modules, models, classes:
-    `gc.freeze` moves them out of the collector's reach; they live as long as the process). For a
-    tier's own process (its `run`); an embedding host keeps its own collector settings."""
-    gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
-
-
-async def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run `main(stop)`; SIGINT/SIGTERM set `stop` so the current batch finishes and commits."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await main(stop)
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
 
 
 async def serve(

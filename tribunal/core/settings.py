@@ -26,22 +26,18 @@ from pydantic_settings import (
 )
 
 from tribunal.core.errors import ConfigError
-from tribunal.core.kafka_settings import DEFAULT_RECORD_LIMIT, KafkaSettings, RuntimeSettings, Section, TopicSettings
+from tribunal.core.kafka_settings import KafkaSettings, RuntimeSettings, Section, TopicSettings
 from tribunal.schemas.codec import DEFAULT_MAX_MESSAGE_BYTES, RECORD_HEADROOM_BYTES, DecodeContext
 from tribunal.schemas.messages import DEFAULT_MAX_TEXT_CHARS, MAX_VOTES
 from tribunal.schemas.tasks import PolicyName, TaskRegistry, load_tasks
 
 __all__ = [
-    "DEFAULT_RECORD_LIMIT",
     "AggregatorSettings",
     "BrokerSettings",
     "JudgeSettings",
-    "KafkaSettings",
     "PipelineSettings",
-    "RuntimeSettings",
     "Settings",
     "TargetSettings",
-    "TopicSettings",
     "WorkerProcess",
     "WorkerSettings",
     "load_settings",
