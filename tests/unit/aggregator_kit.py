@@ -9,7 +9,8 @@ from aiokafka import TopicPartition
 
 from tribunal.consumers.aggregator.processor import AggregatorProcessor, PartitionState
 from tribunal.consumers.verdicts import verdict_for
-from tribunal.core.runtime import Output, Record
+from tribunal.core.batches import Output
+from tribunal.core.records import Record
 from tribunal.core.settings import Settings, load_settings
 from tribunal.schemas.codec import decode, encode
 from tribunal.schemas.messages import (

@@ -33,7 +33,7 @@ from tribunal.consumers.policy.ballots import Accept, HeldVote
 from tribunal.consumers.policy.voting import Majority
 from tribunal.consumers.verdicts import verdict_bytes
 from tribunal.core.errors import ConfigError
-from tribunal.core.runtime import Record
+from tribunal.core.records import Record
 from tribunal.core.settings import load_settings
 from tribunal.schemas.codec import decode, encode
 from tribunal.schemas.messages import (
