@@ -18,18 +18,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiokafka import TopicPartition
 
 from tribunal.consumers.policy.ballots import ballots, plurality
 from tribunal.consumers.policy.calibration import Evidence, evidence_role
 from tribunal.consumers.policy.trust import AGAINST, FOR, NONE
-from tribunal.core.batches import Output
+from tribunal.consumers.tables.base import PartitionTable
 from tribunal.core.settings import Settings
-from tribunal.core.topics import partitions_of, read_to_end
+from tribunal.schemas.codec import DecodeError
 from tribunal.schemas.messages import EscalationReason, JudgeRequest
 from tribunal.schemas.tasks import TaskRegistry
 
-__all__ = ["EVIDENCE_FORMAT", "EvidenceTable", "PartitionEvidence", "evidence_key", "parse_key", "row_of"]
+__all__ = ["EVIDENCE_FORMAT", "EvidenceTable", "PartitionEvidence", "row_of"]
 
 EVIDENCE_FORMAT = 1
 
@@ -132,33 +131,14 @@ def _evidence(row: Row, order: Sequence[str], calibration: bool) -> Evidence:
     )
 
 
-# The key suffix of a warm start's history (`tribunal calibrate`), kept as "partition" -1.
-HISTORY = "calibration"
-
-
-def parse_key(raw: bytes | None) -> tuple[str, int] | None:
-    """(task, judge partition) of an evidence key; partition -1 for a warm start's history."""
-    if raw is None:
-        return None
-    task, _, partition = raw.decode("utf-8", errors="replace").rpartition("|")
-    if task and partition == HISTORY:
-        return task, -1
-    return (task, int(partition)) if task and partition.isdigit() else None
-
-
-def evidence_key(task: str, partition: int) -> bytes:
-    return f"{task}|{HISTORY if partition < 0 else partition}".encode()
-
-
-class EvidenceTable:
+class EvidenceTable(PartitionTable[PartitionEvidence]):
     """A judge's evidence windows for the `judge` partitions it owns."""
 
+    name = "evidence"
+
     def __init__(self, settings: Settings, tasks: TaskRegistry) -> None:
-        self._settings = settings
-        self._tasks = tasks
+        super().__init__(settings, tasks, settings.topics.evidence_topic)
         self._target = settings.aggregator.target
-        self._books: dict[tuple[str, int], PartitionEvidence] = {}
-        self._dirty: set[tuple[str, int]] = set()
 
     def record(self, partition: int, request: JudgeRequest, judge_label: str) -> None:
         """Add the judged request to its partition's window if it is evidence (module docstring)."""
@@ -169,33 +149,15 @@ class EvidenceTable:
         role = evidence_role(request.item.id, row[2], self._target.fit_share)
         if role is None:
             return
-        book = self._books.setdefault((task, partition), PartitionEvidence(self._target.window))
-        book.add(row, role)
-        self._dirty.add((task, partition))
+        window = self._rows.setdefault((task, partition), PartitionEvidence(self._target.window))
+        window.add(row, role)
+        self.changed((task, partition))
 
-    def outputs(self) -> list[Output]:
-        """The touched windows, for the current transaction."""
-        topic = self._settings.topics.evidence_topic
-        records = [
-            Output(topic, orjson.dumps(self._books[k].to_dict()), f"{k[0]}|{k[1]}".encode())
-            for k in sorted(self._dirty)
-        ]
-        self._dirty.clear()
-        return records
+    def encode_row(self, row: PartitionEvidence) -> bytes:
+        return orjson.dumps(row.to_dict())
 
-    def forget(self, partitions: set[int]) -> None:
-        for k in [k for k in self._books if k[1] in partitions]:
-            del self._books[k]
-        self._dirty = {k for k in self._dirty if k[1] not in partitions}
-
-    async def restore(self, partitions: set[int]) -> None:
-        """Load the committed windows of `partitions`."""
-        tps: list[TopicPartition] = await partitions_of(self._settings, self._settings.topics.evidence_topic)
-        async for record in read_to_end(self._settings, tps):
-            k = parse_key(record.key)
-            if k is None or k[1] not in partitions or k[0] not in self._tasks:
-                continue
-            if record.value is None:
-                self._books.pop(k, None)
-            else:
-                self._books[k] = PartitionEvidence.from_dict(orjson.loads(record.value), self._target.window)
+    def decode_row(self, task: str, value: bytes) -> PartitionEvidence:
+        try:
+            return PartitionEvidence.from_dict(orjson.loads(value), self._target.window)
+        except (orjson.JSONDecodeError, ValueError, AttributeError) as exc:
+            raise DecodeError("evidence window", str(exc)[:500]) from None

@@ -17,11 +17,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from tribunal.consumers.policy.ballots import ballots
 from tribunal.consumers.policy.reliability import Reliability
+from tribunal.consumers.tables.base import PartitionTable, parse_table_key
 from tribunal.core import kafka, metrics
-from tribunal.core.batches import Output
 from tribunal.core.logs import get_logger
 from tribunal.core.settings import Settings
-from tribunal.core.topics import partitions_of, read_to_end
 from tribunal.schemas.codec import DecodeError
 from tribunal.schemas.messages import Vote
 from tribunal.schemas.tasks import TaskRegistry
@@ -33,19 +32,6 @@ log = get_logger("tribunal.reliability")
 
 # (task, judge partition) -> that partition's counts, as `Reliability.to_dict` wrote them.
 Snapshots = dict[tuple[str, int], dict[str, object]]
-
-
-def _key(task: str, partition: int) -> bytes:
-    return f"{task}|{partition}".encode()
-
-
-def _parse_key(raw: bytes | None) -> tuple[str, int] | None:
-    if raw is None:
-        return None
-    task, _, partition = raw.decode("utf-8", errors="replace").rpartition("|")
-    # isdigit() alone accepts '²', which int() refuses.
-    ok = task and partition.isascii() and partition.isdigit() and len(partition) <= 9
-    return (task, int(partition)) if ok else None
 
 
 def decode_snapshot(value: bytes) -> dict[str, object]:
@@ -64,51 +50,29 @@ def decode_snapshot(value: bytes) -> dict[str, object]:
     return data
 
 
-class ReliabilityTable:
+class ReliabilityTable(PartitionTable[Reliability]):
     """A judge's counts for the partitions it owns."""
 
+    name = "reliability"
+
     def __init__(self, settings: Settings, tasks: TaskRegistry) -> None:
-        self._settings = settings
-        self._tasks = tasks
-        self._counts: dict[tuple[str, int], Reliability] = {}
-        self._dirty: set[tuple[str, int]] = set()
+        super().__init__(settings, tasks, settings.topics.reliability_topic)
 
     def record(self, task: str, partition: int, votes: Sequence[Vote], true_label: str) -> None:
         """Count how each vote compared with the judge's label."""
         if task not in self._tasks:
             return
-        book = self._counts.get((task, partition))
-        if book is None:
-            book = self._counts[(task, partition)] = Reliability(self._tasks.get(task).labels)
-        if book.update(ballots(votes), true_label):
-            self._dirty.add((task, partition))
+        counts = self._rows.get((task, partition))
+        if counts is None:
+            counts = self._rows[(task, partition)] = Reliability(self._tasks.get(task).labels)
+        if counts.update(ballots(votes), true_label):
+            self.changed((task, partition))
 
-    def outputs(self) -> list[Output]:
-        """The touched keys' counts, for the current transaction."""
-        topic = self._settings.topics.reliability_topic
-        records = [Output(topic, orjson.dumps(self._counts[k].to_dict()), _key(*k)) for k in sorted(self._dirty)]
-        self._dirty.clear()
-        return records
+    def encode_row(self, row: Reliability) -> bytes:
+        return orjson.dumps(row.to_dict())
 
-    def forget(self, partitions: set[int]) -> None:
-        for key in [k for k in self._counts if k[1] in partitions]:
-            del self._counts[key]
-        self._dirty = {k for k in self._dirty if k[1] not in partitions}
-
-    async def restore(self, partitions: set[int]) -> None:
-        """Load the committed counts of `partitions` (the topic is small: tasks x partitions)."""
-        snapshots = await _read_all(self._settings)
-        for (task, partition), data in snapshots.items():
-            if partition in partitions and task in self._tasks:
-                self._counts[(task, partition)] = Reliability.from_dict(data, labels=self._tasks.get(task).labels)
-
-
-async def _read_all(settings: Settings) -> dict[tuple[str, int], dict[str, object]]:
-    snapshots: dict[tuple[str, int], dict[str, object]] = {}
-    tps = await partitions_of(settings, settings.topics.reliability_topic)
-    async for record in read_to_end(settings, tps):
-        _absorb_record(snapshots, record.key, record.value)
-    return snapshots
+    def decode_row(self, task: str, value: bytes) -> Reliability:
+        return Reliability.from_dict(decode_snapshot(value), labels=self._tasks.get(task).labels)
 
 
 def _absorb(snapshots: dict[tuple[str, int], dict[str, object]], batch: dict[TopicPartition, list]) -> None:  # type: ignore[type-arg]
@@ -120,7 +84,7 @@ def _absorb(snapshots: dict[tuple[str, int], dict[str, object]], batch: dict[Top
 def _absorb_record(
     snapshots: dict[tuple[str, int], dict[str, object]], raw_key: bytes | None, value: bytes | None
 ) -> None:
-    key = _parse_key(raw_key)
+    key = parse_table_key(raw_key)
     if key is None:
         return
     if value is None:

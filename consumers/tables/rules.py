@@ -36,7 +36,8 @@ from tribunal.consumers.policy.calibration import (
 )
 from tribunal.consumers.policy.risk import DriftTest
 from tribunal.consumers.policy.target import Rule, cold_rule
-from tribunal.consumers.tables.evidence import PartitionEvidence, evidence_key, parse_key
+from tribunal.consumers.tables.base import parse_table_key, table_key
+from tribunal.consumers.tables.evidence import PartitionEvidence
 from tribunal.core import kafka, metrics
 from tribunal.core.batches import Output
 from tribunal.core.errors import ConfigError
@@ -191,7 +192,7 @@ class RuleTable:
         if record.topic == self._settings.topics.rules_topic:
             self._absorb_rule(record.key, record.value)
             return
-        key = parse_key(record.key)
+        key = parse_table_key(record.key)
         if key is None:
             return
         if record.value is None:
@@ -241,9 +242,7 @@ class RuleTable:
                      audit_rate=chosen.audit_rate, reason=chosen.reason)  # fmt: skip
             if task in self._history_unpublished:
                 history = self._evidence[(task, -1)].to_dict()
-                outputs.append(
-                    Output(self._settings.topics.evidence_topic, orjson.dumps(history), evidence_key(task, -1))
-                )
+                outputs.append(Output(self._settings.topics.evidence_topic, orjson.dumps(history), table_key(task, -1)))
                 self._history_unpublished.discard(task)
             outputs.append(Output(self._settings.topics.rules_topic, orjson.dumps(chosen.to_dict()), task.encode()))
         self._changed.clear()
@@ -334,7 +333,7 @@ async def publish_rule(settings: Settings, warm: WarmStart) -> Rule:
     producer = kafka.idempotent_producer(settings.kafka, max_request_size=settings.max_message_bytes + 65_536)
     await producer.start()
     try:
-        key = evidence_key(rule.task, -1)
+        key = table_key(rule.task, -1)
         await producer.send_and_wait(topics.evidence_topic, orjson.dumps(history.to_dict()), key=key)
         await producer.send_and_wait(topics.rules_topic, orjson.dumps(published.to_dict()), key=rule.task.encode())
     finally:

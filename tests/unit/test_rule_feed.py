@@ -12,7 +12,8 @@ from aiokafka import ConsumerRecord
 from tribunal.consumers.policy.calibration import Evidence, TargetConfig, calibrate_offline
 from tribunal.consumers.policy.target import Rule
 from tribunal.consumers.policy.trust import AGAINST, FOR, NONE
-from tribunal.consumers.tables.evidence import PartitionEvidence, evidence_key, parse_key, row_of
+from tribunal.consumers.tables.base import parse_table_key, table_key
+from tribunal.consumers.tables.evidence import PartitionEvidence, row_of
 from tribunal.consumers.tables.rules import RuleTable, calibration_document, load_calibration
 from tribunal.core.settings import Settings, load_settings
 from tribunal.schemas.messages import EscalationReason, Item, JudgeRequest, Vote
@@ -60,9 +61,9 @@ def test_partition_evidence_round_trips_and_stays_bounded() -> None:
 
 def test_evidence_keys() -> None:
     """`task|partition`, and `task|calibration` for a warm start's history (partition -1)."""
-    assert parse_key(evidence_key("intent", 2)) == ("intent", 2)
-    assert parse_key(evidence_key("intent", -1)) == ("intent", -1)
-    assert parse_key(b"nonsense") is None and parse_key(None) is None
+    assert parse_table_key(table_key("intent", 2)) == ("intent", 2)
+    assert parse_table_key(table_key("intent", -1)) == ("intent", -1)
+    assert parse_table_key(b"nonsense") is None and parse_table_key(None) is None
 
 
 def _history(n: int = 2000) -> list[Evidence]:
