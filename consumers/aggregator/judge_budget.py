@@ -109,18 +109,30 @@ class KafkaBacklogProbe:
         self._consumer: AIOKafkaConsumer | None = None
 
     async def __call__(self) -> int:
-        if self._admin is None or self._consumer is None:
-            self._admin = kafka.admin_client(self._settings.kafka)
-            await self._admin.start()
-            self._consumer = kafka.consumer(self._settings.kafka, self._settings.runtime, group_id=None)
-            await self._consumer.start()
+        admin, consumer = await self._clients()
         tps = await partitions_of(self._settings, self._settings.topics.judge_topic)
-        end = await self._consumer.end_offsets(tps)
-        committed = await self._admin.list_consumer_group_offsets(self._group, partitions=tps)
+        end = await consumer.end_offsets(tps)
+        committed = await admin.list_consumer_group_offsets(self._group, partitions=tps)
         return sum(max(0, end[tp] - (committed[tp].offset if tp in committed else 0)) for tp in tps)
 
+    async def _clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
+        """The admin client and consumer, each started once and kept only once started: a client
+        whose start failed or was cancelled is closed by `kafka.start`, never left behind (a
+        re-created one used to leak the first, connections and all)."""
+        if self._admin is None:
+            admin = kafka.admin_client(self._settings.kafka)
+            await kafka.start(admin, self._settings.kafka)
+            self._admin = admin
+        if self._consumer is None:
+            consumer = kafka.consumer(self._settings.kafka, self._settings.runtime, group_id=None)
+            await kafka.start(consumer, self._settings.kafka)
+            self._consumer = consumer
+        return self._admin, self._consumer
+
     async def close(self) -> None:
-        if self._consumer is not None:
-            await self._consumer.stop()
-        if self._admin is not None:
-            await self._admin.close()
+        consumer, admin = self._consumer, self._admin
+        self._consumer = self._admin = None
+        if consumer is not None:
+            await consumer.stop()
+        if admin is not None:
+            await admin.close()

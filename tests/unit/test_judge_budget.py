@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaConnectionError
 
-from tribunal.consumers.aggregator.judge_budget import JudgeBudget, TokenBucket
+from tribunal.consumers.aggregator.judge_budget import JudgeBudget, KafkaBacklogProbe, TokenBucket
 from tribunal.consumers.aggregator.processor import AggregatorProcessor, PartitionState
+from tribunal.core import kafka
+from tribunal.core.errors import BrokerUnavailableError
 from tribunal.core.records import Record
 from tribunal.core.settings import Settings, load_settings
 from tribunal.schemas import Item, Verdict, decode
@@ -116,3 +121,59 @@ async def test_weighted_policy_at_cold_start_decides_like_criterion1() -> None:
     assert decode(accepted.value, Verdict).label == "positive" and decode(accepted.value, Verdict).policy == "weighted"
     [escalated] = await processor.process(_disagreement("y"), T0)
     assert escalated.topic == "b-judge"
+
+
+class Hanging:
+    """A client whose start never returns (a broker that accepts and then says nothing)."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.stops = 0
+
+    async def start(self) -> None:
+        self.started.set()
+        await asyncio.Event().wait()
+
+    async def stop(self) -> None:
+        self.stops += 1
+
+
+async def test_a_start_cancelled_midway_closes_its_client() -> None:
+    """A task torn down while its client starts (the backlog probe at shutdown) leaves no
+    half-open client behind: the cause of an "Unclosed AIOKafkaConnection" warning in CI."""
+    client = Hanging()
+    task = asyncio.create_task(kafka.start(client, load_settings().kafka))
+    await asyncio.wait_for(client.started.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert client.stops == 1
+
+
+async def test_the_backlog_probe_never_replaces_a_started_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A consumer whose start fails must not make the next call build (and leak) a second admin."""
+    made: list[str] = []
+
+    class Fake:
+        def __init__(self, kind: str, fail: bool) -> None:
+            self.kind, self.fail, self.closed = kind, fail, False
+            made.append(kind)
+
+        async def start(self) -> None:
+            if self.fail:
+                raise KafkaConnectionError("refused")
+
+        async def stop(self) -> None:
+            self.closed = True
+
+        close = stop
+
+    failures = iter([True, False])
+    monkeypatch.setattr(kafka, "admin_client", lambda *a, **k: Fake("admin", False))
+    monkeypatch.setattr(kafka, "consumer", lambda *a, **k: Fake("consumer", next(failures)))
+    probe = KafkaBacklogProbe(load_settings(), "judges")
+    with pytest.raises(BrokerUnavailableError):
+        await probe._clients()
+    await probe._clients()
+    assert made == ["admin", "consumer", "consumer"]
+    await probe.close()

@@ -60,6 +60,11 @@ async def start(
             with _quiet_bootstrap():
                 await client.start()
             return True
+        except asyncio.CancelledError:
+            # Cancelled mid-start (a task torn down at shutdown): a half-open client would leak
+            # its connection, seen at exit as "Unclosed AIOKafkaConnection".
+            await _close(client)
+            raise
         except (KafkaConnectionError, OSError) as exc:
             await _close(client)
             if time.monotonic() + delay > deadline:
