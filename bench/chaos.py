@@ -138,7 +138,7 @@ def run_settings(settings: Settings, bootstrap: str) -> Settings:
     # The smallest session timeout the broker allows: a killed member's partitions move on sooner.
     runtime = settings.runtime.model_copy(update={"session_timeout_ms": 6_000, "transaction_timeout_ms": 10_000})
     aggregator = settings.aggregator.model_copy(
-        update={"workers": WORKERS, "quorum": 2, "policy": "criterion1", "deadline_ms": 30_000}
+        update={"workers": WORKERS, "quorum": 2, "policy": "majority", "deadline_ms": 30_000}
     )
     return settings.model_copy(update={"kafka": kafka, "topics": topics, "runtime": runtime, "aggregator": aggregator})
 

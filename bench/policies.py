@@ -27,7 +27,7 @@ def plot(scores: list[Score], title: str, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    markers = {"reference": "s", "criterion1": "D", "criterion2": "o", "criterion2-quantile": "v"}
+    markers = {"reference": "s", "majority": "D", "confident_majority": "o", "confident_majority-quantile": "v"}
     markers |= {"weighted": "^", "weighted-audit": "x"}
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=90)
     for family, marker in markers.items():

@@ -3,7 +3,7 @@
 Writes a synthetic recorded pipeline under a fresh prefix: N items, the workers' votes as the
 worker tier writes them (one `VoteBatch` per 250 items and partition, with positions) and one
 verdict per item (the majority when two of three agree, else a judge verdict), then runs `tribunal
-replay votes --policy criterion2` on it as a child process and reports items/s and the child's
+replay votes --policy confident_majority` on it as a child process and reports items/s and the child's
 peak RSS. The topics are deleted afterwards.
 """
 
@@ -43,7 +43,7 @@ def _verdict(item: Item, answers: list[str]) -> bytes:
     by, reason = ("workers", None) if majority else ("judge", "disagreement")
     return orjson.dumps(
         {"schema_version": SCHEMA_VERSION, "item_id": item.id, "task": item.task, "label": majority or answers[0],
-         "decided_by": by, "confidence": 0.9, "votes": votes, "reason": reason, "policy": "criterion1",
+         "decided_by": by, "confidence": 0.9, "votes": votes, "reason": reason, "policy": "majority",
          "policy_version": 1, "gold": None, "item_produced_at": item.produced_at,
          "decided_at": item.produced_at + 0.1, "judge_latency_ms": None if majority else 10.0}
     )  # fmt: skip
@@ -91,7 +91,7 @@ async def _replay(settings: Settings, run: str) -> tuple[dict[str, Any], float, 
     """Run `tribunal replay votes` as a child; its report, seconds, and peak RSS in bytes."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIBUNAL_")}
     env.update(settings_env(settings))
-    args = ("replay", "votes", "--policy", "criterion2", "--threshold", "0.8", "--run", run,
+    args = ("replay", "votes", "--policy", "confident_majority", "--threshold", "0.8", "--run", run,
             "--source-prefix", settings.topics.prefix, "--json")  # fmt: skip
     started = time.perf_counter()
     child = await asyncio.create_subprocess_exec(

@@ -45,9 +45,9 @@ def test_speedup_formula() -> None:
 @pytest.mark.parametrize(
     ("candidate", "judge_rate", "accuracy", "fast_path"),
     [
-        (Candidate("c1", "criterion1", lambda: Majority(2, workers=WORKERS)), 0.25, 0.75, 2 / 3),
-        (Candidate("c2", "criterion2", lambda: c2(0.8)), 0.5, 0.75, 0.5),
-        (Candidate("c2 all", "criterion2", lambda: c2(1.0)), 1.0, 1.0, 0.0),
+        (Candidate("c1", "majority", lambda: Majority(2, workers=WORKERS)), 0.25, 0.75, 2 / 3),
+        (Candidate("c2", "confident_majority", lambda: c2(0.8)), 0.5, 0.75, 0.5),
+        (Candidate("c2 all", "confident_majority", lambda: c2(1.0)), 1.0, 1.0, 0.0),
     ],
 )  # fmt: skip
 def test_simulate_scores(candidate: Candidate, judge_rate: float, accuracy: float, fast_path: float) -> None:
@@ -83,8 +83,8 @@ def test_default_candidates_name_their_thresholds() -> None:
     """The sweep covers every family; quantile candidates show each worker's threshold."""
     candidates = default_candidates(RECORDING)
     families = {c.family for c in candidates}
-    assert families == {"criterion1", "criterion2", "criterion2-quantile", "weighted", "weighted-audit"}
-    quantile = next(c for c in candidates if c.name == "criterion2 q=0.5")
+    assert families == {"majority", "confident_majority", "confident_majority-quantile", "weighted", "weighted-audit"}
+    quantile = next(c for c in candidates if c.name == "confident_majority q=0.5")
     assert quantile.detail == "w1>=0.900 w2>=0.900 w3>=0.900"
 
 

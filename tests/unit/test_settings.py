@@ -167,3 +167,19 @@ def test_settings_env_reproduces_explicit_settings_in_a_child(monkeypatch: pytes
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     assert load_settings() == original
+
+
+@pytest.mark.parametrize(
+    ("typed", "policy"),
+    [("criterion1", "majority"), ("criterion2", "confident_majority"), ("majority", "majority"), ("target", "target")],
+)
+def test_the_papers_policy_names_are_aliases(typed: str, policy: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`criterion1`/`criterion2` keep working wherever a user typed them (env here; files and the
+    tasks file alike); everything past the settings sees the descriptive name."""
+    monkeypatch.setenv("TRIBUNAL_AGGREGATOR__POLICY", typed)
+    assert load_settings().aggregator.policy == policy
+
+
+def test_an_unknown_policy_name_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match="majority"):
+        load_settings(aggregator={"policy": "criterion3"})

@@ -79,7 +79,10 @@ def register(app: typer.Typer) -> None:
     def votes(
         ctx: typer.Context,
         run: RunOption,
-        policy: Annotated[str, typer.Option("--policy", help="criterion1, criterion2 or weighted")],
+        policy: Annotated[
+            str,
+            typer.Option("--policy", help="majority, confident_majority or weighted"),
+        ],
         threshold: Annotated[
             list[str] | None, typer.Option("--threshold", help="X (every worker) or WORKER=X; repeatable")
         ] = None,

@@ -73,7 +73,7 @@ def _calls(r: Mapping[str, Any]) -> str:
 def policy_rows(r: Mapping[str, Any]) -> list[tuple[str, str]]:
     """What decided: the policy, and for the target policy its target and the rule in force."""
     policy = r.get("policy") or {}
-    name = policy.get("name", "criterion1")
+    name = policy.get("name", "majority")
     if name != "target":
         return [
             ("policy", name),

@@ -101,18 +101,18 @@ class Score:
 
 
 def default_candidates(recording: Recording, quorum: int = 2) -> list[Candidate]:
-    """Criterion 1; Criterion 2 at shared thresholds and at per-worker confidence quantiles; the
+    """The majority; the confident majority at shared thresholds and at per-worker confidence quantiles; the
     weighted vote at several posterior thresholds, without and with a 2% audit sample."""
     workers = recording.workers
-    criterion1 = PolicyChoice("criterion1", quorum, workers=tuple(workers))
-    out = [Candidate("criterion1", "criterion1", lambda: make_policy(criterion1, ()))]
+    majority = PolicyChoice("majority", quorum, workers=tuple(workers))
+    out = [Candidate("majority", "majority", lambda: make_policy(majority, ()))]
     for t in C2_THRESHOLDS:
-        out.append(Candidate(f"criterion2 t={t}", "criterion2", _c2(quorum, workers, {}, t)))
+        out.append(Candidate(f"confident_majority t={t}", "confident_majority", _c2(quorum, workers, {}, t)))
     for q in C2_QUANTILES:
         per_worker = {w: percentile(recording.confidences(w), q * 100) for w in workers}
         detail = " ".join(f"{w}>={t:.3f}" for w, t in per_worker.items())  # display only: ties matter
         make = _c2(quorum, workers, per_worker, 0.0)
-        out.append(Candidate(f"criterion2 q={q}", "criterion2-quantile", make, detail=detail))
+        out.append(Candidate(f"confident_majority q={q}", "confident_majority-quantile", make, detail=detail))
     for t in WEIGHTED_THRESHOLDS:
         make = _weighted(quorum, workers, recording.labels, t)
         out.append(Candidate(f"weighted t={t}", "weighted", make))
@@ -121,7 +121,9 @@ def default_candidates(recording: Recording, quorum: int = 2) -> list[Candidate]
 
 
 def _c2(quorum: int, workers: Sequence[str], thresholds: dict[str, float], default: float) -> Callable[[], Policy]:
-    choice = PolicyChoice("criterion2", quorum, workers=tuple(workers), thresholds=thresholds, threshold=default)
+    choice = PolicyChoice(
+        "confident_majority", quorum, workers=tuple(workers), thresholds=thresholds, threshold=default
+    )
     return lambda: make_policy(choice, ())
 
 
