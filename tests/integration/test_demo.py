@@ -68,7 +68,7 @@ def test_demo_with_instant_classifiers_reports_exactly_what_the_votes_imply(
     escalated = [i for i in gold if len({v[i] for v in votes}) > 1]
     final = {i: judge[i] if i in escalated else votes[0][i] for i in gold}
 
-    assert report["items"] == 40 and report["quorum"] == 3 and report["policy"]["name"] == "criterion1"
+    assert report["items"] == 40 and report["quorum"] == 3 and report["policy"]["name"] == "majority"
     assert report["judge_rate"] == pytest.approx(len(escalated) / 40)
     assert report["decided_by"]["fallback"] == 0.0
     assert report["accuracy_cascade"] == pytest.approx(sum(final[i] == gold[i] for i in gold) / 40)

@@ -38,7 +38,7 @@ async def test_happy_path_labels_match_policy_and_judge_sees_only_disagreements(
     for verdict in labels:
         want = expected[verdict.item_id]
         assert (verdict.label, verdict.decided_by.value) == (want.label, want.decided_by), verdict.item_id
-        assert verdict.policy == "criterion1"
+        assert verdict.policy == "majority"
     escalated = {i for i, e in expected.items() if e.decided_by == "judge"}
     assert {r.item.id for r in requests} == escalated
     assert len(requests) == len(escalated)

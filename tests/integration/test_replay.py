@@ -104,7 +104,7 @@ async def test_replay_votes_redecides_the_log_without_workers(kafka_bootstrap: s
     labels = await read_topic(target, target.topics.labels_topic, Verdict)
     requests = await read_topic(target, target.topics.judge_topic, JudgeRequest)
     assert {v.item_id: v.label for v in labels} == new_label
-    assert all(v.policy == "criterion2" for v in labels)
+    assert all(v.policy == "confident_majority" for v in labels)
     assert sorted(r.item.id for r in requests) == sorted(escalated - judged)
     assert len(await read_topic(source, source.topics.labels_topic)) == ITEMS, "the source is only read"
 
