@@ -253,3 +253,13 @@ def test_the_public_api_is_lazy_and_complete() -> None:
         assert getattr(tribunal, name) is not None, name
     with pytest.raises(AttributeError):
         _ = tribunal.no_such_name
+
+
+def test_the_cli_loads_the_benches_only_when_a_bench_runs() -> None:
+    """Developer tooling stays out of every other command: `tribunal` imports no `tribunal.bench`."""
+    import subprocess
+    import sys
+
+    probe = "import sys, tribunal.cli; print(sorted(m for m in sys.modules if m.startswith('tribunal.bench')))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
