@@ -47,13 +47,20 @@ def _write_items(path: Path, start: int, count: int) -> dict[str, bool]:
     return easy
 
 
+TASK = "sentiment3"
+
+
 async def _rules(settings: Settings, until: Any = None) -> list[Rule]:
+    """The rules of this test's task. The aggregator builds (and its leader publishes) every
+    task's rule when it starts, so the topic also holds the other tasks' shipped rules."""
     records = await read_topic(settings, settings.topics.rules_topic, until=until, timeout_s=240)
-    return [Rule.from_dict(orjson.loads(r.value)) for r in records]
+    rules = [Rule.from_dict(orjson.loads(r.value)) for r in records]
+    return [rule for rule in rules if rule.task == TASK]
 
 
 def _certified(records: list[Any]) -> bool:
-    return any(orjson.loads(r.value)["cutoff"] is not None for r in records)
+    values = [orjson.loads(r.value) for r in records]
+    return any(v["task"] == TASK and v["cutoff"] is not None for v in values)
 
 
 async def _labels(settings: Settings, count: int) -> list[Verdict]:
