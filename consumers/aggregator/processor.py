@@ -3,20 +3,21 @@
 `items`, `votes` and `verdicts` are co-partitioned (same partition count; items and verdicts
 keyed by id, a worker's `VoteBatch` for items partition p written to votes partition p) and
 assigned by range, so one instance owns partition number p of all three. For each item it asks
-the pure policy (`consumers.policy.voting`, chosen per task by `consumers.aggregator.policies`) whether to
-wait, accept the workers' label (a `Verdict` to `labels`) or escalate (a `JudgeRequest` to
-`judge`, with a fresh ticket). When the policy waits for missing votes, straggler detection
-(`consumers.aggregator.stragglers`) says when to stop: a worker that is alive and behind is waited for (up
-to a ceiling); one that has passed the item, or fell silent past the deadline, is not. The
-judge's verdict comes back on `verdicts` and is published to `labels` only if it carries the
-ticket of an escalation still awaiting it: the aggregator is the one writer of `labels`.
+the task's pure policy (`policy.voting` or `policy.target`, built per task when the tier starts
+by `aggregator.policies`) whether to wait, accept the workers' label (a `Verdict` to `labels`)
+or escalate (a `JudgeRequest` to `judge`, with a fresh ticket). When the policy waits for missing
+votes, straggler detection (`aggregator.stragglers`) says when to stop: a worker that is alive
+and behind is waited for (up to a ceiling); one that has passed the item, or fell silent past
+the deadline, is not; then `policy.ballots.final` decides. The judge's verdict comes back on
+`verdicts` and is published to `labels` only if it carries the ticket of an escalation still
+awaiting it: the aggregator is the one writer of `labels`.
 
-Authority (`consumers.aggregator.admission`): a vote counts only for an item of the vote's task, from an
+Admission (`aggregator.admission`): a vote counts only for an item of the vote's task, from an
 expected worker; refused votes and unsolicited verdicts go to their topic's dead-letter topic.
 This tier owns the dead letters of `items` (workers skip bad items without a letter), so each
 bad record makes one letter, and a record re-read after a restart makes none.
 
-Exactly once (`consumers.aggregator.state`): outputs, the decided ids and awaited tickets of the
+Exactly once (`aggregator.state`): outputs, the decided ids and awaited tickets of the
 transaction (the `aggregator-decided` log, partition p for partition p) and the input offsets
 commit in ONE transaction, and the items/votes offsets committed stop at the oldest undecided
 work, which a restart, crash or rebalance therefore re-reads. On assignment a partition's

@@ -1,4 +1,4 @@
-"""Fitting and certifying target rules from judge verdicts: the pure core behind the rule keeper,
+"""Fitting and certifying target rules from judge verdicts: the pure core behind the rules table,
 `tribunal calibrate` and the offline benchmark.
 
 Evidence. Every item the judge labels becomes an `Evidence` row: the workers' vote states
@@ -84,7 +84,7 @@ class TargetConfig:
 
 @dataclass(frozen=True, slots=True)
 class Evidence:
-    """One judged item, as the rule keeper sees it (no text, no id)."""
+    """One judged item, as the rules table sees it (no text, no id)."""
 
     states: tuple[tuple[int, float], ...]  # per worker of the rule, sorted: (FOR/AGAINST/NONE, confidence)
     disagreed: bool  # the judge's label differs from the workers' plurality

@@ -7,7 +7,7 @@ judge instance keeps, per task and per `judge` partition it owns, a bounded wind
 (`PartitionEvidence`) and writes the windows it touched to the compacted `evidence` topic (key
 `task|partition`) in the same transaction as its verdicts; it restores them on assignment. So the
 evidence is exactly-once through crashes and rebalances, and its size is bounded by the window.
-The rule keeper (`consumers.tables.rules`) reads every key and merges them.
+The rules table (`consumers.tables.rules`) reads every key and merges them.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ guarantees one owner). In its `tick` it runs `consumers.policy.calibration.step`
 evidence and produces a new rule, when one is due, in the SAME transaction as its batch, so a
 fenced or crashed leader publishes nothing. A new leader (after a rebalance, a restart, a
 kill -9) starts from what the topics hold: the rule, with its re-fit count, schedule and evidence
-epoch, and the judges' evidence. Nothing of the keeper lives only in memory.
+epoch, and the judges' evidence. Nothing of the table lives only in memory.
 """
 
 from __future__ import annotations
@@ -320,13 +320,13 @@ async def publish_rule(settings: Settings, warm: WarmStart) -> Rule:
             f"the rule is fitted for workers {list(rule.workers)}, the aggregators expect "
             f"{sorted(settings.aggregator.workers)} (aggregator.workers)"
         )
-    keeper = RuleTable(settings, settings.tasks())
+    table = RuleTable(settings, settings.tasks())
     topics = settings.topics
     tps = [*await partitions_of(settings, topics.rules_topic), *await partitions_of(settings, topics.evidence_topic)]
     async for record in read_to_end(settings, tps):
-        keeper.absorb(record)  # the same reading as every aggregator's
-    version = keeper.seen_version(rule.task) + 1
-    live = keeper.calibration_total(rule.task) - keeper.history_total(rule.task)
+        table.absorb(record)  # the same reading as every aggregator's
+    version = table.seen_version(rule.task) + 1
+    live = table.calibration_total(rule.task) - table.history_total(rule.task)
     published = _fresh(rule, version, live)
     rows = [replace(r, version=version) for r in warm.evidence]
     history = PartitionEvidence.of(rows, rule.workers, settings.aggregator.target.window)
@@ -343,10 +343,10 @@ async def publish_rule(settings: Settings, warm: WarmStart) -> Rule:
 
 async def current_rules(settings: Settings) -> dict[str, Rule]:
     """The latest rule per task on the rules topic (what a starting aggregator would apply)."""
-    keeper = RuleTable(settings, settings.tasks())
+    table = RuleTable(settings, settings.tasks())
     async for record in read_to_end(settings, await partitions_of(settings, settings.topics.rules_topic)):
-        keeper.absorb(record)
-    return dict(keeper.rules())
+        table.absorb(record)
+    return dict(table.rules())
 
 
 def rule_summary(rule: Rule) -> dict[str, object]:
