@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tribunal.bench import probes as bench_measure
+from tribunal.bench import probes
 from tribunal.bench.probes import local_broker_pid, machine_busy_share
 from tribunal.core.settings import load_settings
 
@@ -35,8 +35,8 @@ def test_machine_jiffies_count_steal_and_irq_as_busy_and_iowait_as_idle(
     #                 user nice system idle iowait irq softirq steal guest guest_nice
     stat.write_text("cpu  10 1 5 100 7 2 3 4 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n")
     real_path = Path
-    monkeypatch.setattr(bench_measure, "Path", lambda p: stat if p == "/proc/stat" else real_path(p))
-    assert bench_measure._machine_jiffies() == (25, 132)
+    monkeypatch.setattr(probes, "Path", lambda p: stat if p == "/proc/stat" else real_path(p))
+    assert probes._machine_jiffies() == (25, 132)
 
 
 def test_only_the_local_brokers_cpu_is_read(tmp_path: Path) -> None:
