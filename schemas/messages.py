@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationInfo, field_validator, model_validator
 
@@ -180,6 +180,10 @@ VoteRow = tuple[
     NonNegative,
     Annotated[str, Field(max_length=1_000)] | None,
 ]
+# Positions in a VoteRow, for the hot paths that read a row without unpacking it.
+ROW_TASK: Final = 1
+ROW_LABEL: Final = 2
+ROW_CONFIDENCE: Final = 3
 
 
 class VoteBatch(Message):

@@ -21,7 +21,7 @@ from tribunal.core.metrics import DECISIONS
 from tribunal.core.records import DeadLetterSource, Record, dead_letter
 from tribunal.core.settings import Settings
 from tribunal.schemas.codec import encode, key
-from tribunal.schemas.messages import Item, VoteBatch, VoteRow
+from tribunal.schemas.messages import ROW_TASK, Item, VoteBatch, VoteRow
 
 __all__ = ["DeadLetters"]
 
@@ -58,7 +58,9 @@ class DeadLetters:
         taken out of `pending` (their worker's real vote may still count), one letter each."""
         letters = []
         refused = [
-            (w, state.drop_vote(pending, w)) for w, vote in list(pending.votes.items()) if vote.task != item.task
+            (w, state.drop_vote(pending, w))
+            for w, vote in list(pending.votes.items())
+            if vote.row[ROW_TASK] != item.task
         ]
         for worker, (model, voted_at, row, at) in refused + state.settle_strays(pending):
             if not (at < state.replayed_votes and offset < state.replayed_items):

@@ -24,7 +24,7 @@ import orjson
 
 from tribunal.consumers.aggregator.stragglers import Heard, heard_again
 from tribunal.consumers.policy.ballots import Ballot, HeldVote
-from tribunal.schemas.messages import SCHEMA_VERSION, AggregatorLog, Item
+from tribunal.schemas.messages import ROW_CONFIDENCE, ROW_LABEL, ROW_TASK, SCHEMA_VERSION, AggregatorLog, Item
 
 __all__ = ["AWAITING_RELOG", "MAX_LOG_ENTRIES", "PartitionState", "Pending"]
 
@@ -173,7 +173,8 @@ class PartitionState:
     @staticmethod
     def _count(pending: Pending, worker: str, vote: HeldVote) -> None:
         pending.votes[worker] = vote
-        pending.ballots.append(Ballot(worker, vote.label, vote.confidence))
+        row = vote.row  # not the properties: this runs for every vote
+        pending.ballots.append(Ballot(worker, row[ROW_LABEL], row[ROW_CONFIDENCE]))
 
     def settle_strays(self, pending: Pending) -> list[tuple[str, HeldVote]]:
         """Once the item came (and votes for other tasks were dropped): each stray of the item's
@@ -181,7 +182,7 @@ class PartitionState:
         task = pending.item.task if pending.item is not None else None
         refused = []
         for worker, vote in pending.strays:
-            if vote.task == task and worker not in pending.votes:
+            if vote.row[ROW_TASK] == task and worker not in pending.votes:
                 self._count(pending, worker, vote)
             else:
                 refused.append((worker, vote))
@@ -307,7 +308,7 @@ MAX_STRAYS = 16
 
 def _another_task(pending: Pending, worker: str, held: HeldVote, vote: HeldVote) -> bool:
     """`vote` names another task than `worker`'s held vote and its strays, and there is room."""
-    task = vote.task
-    if held.task == task or len(pending.strays) >= MAX_STRAYS:
+    task = vote.row[ROW_TASK]
+    if held.row[ROW_TASK] == task or len(pending.strays) >= MAX_STRAYS:
         return False
     return all(not (w == worker and v[2][1] == task) for w, v in pending.strays)
