@@ -129,18 +129,49 @@ def _resolved(table: dict[str, object], base: Path) -> dict[str, object]:
     return table
 
 
+# How many tasks files one may include through others: more is a mistake, not a design.
+MAX_INCLUDE_DEPTH = 8
+
+
 def load_tasks(path: Path | None = None) -> TaskRegistry:
-    """Read a tasks TOML file (`[tasks.NAME]` tables); raise `TaskError` saying what is wrong."""
-    source = path or BUNDLED_TASKS_FILE
+    """Read a tasks TOML file (`[tasks.NAME]` tables); raise `TaskError` saying what is wrong.
+
+    A file may start with `include = ["bundled", "other.toml"]`: the tasks of those files first
+    ("bundled" is the file that ships with Tribunal; a relative path is relative to the including
+    file), then its own, which add tasks or replace a task of the same name whole. So a user's
+    file adds tasks to the bundled ones without copying them. A relative path inside any file
+    (a task's `calibration`) is relative to the file that wrote it, wherever it is included from.
+    """
+    return TaskRegistry(_load(path or BUNDLED_TASKS_FILE, ()))
+
+
+def _load(source: Path, including: tuple[Path, ...]) -> dict[str, Task]:
+    resolved = source.resolve()
+    if resolved in including:
+        chain = " -> ".join(str(p) for p in (*including, resolved))
+        raise TaskError(f"tasks files include each other in a circle: {chain}")
+    if len(including) >= MAX_INCLUDE_DEPTH:
+        raise TaskError(f"{source}: tasks files nested more than {MAX_INCLUDE_DEPTH} includes deep")
     try:
         data = tomllib.loads(source.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise TaskError(f"cannot read tasks file {source}: {exc}") from None
-    tables = data.get("tasks")
-    if not isinstance(tables, dict) or not tables:
-        raise TaskError(f"{source} has no [tasks.NAME] tables")
+    includes = data.get("include", [])
+    if not isinstance(includes, list) or not all(isinstance(name, str) and name for name in includes):
+        raise TaskError(f'{source}: `include` must be a list of tasks files (or "bundled"), got {includes!r}')
+    tasks: dict[str, Task] = {}
+    for name in includes:
+        target = BUNDLED_TASKS_FILE if name == "bundled" else source.parent / name
+        tasks.update(_load(target, (*including, resolved)))
+    unknown = sorted(set(data) - {"include", "tasks"})
+    stray = f"; unknown top-level keys {unknown} (a tasks file holds `include` and [tasks.NAME])" if unknown else ""
+    tables = data.get("tasks", {})
+    if not isinstance(tables, dict) or not (tables or tasks):
+        raise TaskError(f"{source} has no [tasks.NAME] tables (and includes none){stray}")
+    if stray:
+        raise TaskError(f"{source}{stray}")
     try:
-        tasks = {name: Task(name=name, **_resolved(table, source.parent)) for name, table in tables.items()}
-    except ValidationError as exc:
+        own = {name: Task(name=name, **_resolved(table, source.parent)) for name, table in tables.items()}
+    except (ValidationError, TypeError) as exc:
         raise TaskError(f"invalid task definition in {source}: {exc}") from None
-    return TaskRegistry(tasks)
+    return {**tasks, **own}
