@@ -59,7 +59,9 @@ def test_demo_with_instant_classifiers_reports_exactly_what_the_votes_imply(
     """hash workers on 40 demo items under Criterion 1 (named explicitly; binary task, so unanimity):
     unanimous items decided by workers, the rest by the judge, figures consistent."""
     criterion1 = {"TRIBUNAL_AGGREGATOR__POLICY": "criterion1"}
-    report = run_demo(kafka_bootstrap, tmp_path, "--limit", "40", *HASH_TIERS, env_extra=criterion1)
+    report = run_demo(
+        kafka_bootstrap, tmp_path, "--task", "sentiment", "--limit", "40", *HASH_TIERS, env_extra=criterion1
+    )
     votes = [hashed_labels(f"hash:{n}", 40) for n in (1, 2, 3)]
     judge, gold = (
         hashed_labels("hash:judge", 40),
@@ -80,8 +82,9 @@ def test_demo_with_instant_classifiers_reports_exactly_what_the_votes_imply(
 
 
 def test_demo_with_the_task_defaults_reports_every_field_with_sane_values(kafka_bootstrap: str, tmp_path: Path) -> None:
-    """The shipped demo set with the real default models (limit 40): every figure present and
-    plausible. The defaults' heads ship in the package, so this never needs ../shared."""
+    """The default demo (ticket triage, `intent`) with its real default models (limit 40): every
+    figure present and plausible. The defaults' heads ship in the package, so this never needs
+    ../shared."""
     report = run_demo(kafka_bootstrap, tmp_path, "--limit", "40")
     assert not [name for name in FIELDS if name not in report]
     assert report["items"] == 40 and report["items_judge_only"] == 40
@@ -91,9 +94,10 @@ def test_demo_with_the_task_defaults_reports_every_field_with_sane_values(kafka_
     assert report["wall_s_cascade"] > 0 and report["wall_s_judge_only"] > 0
     assert report["compute_s_judge_only"] > 0 and report["speedup"] > 0
     assert report["expected_speedup"] is not None and report["expected_speedup"] > 0
-    # The demo texts are plain; chance is 0.5, every default model is far above it.
+    # The demo queries are plain; chance is 1/77, every default model is far above it.
     assert report["accuracy_cascade"] >= 0.7 and report["accuracy_judge_only"] >= 0.7
     assert set(report["per_worker"]) == {"w1", "w2", "w3"}
+    assert report["task"] == "intent"
     assert report["policy"]["name"] == "target" and report["policy"]["rule"]["version"] >= 0
     assert report["judge_calls"] >= round(report["judge_rate"] * 40)
     assert all(0.5 <= w["agreement_with_final"] <= 1.0 for w in report["per_worker"].values())

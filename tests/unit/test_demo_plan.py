@@ -15,6 +15,11 @@ from tribunal.demo.run import DemoOptions, choose_quorum, choose_tiers, load_inp
 from tribunal.schemas.tasks import load_tasks
 
 
+def hashed(path: Path) -> DemoOptions:
+    """The sentiment demo on `path` with instant `hash:` workers and judge."""
+    return DemoOptions(path, "sentiment", workers=["hash:1", "hash:2", "hash:3"], judge="hash:j")
+
+
 @pytest.mark.parametrize(
     ("workers", "labels", "configured", "given", "expected"),
     [
@@ -65,7 +70,7 @@ def test_children_get_their_pass_settings_through_env(tmp_path: Path) -> None:
     path = tmp_path / "in.jsonl"
     path.write_text(json.dumps({"id": "x", "text": "fine", "label": "positive"}) + "\n", encoding="utf-8")
     settings = load_settings(aggregator={"policy": "criterion1"})
-    plan, rejected = make_plan(settings, DemoOptions(path, workers=["hash:1", "hash:2", "hash:3"], judge="hash:j"))
+    plan, rejected = make_plan(settings, hashed(path))
     cascade, alone = pass_settings(settings, "stamp", plan)
     assert rejected == 0 and plan.quorum == 3
     assert [c.args[0] for c in child_specs(alone)] == ["judge"]
@@ -84,7 +89,7 @@ def test_demo_judges_answer_in_small_batches_and_no_tier_inherits_a_metrics_port
     path = tmp_path / "in.jsonl"
     path.write_text(json.dumps({"id": "x", "text": "fine", "label": "positive"}) + "\n", encoding="utf-8")
     monkeypatch.setenv("TRIBUNAL_METRICS_PORT", "9400")
-    options = DemoOptions(path, workers=["hash:1", "hash:2", "hash:3"], judge="hash:j")
+    options = hashed(path)
     for settings, wanted in ((load_settings(), DEMO_JUDGE_BATCH), (load_settings(judge={"batch_size": 3}), 3)):
         plan, _ = make_plan(settings, options)
         _, alone = pass_settings(settings, "stamp", plan)
@@ -98,7 +103,7 @@ def test_the_target_policy_keeps_the_configured_quorum(tmp_path: Path) -> None:
     says which policy decides, so the report prints exactly what ran."""
     path = tmp_path / "in.jsonl"
     path.write_text(json.dumps({"id": "x", "text": "fine", "label": "positive"}) + "\n", encoding="utf-8")
-    plan, _ = make_plan(load_settings(), DemoOptions(path, workers=["hash:1", "hash:2", "hash:3"], judge="hash:j"))
+    plan, _ = make_plan(load_settings(), hashed(path))
     assert (plan.policy, plan.quorum) == ("target", 2)
 
 

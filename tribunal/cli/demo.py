@@ -64,7 +64,9 @@ def demo(
         Path | None,
         typer.Option("--input", "-i", help="Input file: JSONL or CSV, labelled or not [data/demo/TASK.jsonl]"),
     ] = None,
-    task: TaskOption = "sentiment",
+    # Support-ticket triage, where in-domain workers make the cascade pay; `--task sentiment` is
+    # the sentiment demo (out-of-domain workers: it measures honestly that they save little).
+    task: TaskOption = "intent",
     limit: LimitOption = None,
     report_path: Annotated[Path | None, typer.Option("--report", help="Write the report as JSON here")] = None,
     html_path: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML report here")] = None,

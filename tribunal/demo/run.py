@@ -159,7 +159,7 @@ class DemoOptions:
     """What the user asked for; None means "the task's default" (or the settings')."""
 
     data: Path
-    task: str = "sentiment"
+    task: str = "intent"
     limit: int | None = None
     workers: list[str] | None = None
     judge: str | None = None
