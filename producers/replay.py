@@ -25,13 +25,14 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from tribunal.consumers.policy.ballots import Policy
-from tribunal.consumers.policy.voting import PolicyChoice, canonical_policy, make_policy
+from tribunal.consumers.policy.voting import PolicyChoice, make_policy
 from tribunal.core import kafka
 from tribunal.core.errors import ConfigError
 from tribunal.core.settings import Settings
 from tribunal.core.topics import create_topics, describe_partition_counts
 from tribunal.producers.redecide import Redecider
 from tribunal.producers.replay_votes import Publisher, index_verdicts, stream_redecide
+from tribunal.schemas.tasks import canonical_policy
 
 __all__ = ["Bounds", "Window", "parse_thresholds", "parse_time", "replay_items", "replay_votes", "run_settings"]
 

@@ -20,6 +20,7 @@ __all__ = [
     "Task",
     "TaskError",
     "TaskRegistry",
+    "canonical_policy",
     "load_tasks",
 ]
 
@@ -28,13 +29,16 @@ __all__ = [
 POLICY_ALIASES = {"criterion1": "majority", "criterion2": "confident_majority"}
 
 
-def _canonical_policy(value: object) -> object:
-    return POLICY_ALIASES.get(value, value) if isinstance(value, str) else value
+def canonical_policy(name: str) -> str:
+    """The policy's own name for `name` (an alias resolved; any other name unchanged)."""
+    return POLICY_ALIASES.get(name, name)
 
 
-PolicyName = Annotated[
-    Literal["target", "majority", "confident_majority", "weighted"], BeforeValidator(_canonical_policy)
-]
+def _canonical(value: object) -> object:
+    return canonical_policy(value) if isinstance(value, str) else value
+
+
+PolicyName = Annotated[Literal["target", "majority", "confident_majority", "weighted"], BeforeValidator(_canonical)]
 
 BUNDLED_TASKS_FILE = Path(__file__).with_name("tasks.toml")
 

@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from tribunal.consumers.policy.ballots import Policy
 from tribunal.consumers.policy.target import TargetPolicy
-from tribunal.consumers.policy.voting import PolicyChoice, canonical_policy, make_policy
+from tribunal.consumers.policy.voting import PolicyChoice, make_policy
 from tribunal.consumers.tables.reliability import ReliabilityTotals
 from tribunal.consumers.tables.rules import RuleTable
 from tribunal.core.errors import ConfigError
@@ -35,8 +35,8 @@ def choose_policy(config: AggregatorSettings, definition: Task | None) -> Policy
     or flag), else the task's own from tasks.toml, else the default; the task's thresholds
     override the configured ones."""
     explicit = "policy" in config.model_fields_set
-    chosen = config.policy if explicit or not definition or not definition.policy else definition.policy
-    name = canonical_policy(chosen)
+    # Both already hold the policy's own name: settings and tasks files resolve aliases on load.
+    name = config.policy if explicit or not definition or not definition.policy else definition.policy
     task_threshold = definition.threshold if definition else None
     thresholds: dict[str, float] = {}
     threshold: float | None = None

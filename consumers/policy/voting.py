@@ -8,7 +8,7 @@ decide: the aggregator's straggler rule says, and `ballots.final` turns a wait i
 `PolicyChoice` is the one description of a configured policy that the aggregator, `tribunal
 replay votes` and the simulations build from (`make_policy`). The names users type are
 `majority`, `confident_majority` and `weighted` (`target` lives in `target`); `criterion1` and
-`criterion2`, the paper's labels, are kept as aliases (`canonical_policy`).
+`criterion2`, the paper's labels, are kept as aliases (`schemas.tasks.canonical_policy`).
 """
 
 from __future__ import annotations
@@ -31,17 +31,15 @@ from tribunal.consumers.policy.ballots import (
 )
 from tribunal.consumers.policy.reliability import Reliability
 from tribunal.schemas.messages import EscalationReason
-from tribunal.schemas.tasks import POLICY_ALIASES
+from tribunal.schemas.tasks import canonical_policy
 
 __all__ = [
-    "ALIASES",
     "POLICIES",
     "ConfidentMajority",
     "Majority",
     "PolicyChoice",
     "WeightedVote",
     "build_policy",
-    "canonical_policy",
     "make_policy",
 ]
 
@@ -201,13 +199,6 @@ class WeightedVote:
 
 
 POLICIES = ("majority", "confident_majority", "weighted")
-# The paper's names, still accepted wherever a user types a policy name (settings, tasks file, CLI).
-ALIASES = POLICY_ALIASES
-
-
-def canonical_policy(name: str) -> str:
-    """The policy's own name for `name` (an alias resolved; any other name unchanged)."""
-    return ALIASES.get(name, name)
 
 
 @dataclass(frozen=True, slots=True)
