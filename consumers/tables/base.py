@@ -24,7 +24,7 @@ from tribunal.core.topics import partitions_of, read_to_end
 from tribunal.schemas.codec import DecodeError
 from tribunal.schemas.tasks import TaskRegistry
 
-__all__ = ["HISTORY", "Key", "PartitionTable", "parse_table_key", "table_key"]
+__all__ = ["HISTORY", "Key", "PartitionTable", "parse_table_key", "skip_row", "table_key"]
 
 log = get_logger("tribunal.tables")
 
@@ -52,6 +52,12 @@ def parse_table_key(raw: bytes | None) -> Key | None:
     # isdigit() alone accepts '²', which int() refuses.
     ok = partition.isascii() and partition.isdigit() and len(partition) <= 9
     return (task, int(partition)) if ok else None
+
+
+def skip_row(table: str, topic: str, key: Key, exc: DecodeError) -> None:
+    """Count and log a table row that cannot be decoded (module docstring: skipped, never fatal)."""
+    metrics.SKIPPED_RECORDS.labels(table, topic, exc.kind).inc()
+    log.warning("table_row_skipped", table=table, key=f"{key[0]}|{key[1]}", error=str(exc))
 
 
 class PartitionTable(Generic[Row]):
@@ -103,5 +109,4 @@ class PartitionTable(Generic[Row]):
             try:
                 self._rows[key] = self.decode_row(key[0], record.value)
             except DecodeError as exc:
-                metrics.SKIPPED_RECORDS.labels(self.name, self._topic, exc.kind).inc()
-                log.warning("table_row_skipped", table=self.name, key=f"{key[0]}|{key[1]}", error=str(exc))
+                skip_row(self.name, self._topic, key, exc)

@@ -17,17 +17,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from tribunal.consumers.policy.ballots import ballots
 from tribunal.consumers.policy.reliability import Reliability
-from tribunal.consumers.tables.base import PartitionTable, parse_table_key
+from tribunal.consumers.tables.base import PartitionTable, parse_table_key, skip_row
 from tribunal.core import kafka, metrics
-from tribunal.core.logs import get_logger
 from tribunal.core.settings import Settings
 from tribunal.schemas.codec import DecodeError
 from tribunal.schemas.messages import Vote
 from tribunal.schemas.tasks import TaskRegistry
 
 __all__ = ["ReliabilityTable", "ReliabilityTotals", "decode_snapshot"]
-
-log = get_logger("tribunal.reliability")
 
 
 # (task, judge partition) -> that partition's counts, as `Reliability.to_dict` wrote them.
@@ -93,8 +90,7 @@ def _absorb_record(
     try:
         snapshots[key] = decode_snapshot(value)
     except DecodeError as exc:
-        metrics.SKIPPED_RECORDS.labels("reliability", "reliability", exc.kind).inc()
-        log.warning("reliability_snapshot_skipped", key=f"{key[0]}|{key[1]}", error=str(exc))
+        skip_row("reliability", "reliability", key, exc)
 
 
 class ReliabilityTotals:
