@@ -35,9 +35,6 @@ def sources() -> list[BuildSource]:
             parts = list(path.relative_to(root).with_suffix("").parts)
             if parts and parts[-1] == "__init__":
                 parts.pop()
-            top = parts[0] if parts else None
-            if package == "tribunal" and top is not None and f"tribunal.{top}" in config["package-dir"]:
-                continue  # a mapped package seen from tribunal/ (cannot happen without links)
             found.append(BuildSource(str(path), ".".join([package, *parts])))
     for path in sorted((REPO / "tests").rglob("*.py")):
         parts = list(path.relative_to(REPO).with_suffix("").parts)

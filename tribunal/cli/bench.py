@@ -31,12 +31,10 @@ from tribunal.cli.demo import (
 )
 from tribunal.cli.learn import register as register_learn
 from tribunal.core.errors import TribunalError
+from tribunal.demo.run import DEFAULT_DEADLINE_MS
 
 __all__ = ["register"]
 
-# The demo's straggler deadline (tribunal.demo.run.DEFAULT_DEADLINE_MS), here so that `--help`
-# does not import the demo.
-DEFAULT_DEADLINE_MS = 120_000
 
 BENCH_FIELDS = (
     "task", "source", "items", "workers", "judge", "accuracy_cascade", "macro_f1_cascade", "accuracy_judge_only",
