@@ -14,6 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 __all__ = [
     "BUNDLED_TASKS_FILE",
+    "FILE_KINDS",
     "POLICY_ALIASES",
     "Example",
     "PolicyName",
@@ -22,6 +23,7 @@ __all__ = [
     "TaskRegistry",
     "canonical_policy",
     "load_tasks",
+    "resolve_spec_path",
 ]
 
 # The paper's names for the two voting policies, still accepted wherever a user types a policy
@@ -125,11 +127,34 @@ class TaskRegistry:
             raise TaskError(f"label {label!r} is not in the label set of task {task!r}")
 
 
+# Classifier kinds whose spec argument is a file path (`tfidf:heads/w1.npz`); `bundled:NAME`
+# names a head inside the package and is left alone.
+FILE_KINDS = ("tfidf", "embedding")
+
+
+def resolve_spec_path(spec: str, base: Path) -> str:
+    """`spec` with a relative head-file path made relative to `base` (the folder of the file that
+    wrote it); any other spec unchanged."""
+    head, mark, query = spec.strip().partition("?")
+    kind, colon, arg = head.partition(":")
+    if kind not in FILE_KINDS or not arg or arg.startswith("bundled:") or Path(arg).is_absolute():
+        return spec
+    return f"{kind}{colon}{base / arg}{mark}{query}"
+
+
 def _resolved(table: dict[str, object], base: Path) -> dict[str, object]:
-    """The table with a relative `calibration` path made relative to the tasks file."""
+    """The table with relative paths (`calibration`, head files in `workers`/`judge` specs) made
+    relative to the tasks file."""
+    table = dict(table)
     calibration = table.get("calibration")
     if isinstance(calibration, str) and not Path(calibration).is_absolute():
-        return {**table, "calibration": base / calibration}
+        table["calibration"] = base / calibration
+    workers = table.get("workers")
+    if isinstance(workers, list):
+        table["workers"] = [resolve_spec_path(w, base) if isinstance(w, str) else w for w in workers]
+    judge = table.get("judge")
+    if isinstance(judge, str):
+        table["judge"] = resolve_spec_path(judge, base)
     return table
 
 

@@ -330,10 +330,12 @@ def calibrate_offline(
 ) -> WarmStart:
     """A warm start from a fully judged history (`tribunal calibrate`): the rule is fitted and
     certified like a first re-fit, and its evidence epoch starts with the history (rows tagged
-    with its version). The live stream has given no evidence yet, so a certified rule audits at
-    `max_audit_rate` (its drift test needs live audits) until the first live re-fit, which comes
-    as soon as the live calibration rows alone could certify anything. A drift alarm opens a new
-    epoch without the history."""
+    with its version). A certified rule audits at the rate a live re-fit on the same evidence
+    would choose (`recalibrate`: the minimum, unless more audits could certify a looser cut-off):
+    the history already did what a cold start's audits are for, so a large one is not taxed at
+    `max_audit_rate` (audits were a third of the judge calls that way). The first live re-fit
+    comes as soon as the live calibration rows alone could certify anything. A drift alarm opens
+    a new epoch without the history."""
     fitting = [r for r in rows if not r.calibration]
     calibration = [r for r in rows if r.calibration]
     fitted = recalibrate(cold_rule(task, workers, 0), fitting, calibration, config, len(calibration))
@@ -344,7 +346,7 @@ def calibrate_offline(
         epoch=fitted.version,
         epoch_calibration=0,
         next_refit_at=len(calibration) + live,
-        audit_rate=fitted.audit_rate if fitted.cutoff is None else config.max_audit_rate,
+        audit_rate=fitted.audit_rate,
         reason="warm start",
         certificate={**fitted.certificate, **extra},
         provenance=provenance,

@@ -218,7 +218,11 @@ def test_calibrate_offline_starts_an_epoch_with_its_history() -> None:
     assert rule.cutoff is not None and rule.reason == "warm start"
     assert (rule.epoch, rule.epoch_calibration) == (rule.version, 0)
     assert rule.next_refit_at == calibration + first_refit_at(replace(CONFIG, confidence=1 - CONFIG.delta / 3))
-    assert rule.audit_rate == CONFIG.max_audit_rate  # no live evidence yet: audit at the maximum
+    # The audit rate a live re-fit on the same evidence would choose, within the configured range.
+    fitting, certifying = [r for r in rows if not r.calibration], [r for r in rows if r.calibration]
+    refit = recalibrate(cold_rule("t", WORKERS, 0), fitting, certifying, CONFIG, len(certifying))
+    assert rule.audit_rate == refit.audit_rate
+    assert CONFIG.min_audit_rate <= rule.audit_rate <= CONFIG.max_audit_rate
     assert (rule.provenance, rule.models) == ({"source": "synthetic"}, {"w1": "vader"})
     assert rule.certificate["calibration_rows"] == calibration
     ledger = warm.ledger(CONFIG.window)

@@ -19,17 +19,17 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validat
 from pydantic_core import to_jsonable_python
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
-    TomlConfigSettingsSource,
 )
 
 from tribunal.core.errors import ConfigError
 from tribunal.core.kafka_settings import KafkaSettings, RuntimeSettings, Section, TopicSettings
 from tribunal.schemas.codec import DEFAULT_MAX_MESSAGE_BYTES, RECORD_HEADROOM_BYTES, DecodeContext
 from tribunal.schemas.messages import DEFAULT_MAX_TEXT_CHARS, MAX_VOTES
-from tribunal.schemas.tasks import PolicyName, TaskRegistry, load_tasks
+from tribunal.schemas.tasks import PolicyName, TaskRegistry, load_tasks, resolve_spec_path
 
 __all__ = [
     "AggregatorSettings",
@@ -234,7 +234,7 @@ class Settings(BaseSettings):
         return (
             init_settings,
             env_settings,
-            TomlConfigSettingsSource(settings_cls, toml_file=config_file),
+            ConfigFileSource(settings_cls, config_file),
         )
 
     def tasks(self) -> TaskRegistry:
@@ -251,6 +251,34 @@ class Settings(BaseSettings):
             max_text_chars=self.max_text_chars,
             max_message_bytes=self.max_message_bytes,
         )
+
+
+class ConfigFileSource(InitSettingsSource):
+    """The TOML settings file, with its relative paths made relative to the file itself (the
+    tasks file and head files of classifier specs), so a folder written by `tribunal fit` runs
+    as it is from any working directory: `tribunal --config DIR/pipeline.toml run`."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        super().__init__(settings_cls, _relative_to(data, path.parent))
+
+
+def _relative_to(data: dict[str, object], base: Path) -> dict[str, object]:
+    tasks_file = data.get("tasks_file")
+    if isinstance(tasks_file, str) and tasks_file and not Path(tasks_file).is_absolute():
+        data = {**data, "tasks_file": str(base / tasks_file)}
+    judge = data.get("judge")
+    if isinstance(judge, dict) and isinstance(judge.get("classifier"), str):
+        data = {**data, "judge": {**judge, "classifier": resolve_spec_path(judge["classifier"], base)}}
+    pipeline = data.get("pipeline")
+    if isinstance(pipeline, dict) and isinstance(pipeline.get("workers"), list):
+        workers = [
+            {**w, "classifier": resolve_spec_path(w["classifier"], base)}
+            if isinstance(w, dict) and isinstance(w.get("classifier"), str) else w
+            for w in pipeline["workers"]
+        ]  # fmt: skip
+        data = {**data, "pipeline": {**pipeline, "workers": workers}}
+    return data
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
