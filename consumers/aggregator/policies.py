@@ -92,8 +92,9 @@ class TaskPolicies:
         self._other_models: dict[tuple[str, int], TargetPolicy] = {}
 
     def validate(self) -> None:
-        """Read the target policy's calibrations and build every other task's policy now, so a
-        bad configuration stops the process at start."""
+        """Read the target policy's calibrations (an unreadable one is logged, and its task
+        starts cold) and build every other task's policy now, so a bad configuration stops the
+        process at start."""
         self._rules.check_calibrations()
         for task in self._tasks:
             if policy_name(self._config, task) != "target":

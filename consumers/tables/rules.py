@@ -123,8 +123,8 @@ class RuleTable:
         definition = self._tasks.get(task) if task in self._tasks else None
         path = definition.calibration if definition else None
         after = self._seen_version.get(task, -1) + 1
-        if path is not None:
-            warm = self._for_target(load_calibration(path, self._config.window))
+        warm = self._shipped(task, path) if path is not None else None
+        if warm is not None:
             shipped = warm.rule
             if shipped.workers == self._workers and shipped.task == task and shipped.version >= after:
                 self._evidence[(task, -1)] = PartitionEvidence.of(warm.evidence, self._workers, self._config.window)
@@ -134,15 +134,26 @@ class RuleTable:
         cold = cold_rule(task, self._workers, first_refit_at(self._config))
         return cold if after == 0 else _fresh(cold, after, self.calibration_total(task))
 
-    def check_calibrations(self) -> None:
-        """Read every task's shipped calibration now: one that is missing or unreadable is a
-        configuration error at start, not at the first item."""
-        for task in self._tasks:
-            if task.calibration is not None:
-                try:
-                    load_calibration(task.calibration, self._config.window)
-                except ValueError as exc:
-                    raise ConfigError(f"task {task.name!r}: {exc}") from None
+    def _shipped(self, task: str, path: Path) -> WarmStart | None:
+        """The task's shipped warm start, or None when it cannot be read: that task then starts
+        cold (every item to the judge: it costs, it never lowers quality) and says so, while every
+        other task runs as configured. One broken task never stops the aggregator of the others."""
+        try:
+            return self._for_target(load_calibration(path, self._config.window))
+        except ValueError as exc:
+            # Not log.exception: the message says it all; a traceback would bury it.
+            log.error(  # noqa: TRY400
+                "calibration_unreadable", task=task, path=str(path), error=str(exc),
+                consequence="this task starts cold: every item goes to the judge until audits certify a rule",
+            )  # fmt: skip
+            metrics.CALIBRATION_UNREADABLE.labels(task=task).set(1)
+            return None
+
+    def check_calibrations(self) -> list[str]:
+        """Read every task's shipped calibration now, at start rather than at the first item;
+        return the tasks whose calibration cannot be read (each logged, each to start cold)."""
+        shipped = [t for t in self._tasks if t.calibration is not None]
+        return [t.name for t in shipped if t.calibration is not None and self._shipped(t.name, t.calibration) is None]
 
     def _for_target(self, warm: WarmStart) -> WarmStart:
         """The shipped warm start, re-certified on its own history when it was certified for

@@ -169,15 +169,22 @@ def test_target_settings_map_to_the_pure_config_and_are_validated() -> None:
         TargetSettings(max_disagreement=0.0)
 
 
-def test_a_missing_calibration_stops_the_aggregator_at_start(tmp_path: Path) -> None:
-    """A task naming a calibration file that does not exist is a configuration error, raised when
-    the aggregator is built, not at its first item."""
-    from tribunal.consumers.aggregator.processor import AggregatorProcessor
-    from tribunal.core.errors import ConfigError
+def test_a_missing_calibration_starts_its_task_cold_and_the_others_as_shipped(tmp_path: Path) -> None:
+    """A task naming a calibration file that does not exist never stops the aggregator of the
+    other tasks: it is reported at start (log and metric) and that task starts cold (every item
+    to the judge), while a task whose calibration reads fine starts from it."""
+    from prometheus_client import REGISTRY
 
-    tasks = BUNDLED_TASKS_FILE.read_text().replace('"calibrations/sentiment.json"', '"nowhere.json"')
+    from tribunal.consumers.aggregator.processor import AggregatorProcessor
+
+    tasks = BUNDLED_TASKS_FILE.read_text().replace('"calibrations/intent.json"', '"nowhere.json"')
     tasks = tasks.replace('calibration = "calibrations/', f'calibration = "{BUNDLED_TASKS_FILE.parent}/calibrations/')
     (tmp_path / "tasks.toml").write_text(tasks)
     settings = load_settings(tasks_file=tmp_path / "tasks.toml")
-    with pytest.raises(ConfigError, match=r"nowhere\.json"):
-        AggregatorProcessor(settings, settings.tasks())
+    AggregatorProcessor(settings, settings.tasks())  # does not raise
+    keeper = RuleTable(settings, settings.tasks())
+    assert keeper.check_calibrations() == ["intent"]
+    assert REGISTRY.get_sample_value("tribunal_calibration_unreadable", {"task": "intent"}) == 1
+    cold = keeper.rule("intent")
+    assert (cold.cutoff, cold.audit_rate, cold.reason) == (None, 1.0, "cold start")
+    assert keeper.rule("sentiment").reason == "warm start"

@@ -20,6 +20,7 @@ __all__ = [
     "AWAITING_VERDICTS",
     "BATCH_SIZE",
     "BUILD_INFO",
+    "CALIBRATION_UNREADABLE",
     "CONSUMER_LAG",
     "DEAD_LETTERS",
     "DECISIONS",
@@ -85,6 +86,11 @@ FAST_PATH_PRECISION = Gauge(
 TARGET_CUTOFF = Gauge(
     "tribunal_target_cutoff_ratio",
     "Trust-score cut-off of the target policy's rule in force (NaN: nothing certified, every item judged)",
+    ["task"],
+)
+CALIBRATION_UNREADABLE = Gauge(
+    "tribunal_calibration_unreadable",
+    "1 when a task's shipped calibration could not be read (the task started cold: every item judged)",
     ["task"],
 )
 TARGET_AUDIT_RATE = Gauge("tribunal_target_audit_rate_ratio", "Audit-sample rate of the rule in force", ["task"])

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from tribunal.demo import svg
 
-__all__ = ["print_report", "render_html"]
+__all__ = ["headline", "print_report", "render_html", "sparkline"]
 
 
 def _pct(value: float | None) -> str:
@@ -29,6 +29,38 @@ def _num(value: float | None, digits: int = 2) -> str:
 
 def _times(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}x"
+
+
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float]) -> str:
+    """Shares in [0, 1] as block characters (the judge rate over the stream, on a terminal)."""
+    return "".join(_BARS[min(len(_BARS) - 1, int(max(0.0, v) * len(_BARS)))] for v in values)
+
+
+def headline(r: Mapping[str, Any]) -> list[str]:
+    """The saving, first: judge calls and wall time against judge-only (same run), accuracy of both
+    against gold, the rule's certified bound, the judge rate over the stream."""
+    lines = [
+        f"judge calls: {r.get('judge_calls', '—')} for {r['items']} items (audits included), "
+        f"{_times(r.get('judge_call_reduction'))} fewer than judge-only",
+        f"wall clock: {_num(r['wall_s_cascade'], 1)} s vs {_num(r['wall_s_judge_only'], 1)} s judge-only, "
+        f"{_times(r['speedup'])} faster (same run, passes alternated)",
+    ]
+    if "accuracy_cascade" in r:
+        lines.append(f"accuracy vs gold: cascade {_pct(r['accuracy_cascade'])}, "
+                     f"judge alone {_pct(r.get('accuracy_judge_only'))}")  # fmt: skip
+    policy = r.get("policy") or {}
+    if policy.get("name") == "target":
+        lines.append(f"quality bar: at most {_pct(policy.get('max_disagreement'))} of accepted labels changed by the "
+                     f"judge, at {_pct(policy.get('confidence'))} confidence; measured "
+                     f"{_pct(r.get('disagreement_accepted'))}")  # fmt: skip
+    over_time = r.get("judge_calls_over_time") or []
+    if over_time:
+        lines.append(f"judge calls per item over the stream: {sparkline(over_time)} "
+                     f"({_pct(over_time[0])} first tenth, {_pct(over_time[-1])} last)")  # fmt: skip
+    return lines
 
 
 def summary_rows(r: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -124,6 +156,9 @@ def _table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) ->
 
 def print_report(r: Mapping[str, Any], console: Console) -> None:
     """The report as rich tables."""
+    console.print(f"[bold]Tribunal demo — {r['task']}: the saving[/]")
+    for line in headline(r):
+        console.print(f"  {line}", highlight=False)
     console.print(_table(f"Tribunal demo — {r['task']} on {r['source']}", ("figure", "value"), summary_rows(r)))
     console.print(_table("Cascade vs judge alone", PASS_HEADERS, pass_rows(r)))
     console.print(_table("Workers", WORKER_HEADERS, worker_rows(r)))
@@ -185,6 +220,10 @@ def _charts(r: Mapping[str, Any]) -> str:
             svg.bars({"cascade": r["wall_s_cascade"], "judge only": r["wall_s_judge_only"]}, "s"),
         ),
     ]
+    over_time = r.get("judge_calls_over_time") or []
+    if over_time:
+        tenths = {f"{n}/{len(over_time)}": 100 * v for n, v in enumerate(over_time, start=1)}
+        cards.append(("Judge calls per item over the stream (audits included), %", svg.bars(tenths, "%")))
     cards.append(("Where the model time goes (compute seconds per tier)", svg.bars(r["compute_s_by_tier"], "s")))
     if all(v is not None for v in accuracy.values()):
         cards.append(
@@ -204,6 +243,7 @@ def render_html(r: Mapping[str, Any]) -> str:
         f"<h1>{html.escape(title)}</h1>",
         f"<p class=sub>{r['items']} items from {html.escape(str(r['source']))}; {html.escape(r['warm_up'])}.</p>"
         if "warm_up" in r else "",
+        "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in headline(r)) + "</ul>",
         _kpis(r),
         _charts(r),
         "<h2>Figures</h2>", _html_table(("figure", "value"), summary_rows(r)),

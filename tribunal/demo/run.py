@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from tribunal.consumers.aggregator.policies import choose_policy
 from tribunal.consumers.classifiers.registry import check_spec
+from tribunal.consumers.tables.rules import load_calibration
 from tribunal.core.settings import Settings
 from tribunal.demo.measure import WARMUP_PREFIX, Plan, measure
 from tribunal.demo.report import build_report
@@ -181,6 +182,11 @@ def make_plan(settings: Settings, options: DemoOptions) -> tuple[Plan, int]:
     # here, in one sentence, instead of as a tier's dying log.
     for spec in (*names.values(), judge):
         check_spec(spec, settings.tasks())
+    if task.calibration is not None:  # the task this run uses; any other task's is not its concern
+        try:
+            load_calibration(task.calibration, settings.aggregator.target.window)
+        except ValueError as exc:
+            raise typer.BadParameter(f"task {task.name!r}: {exc}") from None
     policy = choose_policy(settings.aggregator, task).name
     quorum = settings.aggregator.quorum
     if policy != "target":  # the quorum means nothing to the target policy

@@ -1,0 +1,99 @@
+"""`tribunal fit` end to end on a slice of the shipped ticket history: real TF-IDF heads, the real
+MiniLM judge head, the real calibration; then the folder it writes, read back as a deployment
+would read it (from another working directory)."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from tribunal.cli import app
+from tribunal.consumers.classifiers.registry import build_classifier
+from tribunal.consumers.tables.rules import load_calibration
+from tribunal.core.settings import load_settings
+from tribunal.schemas.messages import Item
+
+HISTORY = Path(__file__).resolve().parents[2] / "data" / "tickets" / "banking77-train.jsonl"
+LABELS = ("card_arrival", "change_pin", "exchange_rate", "lost_or_stolen_card", "top_up_failed", "terminate_account")
+
+
+def _slice(tmp_path: Path, per_label: int = 45) -> Path:
+    kept: dict[str, list[bytes]] = defaultdict(list)
+    for line in HISTORY.read_bytes().splitlines():
+        label = orjson.loads(line)["label"]
+        if label in LABELS and len(kept[label]) < per_label:
+            kept[label].append(line)
+    path = tmp_path / "history.jsonl"
+    path.write_bytes(b"".join(line + b"\n" for rows in kept.values() for line in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    base = tmp_path_factory.mktemp("fit")
+    out = base / "out"
+    result = CliRunner().invoke(app, ["fit", "-i", str(_slice(base)), "-t", "tickets", "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    return out, orjson.loads(result.stdout)
+
+
+def test_fit_writes_a_complete_folder_and_reports_what_it_chose(fitted: tuple[Path, dict[str, Any]]) -> None:
+    out, report = fitted
+    assert {p.name for p in out.iterdir()} == {"tasks.toml", "pipeline.toml", "calibration.json", "heads",
+                                               "report.md", "report.json"}  # fmt: skip
+    assert not list(out.parent.glob(".out-*"))  # no staging folder left behind
+    models = {m["name"]: m for m in report["models"]}
+    assert set(models) == {"tfidf-linear", "tfidf-nb", "tfidf-knn", "embedding-linear"}
+    assert models["embedding-linear"]["role"] == "judge"
+    chosen = [m for m in models.values() if m["role"] == "worker"]
+    assert len(chosen) >= 2
+    sets = report["worker_sets"]
+    assert len(sets) == 4 and sum(s["chosen"] for s in sets) == 1
+    best = max(s["accepted_share"] for s in sets)
+    assert next(s for s in sets if s["chosen"])["accepted_share"] == best
+    assert report["rows"]["train"] + report["rows"]["calibration"] == 45 * len(LABELS)
+    assert "## The rule" in (out / "report.md").read_text()
+
+
+def test_the_folder_runs_as_it_is_from_anywhere(fitted: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    """Settings from OUT/pipeline.toml resolve the tasks file and every head relative to the
+    folder; the task's workers and judge load and classify; the rule is the fitted one."""
+    out, report = fitted
+    here = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        settings = load_settings(out / "pipeline.toml")
+        tasks = settings.tasks()
+        task = tasks.get("tickets")
+        assert set(task.labels) == set(LABELS) and task.policy == "target"
+        assert [w.classifier for w in settings.pipeline.workers] == list(task.workers)
+        assert settings.judge.classifier == task.judge
+        assert settings.aggregator.workers == tuple(f"w{n}" for n in range(1, len(task.workers) + 1))
+        item = Item(id="x", text="I still have not received my new card", task="tickets")
+        for spec in (*task.workers, settings.judge.classifier):
+            prediction = build_classifier(spec, tasks).classify_sync([item])[0]  # type: ignore[attr-defined]
+            assert prediction.label in LABELS
+        assert task.calibration is not None
+        rule = load_calibration(task.calibration, settings.aggregator.target.window).rule
+        assert rule.cutoff == report["rule"]["cutoff"]
+        assert rule.workers == settings.aggregator.workers
+    finally:
+        os.chdir(here)
+
+
+def test_bad_history_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    history = _slice(tmp_path, per_label=8)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["fit", "-i", str(history), "-o", str(out)])
+    assert result.exit_code == 2
+    assert "labels have fewer than 20 rows" in result.output and "--min-per-label" in result.output
+    assert not out.exists()
+    (tmp_path / "existing").mkdir()
+    result = CliRunner().invoke(app, ["fit", "-i", str(_slice(tmp_path)), "-o", str(tmp_path / "existing")])
+    assert result.exit_code == 2 and "--force" in result.output
