@@ -266,8 +266,10 @@ def _judge_calls(m: Measurement, cascade: Sequence[Verdict]) -> dict[str, Any]:
     alone = {v.item_id: v.label for v in m.judge_only}
     compared = [v for v in accepted if v.item_id in alone]
     changed = sum(alone[v.item_id] != v.label for v in compared)
+    reasons = Counter(str(v.reason.value) for v in cascade if v.decided_by != DecidedBy.WORKERS and v.reason)
     return {
         "audits": audits,
+        "escalations_by_reason": dict(sorted(reasons.items())),
         "judge_calls": calls,
         "judge_call_reduction": len(cascade) / calls if calls else None,
         "judge_calls_over_time": _calls_over_time(m, cascade),
