@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import replace
 
@@ -21,7 +22,7 @@ from tribunal.demo.report import (
     wall_seconds,
     worker_answers,
 )
-from tribunal.demo.report_view import render_html
+from tribunal.demo.report_view import headline, render_html, sparkline
 from tribunal.schemas.messages import DecidedBy, Verdict, Vote
 
 P, N = "positive", "negative"
@@ -203,9 +204,9 @@ def test_nice_ticks_cover_the_maximum_with_round_steps() -> None:
 
 
 def test_html_is_self_contained_and_shows_every_chart() -> None:
-    """The page has its five charts plus accuracy, and loads nothing from elsewhere."""
+    """The page has its six charts plus accuracy, and loads nothing from elsewhere."""
     page = render_html(build_report(measurement()))
-    assert page.count("<svg") == 6
+    assert page.count("<svg") == 7
     assert not re.search(r"""(src|href)=["']?https?:""", page)
     assert "<script" not in page and "2.00x" in page
 
@@ -235,3 +236,20 @@ def test_the_report_says_which_policy_decided_and_the_rule_in_force() -> None:
     for fragment in ("at most 2.0% of accepted labels changed by the judge", "at 95.0% confidence",
                      "v3 (warm start, fitted on dev.jsonl)", "trust cut-off 0.9123", "audit rate 2.0%"):  # fmt: skip
         assert fragment in page
+
+
+def test_the_report_leads_with_the_saving() -> None:
+    """The headline (terminal and page) puts judge calls, wall clock and accuracy against
+    judge-only first, then the bound beside the measured disagreement and the judge rate over time."""
+    audit = verdict("a", P, DecidedBy.JUDGE, 1003.0, judge_latency_ms=100.0, reason="audit")
+    policy = {"name": "target", "max_disagreement": 0.05, "confidence": 0.95}
+    report = build_report(replace(measurement(), audits=[audit], policy=policy))
+    lines = headline(report)
+    assert lines[0].startswith("judge calls: 3 for 4 items (audits included), 1.33x fewer than judge-only")
+    assert lines[1].startswith("wall clock:") and "faster (same run" in lines[1]
+    assert lines[2].startswith("accuracy vs gold: cascade")
+    assert "at most 5.0% of accepted labels" in lines[3] and "measured 0.0%" in lines[3]
+    assert report["judge_calls_over_time"] == [1.0, 1.0, 1.0, 0.0]
+    assert lines[4] == "judge calls per item over the stream: ███▁ (100.0% first tenth, 0.0% last)"
+    assert sparkline([0.0, 0.5, 1.0]) == "▁▅█"
+    assert all(html.escape(line) in render_html(report) for line in lines)
