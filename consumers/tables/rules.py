@@ -146,7 +146,7 @@ class RuleTable:
                 "calibration_unreadable", task=task, path=str(path), error=str(exc),
                 consequence="this task starts cold: every item goes to the judge until audits certify a rule",
             )  # fmt: skip
-            metrics.CALIBRATION_UNREADABLE.labels(task=task).set(1)
+            metrics.CALIBRATION_UNREADABLE.labels(task=task).inc()
             return None
 
     def check_calibrations(self) -> list[str]:

@@ -184,7 +184,7 @@ def test_a_missing_calibration_starts_its_task_cold_and_the_others_as_shipped(tm
     AggregatorProcessor(settings, settings.tasks())  # does not raise
     keeper = RuleTable(settings, settings.tasks())
     assert keeper.check_calibrations() == ["intent"]
-    assert REGISTRY.get_sample_value("tribunal_calibration_unreadable", {"task": "intent"}) == 1
+    assert (REGISTRY.get_sample_value("tribunal_calibration_unreadable_total", {"task": "intent"}) or 0) >= 1
     cold = keeper.rule("intent")
     assert (cold.cutoff, cold.audit_rate, cold.reason) == (None, 1.0, "cold start")
     assert keeper.rule("sentiment").reason == "warm start"

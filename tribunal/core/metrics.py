@@ -88,9 +88,9 @@ TARGET_CUTOFF = Gauge(
     "Trust-score cut-off of the target policy's rule in force (NaN: nothing certified, every item judged)",
     ["task"],
 )
-CALIBRATION_UNREADABLE = Gauge(
+CALIBRATION_UNREADABLE = Counter(
     "tribunal_calibration_unreadable",
-    "1 when a task's shipped calibration could not be read (the task started cold: every item judged)",
+    "Shipped calibrations that could not be read (that task started cold: every item judged)",
     ["task"],
 )
 TARGET_AUDIT_RATE = Gauge("tribunal_target_audit_rate_ratio", "Audit-sample rate of the rule in force", ["task"])
