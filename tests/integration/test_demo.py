@@ -96,8 +96,9 @@ def test_demo_with_the_task_defaults_reports_every_field_with_sane_values(kafka_
     assert report["expected_speedup"] is not None and report["expected_speedup"] > 0
     # The demo queries are plain; chance is 1/77, every default model is far above it.
     assert report["accuracy_cascade"] >= 0.7 and report["accuracy_judge_only"] >= 0.7
-    assert set(report["per_worker"]) == {"w1", "w2", "w3"}
+    defaults = load_tasks().get("intent").workers  # what `tribunal fit` chose: two TF-IDF heads
+    assert set(report["per_worker"]) == {f"w{n}" for n in range(1, len(defaults) + 1)}
     assert report["task"] == "intent"
-    assert report["policy"]["name"] == "target" and report["policy"]["rule"]["version"] >= 0
+    assert report["policy"]["name"] == "target" and report["policy"]["rule"]["reason"] == "warm start"
     assert report["judge_calls"] >= round(report["judge_rate"] * 40)
     assert all(0.5 <= w["agreement_with_final"] <= 1.0 for w in report["per_worker"].values())

@@ -125,6 +125,26 @@ async def test_learned_rule_survives_an_aggregator_kill(kafka_bootstrap: str, tm
     assert {v.policy_version for v in labels} <= {0} | {r.version for r in rules}
 
 
+async def _until_both_apply_a_certified_rule(settings: Settings, tmp_path: Path, sent: int) -> int:
+    """Send small probe batches until every easy probe of a batch is accepted, on every items
+    partition: both aggregators then decide under a certified rule (the follower reads it from
+    the rules topic a moment after the leader publishes it). Probes are not asserted on.
+    Returns how many probe items were sent."""
+    partitions = list(range(settings.topics.partitions))
+    partitioner = DefaultPartitioner()
+    probes = 0
+    for attempt in range(30):
+        path = tmp_path / f"probe-{attempt}.jsonl"
+        batch = _write_items(path, 100_000 + probes, 40)
+        await ingest(settings, str(path))
+        probes += len(batch)
+        labels = [v for v in await _labels(settings, sent + probes) if batch.get(v.item_id)]
+        owners = {partitioner(v.item_id.encode(), partitions, partitions) for v in labels}
+        if owners == set(partitions) and all(v.decided_by.value == "workers" for v in labels):
+            return probes
+    raise AssertionError("the aggregators never both accepted easy items under a certified rule")
+
+
 async def test_two_aggregators_apply_the_same_published_rule(kafka_bootstrap: str, tmp_path: Path) -> None:
     """Two aggregator processes share the item partitions; only one of them writes rules, and once a
     cut-off is certified the easy items of every partition (so of both instances) are accepted
@@ -140,9 +160,10 @@ async def test_two_aggregators_apply_the_same_published_rule(kafka_bootstrap: st
         try:
             await _labels(settings, 400)
             await _rules(settings, until=_certified)
+            probes = await _until_both_apply_a_certified_rule(settings, tmp_path, sent=400)
             later = _write_items(tmp_path / "second.jsonl", 400, 300)
             await ingest(settings, str(tmp_path / "second.jsonl"))
-            labels = await _labels(settings, 700)
+            labels = await _labels(settings, 700 + probes)
         finally:
             await _stop(first, second, judge)
     rules = await _rules(settings)

@@ -45,7 +45,7 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, An
 
 def test_fit_writes_a_complete_folder_and_reports_what_it_chose(fitted: tuple[Path, dict[str, Any]]) -> None:
     out, report = fitted
-    assert {p.name for p in out.iterdir()} == {"tasks.toml", "pipeline.toml", "calibration.json", "heads",
+    assert {p.name for p in out.iterdir()} == {"tasks.toml", "pipeline.toml", "helm-values.yaml", "calibration.json", "heads",
                                                "report.md", "report.json"}  # fmt: skip
     assert not list(out.parent.glob(".out-*"))  # no staging folder left behind
     models = {m["name"]: m for m in report["models"]}

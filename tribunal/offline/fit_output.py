@@ -3,7 +3,8 @@
     OUT/tasks.toml         the task (labels, prompt, examples), its workers, judge and rule
     OUT/heads/*.npz        the fitted heads (arrays and a JSON header; no pickle)
     OUT/calibration.json   the certified rule and its evidence (no text, no ids)
-    OUT/pipeline.toml      settings for `tribunal --config OUT/pipeline.toml run` (and the chart)
+    OUT/pipeline.toml      settings for `tribunal --config OUT/pipeline.toml run`
+    OUT/helm-values.yaml   values for the Helm chart, the folder mounted at `fitted.mountPath`
     OUT/report.md, .json   what was fitted, measured and chosen
 
 Paths inside are relative to the folder (the tasks file and settings file resolve them against
@@ -27,8 +28,12 @@ from tribunal.consumers.classifiers.headfile import save_head
 from tribunal.consumers.tables.rules import calibration_document
 from tribunal.core.errors import ConfigError
 from tribunal.offline.fit import FitResult, Fitted
+from tribunal.schemas.tasks import resolve_spec_path
 
-__all__ = ["report_dict", "write_fit"]
+__all__ = ["HELM_MOUNT", "helm_values", "report_dict", "write_fit"]
+
+# Where the chart mounts the folder (deploy/helm/tribunal/values.yaml, `fitted.mountPath`).
+HELM_MOUNT = "/opt/tribunal/fitted"
 
 
 def _toml_string(value: str) -> str:
@@ -93,6 +98,36 @@ def _pipeline_toml(
         "[judge]\n"
         f"classifier = {_toml_string(judge)}\n"
         f"{entries}"
+    )
+
+
+def helm_values(
+    workers: list[str], judge: str, max_disagreement: float, confidence: float, *, fitted_judge: bool,
+    mount: str = HELM_MOUNT,
+) -> str:  # fmt: skip
+    """Chart values for the folder mounted at `mount`: worker groups, the judge (in-process when it
+    was fitted here; yours stays a client of your model server), the tasks file and the target."""
+    base = Path(mount)
+    groups = "".join(
+        f"  - name: w{n}\n    classifier: {_toml_string(resolve_spec_path(spec, base))}\n"
+        for n, spec in enumerate(workers, start=1)
+    )
+    judge_part = (
+        f"judge:\n  classifier: {_toml_string(resolve_spec_path(judge, base))}\n"
+        "modelServer:\n  enabled: false   # the fitted judge runs inside the judge pods (the models image)\n"
+        if fitted_judge
+        else f"# judge: yours, {_toml_string(judge)}: set judge/modelServer as values/gpu-cluster.yaml does\n"
+    )
+    return (
+        "# helm install tribunal deploy/helm/tribunal -f deploy/helm/values/cpu-cluster.yaml -f helm-values.yaml \\\n"
+        "#   --set fitted.existingClaim=CLAIM   (a volume holding this folder, or bake it into your image there)\n"
+        f"fitted:\n  mountPath: {mount}\n"
+        f"workers:\n{groups}"
+        f"{judge_part}"
+        "config:\n"
+        f"  tasks_file: {mount}/tasks.toml\n"
+        "  aggregator:\n    policy: target\n"
+        f"    target:\n      max_disagreement: {max_disagreement}\n      confidence: {confidence}\n"
     )
 
 
@@ -215,6 +250,8 @@ def write_fit(
         pipeline = _pipeline_toml(result, specs, judge, max_disagreement, confidence)
         (staging / "pipeline.toml").write_text(pipeline, encoding="utf-8")
         quality = {"max_disagreement": max_disagreement, "confidence": confidence}
+        chart = helm_values(specs, judge, max_disagreement, confidence, fitted_judge=isinstance(result.judge, Fitted))
+        (staging / "helm-values.yaml").write_text(chart, encoding="utf-8")
         report = report_dict(result, provenance, files, quality)
         (staging / "report.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
         (staging / "report.md").write_text(_report_md(report), encoding="utf-8")

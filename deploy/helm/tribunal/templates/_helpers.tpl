@@ -171,6 +171,14 @@ capabilities:
   mountPath: /etc/tribunal/kafka-tls
   readOnly: true
 {{- end }}
+{{- if .Values.fitted.existingClaim }}
+- name: fitted
+  mountPath: {{ .Values.fitted.mountPath }}
+  {{- with .Values.fitted.subPath }}
+  subPath: {{ . }}
+  {{- end }}
+  readOnly: true
+{{- end }}
 {{- end -}}
 
 {{- define "tribunal.volumes" -}}
@@ -186,6 +194,12 @@ capabilities:
   secret:
     secretName: {{ .Values.kafka.tls.secretName }}
     defaultMode: 0440
+{{- end }}
+{{- if .Values.fitted.existingClaim }}
+- name: fitted
+  persistentVolumeClaim:
+    claimName: {{ .Values.fitted.existingClaim }}
+    readOnly: true
 {{- end }}
 {{- end -}}
 
