@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from tribunal.cli import app
 from tribunal.consumers.classifiers.registry import build_classifier
 from tribunal.consumers.tables.rules import load_calibration
+from tribunal.core.errors import ConfigError
 from tribunal.core.settings import load_settings
 from tribunal.schemas.messages import Item
 
@@ -45,8 +46,16 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, An
 
 def test_fit_writes_a_complete_folder_and_reports_what_it_chose(fitted: tuple[Path, dict[str, Any]]) -> None:
     out, report = fitted
-    assert {p.name for p in out.iterdir()} == {"tasks.toml", "pipeline.toml", "helm-values.yaml", "calibration.json", "heads",
-                                               "report.md", "report.json"}  # fmt: skip
+    written = {
+        "tasks.toml",
+        "pipeline.toml",
+        "helm-values.yaml",
+        "calibration.json",
+        "heads",
+        "report.md",
+        "report.json",
+    }
+    assert {p.name for p in out.iterdir()} == written
     assert not list(out.parent.glob(".out-*"))  # no staging folder left behind
     models = {m["name"]: m for m in report["models"]}
     assert set(models) == {"tfidf-linear", "tfidf-nb", "tfidf-knn", "embedding-linear"}
@@ -109,7 +118,7 @@ def test_your_own_judge_labels_the_calibration_rows_through_its_backend(tmp_path
 
     try:
         check(parse_spec("llamacpp"), load_tasks())
-    except Exception as exc:  # noqa: BLE001 - any missing part of the model is a reason to skip
+    except ConfigError as exc:
         pytest.skip(f"llama.cpp or the Gemma weights are not installed: {exc}")
     history = tmp_path / "history.jsonl"
     rows = [r for r in _slice(tmp_path, per_label=24).read_bytes().splitlines()
