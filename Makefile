@@ -12,7 +12,7 @@ HELM_DIR ?= $(HOME)/.cache/tribunal/helm-$(HELM_VERSION)
 HELM := $(HELM_DIR)/helm
 export TRIBUNAL_HELM := $(HELM)
 
-.PHONY: help venv helm kafka-fetch kafka-up kafka-down kafka-status topics lint typecheck unit integration test demo bench bench-peers clean bundled-heads bundled-intent
+.PHONY: help venv helm kafka-fetch kafka-up kafka-down kafka-status topics lint typecheck unit integration test demo bench bench-peers clean bundled-heads bundled-intent contracts
 
 help:
 	@echo "make demo   - set everything up, run the pipeline on a sample, print the report (ARGS='--input F --task T')"
@@ -97,6 +97,10 @@ clean: kafka-down
 DATASETS ?= ../shared/datasets
 BUNDLED := consumers/classifiers/bundled
 TRAIN = $(BIN)/tribunal train
+# The published JSON Schemas of every message (schemas/json/, schemas/contracts.py says the rule).
+contracts: venv
+	$(BIN)/python -m tribunal.schemas.contracts --write
+
 # The intent task's defaults are what `tribunal fit` makes of the BANKING77 train split, which
 # ships in data/tickets/ (CC BY 4.0, NOTICE): no shared folder needed.
 FIT_NOTE := BANKING77 (Casanueva et al. 2020, github.com/PolyAI-LDN/task-specific-datasets at 57ec275d8078af65b7731c2a98be812d844a6d6b, CC BY 4.0): the train split
