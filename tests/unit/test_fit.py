@@ -135,3 +135,24 @@ def test_your_own_judge_labels_the_calibration_rows_through_its_backend(tmp_path
     task = load_tasks(out / "tasks.toml").get("cards")
     assert task.judge == "llamacpp"
     assert "card_arrival, lost_or_stolen_card" in task.prompt and len(task.examples) == 2
+
+
+def test_fit_says_when_the_judge_is_weaker_than_a_worker_or_nothing_certifies() -> None:
+    """Measured facts a user must know before deploying, from the calibration rows alone."""
+    from tribunal.consumers.policy.calibration import WarmStart
+    from tribunal.consumers.policy.target import Rule
+    from tribunal.offline.fit import Fitted, Scored, _advice
+    from tribunal.offline.history import LabelledRow
+
+    rows = [LabelledRow(n, f"r{n}", "t", "a" if n % 2 else "b") for n in range(10)]
+    gold = [r.label for r in rows]
+    strong = Fitted("tfidf-nb", "tfidf:nb", list(gold), [0.9] * 10, 0.1)
+    weak_judge = Scored("judge", "embedding", ["a"] * 10, [0.9] * 10, 5.0)
+    strong_judge = Scored("judge", "embedding", list(gold), [0.9] * 10, 5.0)
+    certified = WarmStart(Rule("t", 1, ("w1", "w2"), weights={}, cutoff=0.9, audit_rate=0.02), ())
+    uncertified = WarmStart(Rule("t", 1, ("w1", "w2")), ())
+    assert _advice([strong], strong_judge, certified, rows) == []
+    weaker = _advice([strong], weak_judge, certified, rows)
+    assert len(weaker) == 1 and "less accurate on your labels than the worker tfidf-nb (1.000)" in weaker[0]
+    nothing = _advice([strong], strong_judge, uncertified, rows)
+    assert len(nothing) == 1 and "no cut-off could be certified" in nothing[0]

@@ -128,6 +128,8 @@ def fit(
     typer.echo(f"  on {len(calibration)} calibration rows: workers decide {est['accepted_share']:.1%}, "
                f"{est['fewer_judge_calls']:.1f}x fewer judge calls with audits; accuracy vs gold "
                f"cascade {est['cascade_accuracy']:.3f}, judge alone {est['judge_accuracy']:.3f}")  # fmt: skip
+    for warning in result.warnings:
+        typer.echo(f"  warning: {warning}")
     typer.echo(f"  run it: tribunal --config {target}/pipeline.toml run")
 
 

@@ -305,5 +305,26 @@ def fit_cascade(
         task=task, candidates=candidates, workers=workers, judge=judge, judge_spec=judge_spec, warm=warm,
         worker_sets=sets, estimate=estimate(warm, items),
         rows={"train": len(train), "calibration": len(calibration)},
-        gold=[r.label for r in calibration], seconds=seconds, warnings=[],
+        gold=[r.label for r in calibration], seconds=seconds, warnings=_advice(candidates, judge, warm, calibration),
     )  # fmt: skip
+
+
+def _advice(candidates: Sequence[Fitted], judge: Scored, warm: WarmStart, rows: Sequence[LabelledRow]) -> list[str]:
+    """What the measurements say a user should know before deploying: a judge that the workers
+    beat on the user's own labels, a rule that certifies nothing."""
+    gold = [r.label for r in rows]
+    advice = []
+    best = max(candidates, key=lambda c: c.accuracy(gold))
+    if best.accuracy(gold) > judge.accuracy(gold):
+        advice.append(
+            f"the judge ({judge.name}, {judge.accuracy(gold):.3f}) is less accurate on your labels than the worker "
+            f"{best.name} ({best.accuracy(gold):.3f}): a cascade verified by it cannot beat it; bring a stronger "
+            "judge (--judge), or use the worker alone"
+        )
+    if warm.rule.cutoff is None:
+        advice.append(
+            "no cut-off could be certified at this quality bar: every item will go to the judge (no saving) until "
+            "live audits certify one; the workers disagree with the judge too often (see the models table), so "
+            "bring more rows, a looser --max-disagreement, or workers closer to the judge"
+        )
+    return advice
