@@ -139,7 +139,7 @@ def test_your_own_judge_labels_the_calibration_rows_through_its_backend(tmp_path
 
 def test_fit_says_when_the_judge_is_weaker_than_a_worker_or_nothing_certifies() -> None:
     """Measured facts a user must know before deploying, from the calibration rows alone."""
-    from tribunal.consumers.policy.calibration import WarmStart
+    from tribunal.consumers.policy.calibration import TargetConfig, WarmStart
     from tribunal.consumers.policy.target import Rule
     from tribunal.offline.fit import Fitted, Scored, _advice
     from tribunal.offline.history import LabelledRow
@@ -150,9 +150,13 @@ def test_fit_says_when_the_judge_is_weaker_than_a_worker_or_nothing_certifies() 
     weak_judge = Scored("judge", "embedding", ["a"] * 10, [0.9] * 10, 5.0)
     strong_judge = Scored("judge", "embedding", list(gold), [0.9] * 10, 5.0)
     certified = WarmStart(Rule("t", 1, ("w1", "w2"), weights={}, cutoff=0.9, audit_rate=0.02), ())
-    uncertified = WarmStart(Rule("t", 1, ("w1", "w2")), ())
-    assert _advice([strong], strong_judge, certified, rows) == []
-    weaker = _advice([strong], weak_judge, certified, rows)
+    config = TargetConfig()  # 5% at 95% confidence: 72 certifying rows at the least
+    thin = WarmStart(Rule("t", 1, ("w1", "w2"), certificate={"calibration_rows": 45.0}), ())
+    thick = WarmStart(Rule("t", 1, ("w1", "w2"), certificate={"calibration_rows": 2000.0}), ())
+    assert _advice([strong], strong_judge, certified, rows, config) == []
+    weaker = _advice([strong], weak_judge, certified, rows, config)
     assert len(weaker) == 1 and "less accurate on your labels than the worker tfidf-nb (1.000)" in weaker[0]
-    nothing = _advice([strong], strong_judge, uncertified, rows)
-    assert len(nothing) == 1 and "no cut-off could be certified" in nothing[0]
+    few = _advice([strong], strong_judge, thin, rows, config)
+    assert len(few) == 1 and "no cut-off could be certified" in few[0] and "only 45 rows certify" in few[0]
+    noisy = _advice([strong], strong_judge, thick, rows, config)
+    assert len(noisy) == 1 and "the workers disagree with the judge too often" in noisy[0]

@@ -34,6 +34,7 @@ import numpy as np
 from tribunal.consumers.classifiers.heads import fit_head, head_from
 from tribunal.consumers.policy.ballots import Ballot
 from tribunal.consumers.policy.calibration import TargetConfig, WarmStart, calibrate_offline
+from tribunal.consumers.policy.risk import min_certifiable_n, refit_delta
 from tribunal.core.errors import ConfigError
 from tribunal.offline.history import LabelledRow
 from tribunal.offline.policy_sim import RecordedItem
@@ -305,13 +306,17 @@ def fit_cascade(
         task=task, candidates=candidates, workers=workers, judge=judge, judge_spec=judge_spec, warm=warm,
         worker_sets=sets, estimate=estimate(warm, items),
         rows={"train": len(train), "calibration": len(calibration)},
-        gold=[r.label for r in calibration], seconds=seconds, warnings=_advice(candidates, judge, warm, calibration),
+        gold=[r.label for r in calibration], seconds=seconds,
+        warnings=_advice(candidates, judge, warm, calibration, config),
     )  # fmt: skip
 
 
-def _advice(candidates: Sequence[Fitted], judge: Scored, warm: WarmStart, rows: Sequence[LabelledRow]) -> list[str]:
+def _advice(
+    candidates: Sequence[Fitted], judge: Scored, warm: WarmStart, rows: Sequence[LabelledRow], config: TargetConfig
+) -> list[str]:
     """What the measurements say a user should know before deploying: a judge that the workers
-    beat on the user's own labels, a rule that certifies nothing."""
+    beat on the user's own labels, a rule that certifies nothing (and why: too few rows to
+    certify anything, or workers that disagree with the judge too often)."""
     gold = [r.label for r in rows]
     advice = []
     best = max(candidates, key=lambda c: c.accuracy(gold))
@@ -322,9 +327,17 @@ def _advice(candidates: Sequence[Fitted], judge: Scored, warm: WarmStart, rows: 
             "judge (--judge), or use the worker alone"
         )
     if warm.rule.cutoff is None:
+        certifying = int(warm.rule.certificate.get("calibration_rows", 0))
+        needed = min_certifiable_n(config.max_disagreement, refit_delta(config.delta, 1))
+        why = (
+            f"only {certifying} rows certify (the calibration part less the share that fits the score), and at "
+            f"this bar even a rule the judge never overruled needs {needed}: bring a longer history"
+            if certifying < needed
+            else "the workers disagree with the judge too often (see the models table): bring more rows, a looser "
+            "--max-disagreement, or workers closer to the judge"
+        )
         advice.append(
             "no cut-off could be certified at this quality bar: every item will go to the judge (no saving) until "
-            "live audits certify one; the workers disagree with the judge too often (see the models table), so "
-            "bring more rows, a looser --max-disagreement, or workers closer to the judge"
+            f"live audits certify one; {why}"
         )
     return advice
