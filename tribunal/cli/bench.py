@@ -18,7 +18,7 @@ from typing import Annotated
 import orjson
 import typer
 
-from tribunal.cli.common import InputOption, JsonOption, LabelledInputOption, emit, settings_from
+from tribunal.cli.common import JsonOption, LabelledInputOption, emit, settings_from
 from tribunal.cli.demo import (
     DeadlineOption,
     JudgeOption,
@@ -41,14 +41,17 @@ BENCH_FIELDS = (
     "macro_f1_judge_only", "judge_rate", "decided_by", "judge_overrule_rate", "wall_s_cascade", "wall_s_judge_only",
     "compute_s_cascade", "compute_s_judge_only", "speedup", "expected_speedup", "throughput_items_per_s", "latency_ms",
     "audits", "judge_calls", "judge_call_reduction", "judge_calls_over_time", "first_accept", "disagreement_accepted",
-    "policy",
+    "escalations_by_reason", "policy",
 )  # fmt: skip
 
 
 def bench_cascade(
     ctx: typer.Context,
-    data: InputOption,
-    task: TaskOption = "sentiment",
+    data: Annotated[
+        Path | None,
+        typer.Option("--input", "-i", help="JSONL or CSV, labelled or not [data/demo/TASK.jsonl]", dir_okay=False),
+    ] = None,
+    task: TaskOption = "intent",
     limit: LimitOption = None,
     worker: WorkerOption = None,
     judge: JudgeOption = None,
@@ -58,11 +61,14 @@ def bench_cascade(
     json_out: JsonOption = False,
 ) -> None:
     """Cascade vs judge-only on a real broker: accuracy, judge rate, wall times, speedup."""
-    from tribunal.demo.run import DemoOptions, run_demo
+    from tribunal.demo.run import DEFAULT_DATA_DIR, DemoOptions, run_demo
 
     settings, config = settings_and_config(ctx)
+    source = data or DEFAULT_DATA_DIR / f"{task}.jsonl"  # the demo's stream, as `tribunal demo` reads it
+    if not source.is_file():
+        raise typer.BadParameter(f"no input file {source}; pass --input FILE")
     report = run_demo(
-        settings, config, DemoOptions(data, task, limit, worker, judge, deadline_ms, quorum, rounds=rounds)
+        settings, config, DemoOptions(source, task, limit, worker, judge, deadline_ms, quorum, rounds=rounds)
     )
     summary = {name: report[name] for name in BENCH_FIELDS if name in report}
     summary["per_worker"] = {n: {k: v for k, v in w.items() if k != "spec"} for n, w in report["per_worker"].items()}
