@@ -100,7 +100,8 @@ def _compare(old: dict[str, Any], new: dict[str, Any], old_root: dict[str, Any],
              where: str) -> Iterator[str]:  # fmt: skip
     olds, news = _alternatives(old, old_root), _alternatives(new, new_root)
     for alt in olds:
-        matches = [n for n in news if _kind(n) == _kind(alt) or _kind(n) == "any"]
+        widened = {_kind(alt), "any"} | ({"number"} if _kind(alt) == "integer" else set())
+        matches = [n for n in news if _kind(n) in widened]
         values = _values(alt)
         if values is not None:
             accepted = set().union(*(_values(n) or set() for n in news if _values(n) is not None))
@@ -121,6 +122,11 @@ def _value_type(schema: dict[str, Any]) -> str:
 
 def _compare_one(old: dict[str, Any], new: dict[str, Any], old_root: dict[str, Any], new_root: dict[str, Any],
                  where: str) -> Iterator[str]:  # fmt: skip
+    if _values(new) is not None:  # a plain type became a closed set of values
+        yield f"{where}: now limited to the values {sorted(_values(new) or ())}"
+    for keyword in ("format", "multipleOf"):
+        if new.get(keyword) is not None and new.get(keyword) != old.get(keyword):
+            yield f"{where}: {keyword} changed from {old.get(keyword)!r} to {new[keyword]!r}"
     for bound in _LOWER:
         if new.get(bound) is not None and (old.get(bound) is None or new[bound] > old[bound]):
             yield f"{where}: {bound} tightened from {old.get(bound)} to {new[bound]}"
@@ -138,6 +144,13 @@ def _compare_one(old: dict[str, Any], new: dict[str, Any], old_root: dict[str, A
             yield f"{where}.{name}: field now required"
         for name in sorted(set(old_props) & set(new_props)):
             yield from _compare(old_props[name], new_props[name], old_root, new_root, f"{where}.{name}")
+        old_extra, new_extra = old.get("additionalProperties"), new.get("additionalProperties")
+        if isinstance(new_extra, dict) and old_extra in (None, True):
+            yield f"{where}: the values of its free-form keys are now constrained"
+        elif isinstance(old_extra, dict) and isinstance(new_extra, dict):
+            yield from _compare(old_extra, new_extra, old_root, new_root, f"{where}{{*}}")
+        elif old_extra is not False and new_extra is False and not old_props:
+            yield f"{where}: free-form keys no longer accepted"
     if old.get("type") == "array":
         old_items, new_items = old.get("prefixItems"), new.get("prefixItems")
         if old_items is not None and new_items is not None:

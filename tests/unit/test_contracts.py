@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any, Literal
 
 import jsonschema
@@ -132,6 +133,10 @@ def _breaks(**changes: Any) -> list[str]:
         ({"schema_version": (Literal[2], 2)}, "$.schema_version: value 1 no longer accepted"),
         ({"size": (str, "0")}, "$.size: type integer no longer accepted"),
         ({"note": (str, Field(default="", pattern="^x"))}, "$.note: type null no longer accepted"),
+        ({"size": (float, 0.0)}, ""),  # every integer is a number
+        ({"name": (Literal["x", "y"], ...)}, "$.name: now limited to the values"),
+        ({"size": (int, Field(default=0, ge=0, multiple_of=5))}, "$.size: multipleOf changed"),
+        ({"extra_map": (dict[str, int], {})}, ""),
     ],
 )  # fmt: skip
 def test_the_rule_allows_widening_and_refuses_narrowing(changes: dict[str, Any], broken: str) -> None:
@@ -140,3 +145,22 @@ def test_the_rule_allows_widening_and_refuses_narrowing(changes: dict[str, Any],
         assert found == []
     else:
         assert any(broken in line for line in found), found
+
+
+def _schema(**fields: Any) -> dict[str, Any]:
+    from pydantic import create_model
+
+    model: type[BaseModel] = create_model("M", **fields)
+    return model.model_json_schema()
+
+
+def test_the_values_of_free_form_keys_are_compared() -> None:
+    """A `dict[str, V]` field (an item's metadata) may not narrow its values' type; a string may
+    not become a date-time."""
+    before = _schema(meta=(dict[str, int], {}))
+    assert breaking_changes(before, _schema(meta=(dict[str, int | str], {}))) == []
+    assert breaking_changes(before, _schema(meta=(dict[str, str], {}))) == [
+        "$.meta{*}: type integer no longer accepted"
+    ]
+    dated = breaking_changes(_schema(at=(str, ...)), _schema(at=(datetime, ...)))
+    assert dated == ["$.at: format changed from None to 'date-time'"]

@@ -101,7 +101,7 @@ def test_bad_history_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["fit", "-i", str(history), "-o", str(out)])
     assert result.exit_code == 2
-    assert "labels have fewer than 20 rows" in result.output and "--min-per-label" in result.output
+    assert "labels have fewer than 20 distinct texts" in result.output and "--min-per-label" in result.output
     assert not out.exists()
     (tmp_path / "existing").mkdir()
     result = CliRunner().invoke(app, ["fit", "-i", str(_slice(tmp_path)), "-o", str(tmp_path / "existing")])
@@ -139,7 +139,7 @@ def test_your_own_judge_labels_the_calibration_rows_through_its_backend(tmp_path
 
 def test_fit_says_when_the_judge_is_weaker_than_a_worker_or_nothing_certifies() -> None:
     """Measured facts a user must know before deploying, from the calibration rows alone."""
-    from tribunal.consumers.policy.calibration import TargetConfig, WarmStart
+    from tribunal.consumers.policy.calibration import Evidence, TargetConfig, WarmStart
     from tribunal.consumers.policy.target import Rule
     from tribunal.offline.fit import Fitted, Scored, _advice
     from tribunal.offline.history import LabelledRow
@@ -151,6 +151,12 @@ def test_fit_says_when_the_judge_is_weaker_than_a_worker_or_nothing_certifies() 
     strong_judge = Scored("judge", "embedding", list(gold), [0.9] * 10, 5.0)
     certified = WarmStart(Rule("t", 1, ("w1", "w2"), weights={}, cutoff=0.9, audit_rate=0.02), ())
     config = TargetConfig()  # 5% at 95% confidence: 72 certifying rows at the least
+    agreeing = WarmStart(
+        Rule("t", 1, ("w1", "w2"), certificate={"calibration_rows": 2000.0}),
+        (Evidence(((1, 0.9), (1, 0.9)), False, False, 1.0, False, 1),),
+    )
+    never = _advice([strong], strong_judge, agreeing, rows, config)
+    assert len(never) == 1 and "the judge never overruled the workers" in never[0]
     thin = WarmStart(Rule("t", 1, ("w1", "w2"), certificate={"calibration_rows": 45.0}), ())
     thick = WarmStart(Rule("t", 1, ("w1", "w2"), certificate={"calibration_rows": 2000.0}), ())
     assert _advice([strong], strong_judge, certified, rows, config) == []
@@ -160,3 +166,65 @@ def test_fit_says_when_the_judge_is_weaker_than_a_worker_or_nothing_certifies() 
     assert len(few) == 1 and "no cut-off could be certified" in few[0] and "only 45 rows certify" in few[0]
     noisy = _advice([strong], strong_judge, thick, rows, config)
     assert len(noisy) == 1 and "the workers disagree with the judge too often" in noisy[0]
+
+
+def test_strings_are_written_as_valid_toml_and_yaml() -> None:
+    """Labels and examples reach tasks.toml and helm-values.yaml as they are, control characters
+    included (JSON leaves DEL and C1 raw; TOML forbids DEL, YAML reads U+0085 as a line break)."""
+    import tomllib
+
+    import yaml
+
+    from tribunal.offline.fit_output import _toml_string
+
+    for value in ['say "hi"', "back\\slash", "del\x7f", "nul\x00", "tab\t", "nel\x85", "line\nbreak", "é 😀"]:
+        assert tomllib.loads(f"k = {_toml_string(value)}")["k"] == value
+        assert yaml.safe_load(f"k: {_toml_string(value)}")["k"] == value
+
+
+def test_force_replaces_only_a_fit_folder_and_never_the_working_directory(tmp_path: Path) -> None:
+    from tribunal.offline.fit_output import _check_target, _swap_in
+
+    here = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        (tmp_path / "precious.txt").write_text("mine")
+        for out in (Path("."), tmp_path, tmp_path.parent):
+            with pytest.raises(ConfigError, match="working directory"):
+                _check_target(out, replace=True)
+        (tmp_path / "notes").mkdir()
+        (tmp_path / "notes" / "a.txt").write_text("mine")
+        with pytest.raises(ConfigError, match="not a folder `tribunal fit` wrote"):
+            _check_target(tmp_path / "notes", replace=True)
+        earlier = tmp_path / "fitted"
+        earlier.mkdir()
+        (earlier / "report.json").write_text("{}")
+        _check_target(earlier, replace=True)  # an earlier fit: may be replaced
+        staging = tmp_path / ".fitted-abc"
+        staging.mkdir()
+        (staging / "report.json").write_text('{"new": 1}')
+        _swap_in(staging, earlier)
+        assert (earlier / "report.json").read_text() == '{"new": 1}'
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["fitted", "notes", "precious.txt"]
+    finally:
+        os.chdir(here)
+
+
+def test_a_task_name_is_one_plain_word() -> None:
+    from tribunal.cli.fit import _task_name
+
+    assert _task_name(None, Path("support tickets (2024).csv")) == "support-tickets-2024"
+    for bad in ("intent\n", "a b", "x" * 65):
+        with pytest.raises(ConfigError):
+            _task_name(bad, Path("h.jsonl"))
+
+
+def test_a_settings_file_rebases_every_classifier_it_names(tmp_path: Path) -> None:
+    (tmp_path / "s.toml").write_text(
+        '[worker]\nclassifier = "tfidf:heads/w.npz?head=nb"\n[judge]\nclassifier = "embedding:heads/j.npz"\n'
+        '[[pipeline.workers]]\nname = "w1"\nclassifier = "tfidf:bundled:intent-tfidf-linear"\n'
+    )
+    settings = load_settings(tmp_path / "s.toml")
+    assert settings.worker.classifier == f"tfidf:{tmp_path}/heads/w.npz?head=nb"
+    assert settings.judge.classifier == f"embedding:{tmp_path}/heads/j.npz"
+    assert settings.pipeline.workers[0].classifier == "tfidf:bundled:intent-tfidf-linear"

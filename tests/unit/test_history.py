@@ -76,7 +76,11 @@ def test_long_texts_are_cut_to_the_bound(tmp_path: Path) -> None:
          r"2 rows have no label \(lines 4, 9\).*--skip-unlabelled"),
         (History(_rows({"a": 30, "b": 30}), empty_text=(3,)), {}, r"empty text \(lines 3\)"),
         (History(_rows({"a": 30})), {}, "needs two or more"),
-        (History(_rows({"a": 30, "b": 5, "c": 3})), {}, r"2 labels have fewer than 20 rows: 'c' \(3\), 'b' \(5\)"),
+        (History(_rows({"a": 30, "b": 5, "c": 3})), {},
+         r"2 labels have fewer than 20 distinct texts: 'c' \(3\), 'b' \(5\)"),
+        (History(tuple(LabelledRow(n, str(n), "same text", "a" if n < 30 else "b") for n in range(60))), {},
+         r"fewer than 20 distinct texts: 'a' \(1\), 'b' \(1\)"),
+        (History(_rows({"a": 30, "b\x7f": 30})), {}, "without control characters"),
         (History(_rows({"a": 30, "b": 30})), {"labels": ["a"]}, r"not in --labels: \['b'\]"),
         (History(_rows({"a": 30, "b": 30})), {"labels": ["a", "b", "c"]}, r"\['c'\] of --labels have no rows"),
         (History(_rows({"a": 30, "b\nc": 30})), {}, "one line of at most"),
@@ -102,7 +106,7 @@ def test_what_a_fit_can_live_with_is_a_warning() -> None:
 
 
 def test_the_floor_on_rows_per_label_holds_whatever_is_asked() -> None:
-    with pytest.raises(ConfigError, match="fewer than 6 rows"):
+    with pytest.raises(ConfigError, match="fewer than 6 distinct texts"):
         check_history(History(_rows({"a": 30, "b": 5})), min_per_label=1)
 
 
@@ -133,3 +137,10 @@ def test_split_share_is_per_label() -> None:
     assert len(train) == 77
     with pytest.raises(ConfigError):
         split_history(list(_rows({"a": 10})), 1.0)
+
+
+def test_a_ragged_csv_without_the_named_fields_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "ragged.csv"
+    path.write_text("body,category\nhello,a,EXTRA\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="found: body, category"):
+        read_history(path)

@@ -19,6 +19,7 @@ import typer
 from tribunal.cli.common import JsonOption, emit, fail, settings_from
 from tribunal.consumers.tables.rules import target_config
 from tribunal.core.errors import ConfigError, TribunalError
+from tribunal.schemas.tasks import resolve_spec_path
 
 __all__ = ["register"]
 
@@ -29,7 +30,7 @@ PROMPT_KINDS = ("llamacpp", "openai", "vllm")
 
 def _task_name(given: str | None, data: Path) -> str:
     name = given or re.sub(r"[^A-Za-z0-9_-]+", "-", data.stem).strip("-")[:64] or "task"
-    if not _TASK_NAME.match(name):
+    if not _TASK_NAME.fullmatch(name):
         raise ConfigError(f"task name {name!r}: use 1-64 letters, digits, '-' or '_'")
     return name
 
@@ -91,6 +92,8 @@ def fit(
             raise ConfigError(f"{target} exists; pass --force to replace it, or choose another --out")
         history = read_history(data, Fields(text_field, label_field, id_field), max_text_chars=settings.max_text_chars)
         declared = [x.strip() for x in labels.split(",") if x.strip()] if labels else None
+        # A head file in the user's judge spec is where fit ran, not inside the folder it writes.
+        judge = resolve_spec_path(judge, Path.cwd()) if judge is not None else None
         prompt_judge = judge is not None and judge.split(":", 1)[0].split("?", 1)[0] in PROMPT_KINDS
         warnings = check_history(history, min_per_label=min_per_label, labels=declared,
                                  skip_unlabelled=skip_unlabelled, prompt_judge=prompt_judge)  # fmt: skip

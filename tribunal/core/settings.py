@@ -267,9 +267,10 @@ def _relative_to(data: dict[str, object], base: Path) -> dict[str, object]:
     tasks_file = data.get("tasks_file")
     if isinstance(tasks_file, str) and tasks_file and not Path(tasks_file).is_absolute():
         data = {**data, "tasks_file": str(base / tasks_file)}
-    judge = data.get("judge")
-    if isinstance(judge, dict) and isinstance(judge.get("classifier"), str):
-        data = {**data, "judge": {**judge, "classifier": resolve_spec_path(judge["classifier"], base)}}
+    for section in ("judge", "worker"):
+        table = data.get(section)
+        if isinstance(table, dict) and isinstance(table.get("classifier"), str):
+            data = {**data, section: {**table, "classifier": resolve_spec_path(table["classifier"], base)}}
     pipeline = data.get("pipeline")
     if isinstance(pipeline, dict) and isinstance(pipeline.get("workers"), list):
         workers = [

@@ -329,13 +329,22 @@ def _advice(
     if warm.rule.cutoff is None:
         certifying = int(warm.rule.certificate.get("calibration_rows", 0))
         needed = min_certifiable_n(config.max_disagreement, refit_delta(config.delta, 1))
-        why = (
-            f"only {certifying} rows certify (the calibration part less the share that fits the score), and at "
-            f"this bar even a rule the judge never overruled needs {needed}: bring a longer history"
-            if certifying < needed
-            else "the workers disagree with the judge too often (see the models table): bring more rows, a looser "
-            "--max-disagreement, or workers closer to the judge"
-        )
+        fitting = [row for row in warm.evidence if not row.calibration]
+        if certifying < needed:
+            why = (
+                f"only {certifying} rows certify (the calibration part less the share that fits the score), and at "
+                f"this bar even a rule the judge never overruled needs {needed}: bring a longer history"
+            )
+        elif fitting and not any(row.disagreed for row in fitting):
+            why = (
+                "the judge never overruled the workers on the rows that fit the trust score, so it has nothing to "
+                "learn from: bring a longer history (live audits will fit it as they find disagreements)"
+            )
+        else:
+            why = (
+                "the workers disagree with the judge too often (see the models table): bring more rows, a looser "
+                "--max-disagreement, or workers closer to the judge"
+            )
         advice.append(
             "no cut-off could be certified at this quality bar: every item will go to the judge (no saving) until "
             f"live audits certify one; {why}"

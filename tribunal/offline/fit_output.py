@@ -37,7 +37,17 @@ HELM_MOUNT = "/opt/tribunal/fitted"
 
 
 def _toml_string(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+    """A TOML basic string, also a YAML double-quoted one: quotes, backslashes and every control
+    character (DEL and C1 included, which JSON leaves raw) escaped; other characters as they are."""
+    out = []
+    for char in value:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0:  # C1 too: YAML reads U+0085 as a line break
+            out.append(f"\\u{ord(char):04X}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
 
 
 def _toml_list(values: list[str], indent: str = "  ") -> str:
@@ -224,8 +234,7 @@ def write_fit(
     max_disagreement: float, confidence: float, replace: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Write the folder (see the module doc) and return the report dict."""
-    if out.exists() and not replace:
-        raise ConfigError(f"{out} exists; pass --force to replace it, or choose another --out")
+    _check_target(out, replace)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
@@ -256,10 +265,34 @@ def write_fit(
         (staging / "report.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
         (staging / "report.md").write_text(_report_md(report), encoding="utf-8")
         staging.chmod(0o755)  # mkdtemp makes it private; the folder is meant to be shared and mounted
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
+        _swap_in(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return report
+
+
+def _check_target(out: Path, replace: bool) -> None:
+    """Refuse to write over anything but an earlier fit's folder, and never over the working
+    directory or a folder that holds it: `--force` replaces a fit, not a user's files."""
+    if not out.exists():
+        return
+    if not replace:
+        raise ConfigError(f"{out} exists; pass --force to replace it, or choose another --out")
+    resolved = out.resolve()
+    if resolved == Path.cwd().resolve() or resolved in Path.cwd().resolve().parents:
+        raise ConfigError(f"--out {out} is the working directory or holds it; name a folder of its own")
+    if not out.is_dir() or (any(out.iterdir()) and not (out / "report.json").is_file()):
+        raise ConfigError(f"{out} is not a folder `tribunal fit` wrote; --force replaces only those")
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """Move the finished folder into place; an earlier one is renamed aside first and removed
+    after, so there is always a complete folder at `out` or beside it, never a half-deleted one."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}-replaced-{staging.name.rsplit('-', 1)[-1]}")
+        out.rename(old)
+    staging.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -108,7 +108,7 @@ def read_history(path: Path, fields: Fields = Fields(), *, max_text_chars: int =
     seen_fields: set[str] = set()
     try:
         for number, record in _records(path):
-            seen_fields.update(record)
+            seen_fields.update(k for k in record if isinstance(k, str))  # a ragged CSV row adds a None key
             text, label = record.get(fields.text), record.get(fields.label)
             label_text = "" if label is None else str(label).strip()
             text_value = "" if text is None else str(text).strip()
@@ -171,10 +171,12 @@ def check_history(
     counts = Counter(row.label for row in history.rows)
     if len(counts) < 2:
         raise ConfigError(f"the history has {len(counts)} distinct label(s) {sorted(counts)}; a fit needs two or more")
-    long_or_multiline = sorted(lab for lab in counts if len(lab) > MAX_LABEL_CHARS or "\n" in lab)
+    long_or_multiline = sorted(
+        lab for lab in counts if len(lab) > MAX_LABEL_CHARS or any(ord(c) < 0x20 or ord(c) == 0x7F for c in lab)
+    )
     if long_or_multiline:
         raise ConfigError(
-            f"labels must be one line of at most {MAX_LABEL_CHARS} characters; "
+            f"labels must be one line of at most {MAX_LABEL_CHARS} characters, without control characters; "
             f"{len(long_or_multiline)} are not (first: {long_or_multiline[0][:60]!r}...): map them to short names"
         )
     if labels is not None:
@@ -188,11 +190,15 @@ def check_history(
         if missing:
             raise ConfigError(f"labels {missing[:_SHOWN]} of --labels have no rows; a worker cannot learn them")
     floor = max(min_per_label, MIN_ROWS_FLOOR)
-    rare = sorted((n, lab) for lab, n in counts.items() if n < floor)
+    # Distinct texts, not rows: copies of one text land on one side of the split together.
+    distinct: dict[str, set[str]] = defaultdict(set)
+    for row in history.rows:
+        distinct[row.label].add(_folded(row.text))
+    rare = sorted((len(distinct[lab]), lab) for lab in counts if len(distinct[lab]) < floor)
     if rare:
         shown = ", ".join(f"{lab!r} ({n})" for n, lab in rare[:_SHOWN])
         raise ConfigError(
-            f"{len(rare)} labels have fewer than {floor} rows: {shown}; collect more rows, merge them into "
+            f"{len(rare)} labels have fewer than {floor} distinct texts: {shown}; collect more rows, merge them into "
             f"a broader label, or lower --min-per-label (at least {MIN_ROWS_FLOOR}: each label needs rows to "
             "train on and rows to certify with)"
         )
