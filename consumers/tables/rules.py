@@ -105,6 +105,7 @@ class RuleTable:
         self._evidence: dict[tuple[str, int], PartitionEvidence] = {}
         self._changed: set[str] = set()
         self._history_unpublished: set[str] = set()  # shipped histories not yet on the topic
+        self._warm_starts: dict[str, WarmStart | None] = {}  # each task's shipped one, read once
         self._positions: dict[TopicPartition, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
 
@@ -137,7 +138,13 @@ class RuleTable:
     def _shipped(self, task: str, path: Path) -> WarmStart | None:
         """The task's shipped warm start, or None when it cannot be read: that task then starts
         cold (every item to the judge: it costs, it never lowers quality) and says so, while every
-        other task runs as configured. One broken task never stops the aggregator of the others."""
+        other task runs as configured. One broken task never stops the aggregator of the others.
+        Read (and re-certified, and reported) once per task, however often a rule starts over."""
+        if task not in self._warm_starts:
+            self._warm_starts[task] = self._read_shipped(task, path)
+        return self._warm_starts[task]
+
+    def _read_shipped(self, task: str, path: Path) -> WarmStart | None:
         try:
             return self._for_target(load_calibration(path, self._config.window))
         except ValueError as exc:
@@ -152,8 +159,7 @@ class RuleTable:
     def check_calibrations(self) -> list[str]:
         """Read every task's shipped calibration now, at start rather than at the first item;
         return the tasks whose calibration cannot be read (each logged, each to start cold)."""
-        shipped = [t for t in self._tasks if t.calibration is not None]
-        return [t.name for t in shipped if t.calibration is not None and self._shipped(t.name, t.calibration) is None]
+        return [t.name for t in self._tasks if t.calibration and self._shipped(t.name, t.calibration) is None]
 
     def _for_target(self, warm: WarmStart) -> WarmStart:
         """The shipped warm start, re-certified on its own history when it was certified for

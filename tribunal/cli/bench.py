@@ -27,6 +27,7 @@ from tribunal.cli.demo import (
     RoundsOption,
     TaskOption,
     WorkerOption,
+    demo_input,
     settings_and_config,
 )
 from tribunal.cli.learn import register as register_learn
@@ -61,14 +62,13 @@ def bench_cascade(
     json_out: JsonOption = False,
 ) -> None:
     """Cascade vs judge-only on a real broker: accuracy, judge rate, wall times, speedup."""
-    from tribunal.demo.run import DEFAULT_DATA_DIR, DemoOptions, run_demo
+    from tribunal.demo.run import DemoOptions, run_demo
 
     settings, config = settings_and_config(ctx)
-    source = data or DEFAULT_DATA_DIR / f"{task}.jsonl"  # the demo's stream, as `tribunal demo` reads it
-    if not source.is_file():
-        raise typer.BadParameter(f"no input file {source}; pass --input FILE")
     report = run_demo(
-        settings, config, DemoOptions(source, task, limit, worker, judge, deadline_ms, quorum, rounds=rounds)
+        settings,
+        config,
+        DemoOptions(demo_input(data, task), task, limit, worker, judge, deadline_ms, quorum, rounds=rounds),
     )
     summary = {name: report[name] for name in BENCH_FIELDS if name in report}
     summary["per_worker"] = {n: {k: v for k, v in w.items() if k != "spec"} for n, w in report["per_worker"].items()}

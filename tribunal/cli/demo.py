@@ -26,6 +26,7 @@ __all__ = [
     "RoundsOption",
     "TaskOption",
     "WorkerOption",
+    "demo_input",
     "register",
     "settings_and_config",
 ]
@@ -52,6 +53,14 @@ WorkerOption = Annotated[
 ]
 JudgeOption = Annotated[str | None, typer.Option("--judge", help="Judge classifier spec (default: the task's)")]
 DeadlineOption = Annotated[int, typer.Option("--deadline-ms", min=1, help="Aggregator straggler deadline for this run")]
+
+
+def demo_input(data: Path | None, task: str) -> Path:
+    """The file a demo or `bench cascade` streams: the one given, else the task's demo sample."""
+    source = data or DEFAULT_DATA_DIR / f"{task}.jsonl"
+    if not source.is_file():
+        raise typer.BadParameter(f"no input file {source}; pass --input FILE")
+    return source
 
 
 def settings_and_config(ctx: typer.Context) -> tuple[Settings, Path | None]:
@@ -86,10 +95,9 @@ def demo(
     A local broker the demo had to start is stopped at the end (--keep-broker keeps it); one that
     was already running, or any other cluster, is left as it was."""
     settings, config = settings_and_config(ctx)
-    source = data or DEFAULT_DATA_DIR / f"{task}.jsonl"
-    if not source.is_file():
-        raise typer.BadParameter(f"no input file {source}; pass --input FILE")
-    options = DemoOptions(source, task, limit, worker, judge, deadline_ms, quorum, keep_topics, rounds, keep_broker)
+    options = DemoOptions(
+        demo_input(data, task), task, limit, worker, judge, deadline_ms, quorum, keep_topics, rounds, keep_broker
+    )
     report = run_demo(settings, config, options)
     if report_path is not None:
         report_path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")

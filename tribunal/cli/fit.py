@@ -74,6 +74,7 @@ def fit(
     """Fit a cascade on a labelled history: diverse workers, a judge, a certified rule; write one folder
     that `tribunal --config OUT/pipeline.toml run` takes as it is."""
     from tribunal.consumers.classifiers.heads import file_sha256
+    from tribunal.offline.calibrate import package_version
     from tribunal.offline.fit import fit_cascade
     from tribunal.offline.fit_output import write_fit
     from tribunal.offline.history import Fields, check_history, read_history, split_history
@@ -106,7 +107,7 @@ def fit(
         provenance = {
             "data": str(data), "data_sha256": file_sha256(data), "rows": str(len(history.rows)),
             "split": f"seed {seed}, calibration share {calibration_share}, by text",
-            "fitted": datetime.date.today().isoformat(), "tribunal": _version(),
+            "fitted": datetime.date.today().isoformat(), "tribunal": package_version(),
             "command": shlex.join(["tribunal", *sys.argv[1:]]),
         }  # fmt: skip
         if note:
@@ -134,12 +135,6 @@ def fit(
     for warning in result.warnings:
         typer.echo(f"  warning: {warning}")
     typer.echo(f"  run it: tribunal --config {target}/pipeline.toml run")
-
-
-def _version() -> str:
-    from tribunal.offline.calibrate import package_version
-
-    return package_version()
 
 
 def register(app: typer.Typer) -> None:

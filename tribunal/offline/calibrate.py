@@ -16,7 +16,6 @@ test judge it on the live stream alone.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import shlex
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -34,15 +33,13 @@ from tribunal.offline.target_sim import evidence_rows
 __all__ = ["calibrate_recording", "summary"]
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def calibrate_recording(
     settings: Settings, task: str, data: Path, cache: Path | None, limit: int | None, note: str = ""
 ) -> WarmStart:
     """The warm start of `task` from `data` (recorded once, or read from `cache`); `note` goes
     into the provenance (the data's source and licence, say)."""
+    from tribunal.consumers.classifiers.heads import file_sha256  # numpy: not on `tribunal --help`'s path
+
     tasks = settings.tasks()
     recording = load_or_record(tasks, task, data, (limit, 1), 32, cache)
     config = target_config(settings.aggregator.target)
@@ -50,7 +47,7 @@ def calibrate_recording(
     spec = tasks.get(task)
     provenance = {
         "data": str(data),
-        "data_sha256": _sha256(data) if data.is_file() else "",
+        "data_sha256": file_sha256(data) if data.is_file() else "",
         "items": str(len(recording.items)),
         "workers": " | ".join(f"{w}={s}" for w, s in zip(recording.workers, spec.workers, strict=False)),
         "judge": spec.judge or "",

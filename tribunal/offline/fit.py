@@ -32,10 +32,12 @@ from typing import Any
 import numpy as np
 
 from tribunal.consumers.classifiers.heads import fit_head, head_from
-from tribunal.consumers.policy.ballots import Ballot
+from tribunal.consumers.policy.ballots import Accept, Ballot
 from tribunal.consumers.policy.calibration import TargetConfig, WarmStart, calibrate_offline
 from tribunal.consumers.policy.risk import min_certifiable_n, refit_delta
+from tribunal.consumers.policy.target import TargetPolicy
 from tribunal.core.errors import ConfigError
+from tribunal.core.stats import accuracy, agreement
 from tribunal.offline.history import LabelledRow
 from tribunal.offline.policy_sim import RecordedItem
 from tribunal.offline.target_sim import evidence_rows
@@ -66,11 +68,10 @@ class Scored:
     train_seconds: float = 0.0
 
     def accuracy(self, gold: Sequence[str]) -> float:
-        return sum(a == g for a, g in zip(self.labels, gold, strict=True)) / max(1, len(gold))
+        return accuracy(gold, self.labels)
 
     def agreement(self, other: Sequence[str | None]) -> float:
-        pairs = list(zip(self.labels, other, strict=True))
-        return sum(a is not None and a == b for a, b in pairs) / max(1, len(pairs))
+        return agreement(self.labels, other)
 
 
 @dataclass(slots=True)
@@ -180,8 +181,9 @@ def _user_judge(task: Task, spec: str, calibration: Sequence[LabelledRow]) -> Sc
     return Scored("judge", spec, [p.label for p in preds], [p.confidence for p in preds], per_item)
 
 
-def _recorded(rows: Sequence[LabelledRow], workers: Sequence[Scored], judge: Scored) -> list[RecordedItem]:
-    names = [f"w{n}" for n in range(1, len(workers) + 1)]
+def _recorded(
+    rows: Sequence[LabelledRow], names: Sequence[str], workers: Sequence[Scored], judge: Scored
+) -> list[RecordedItem]:
     return [
         RecordedItem(
             item_id=row.id,
@@ -199,8 +201,8 @@ def _calibrate(
     task: Task, rows: Sequence[LabelledRow], workers: Sequence[Scored], judge: Scored,
     config: TargetConfig, provenance: dict[str, str],
 ) -> tuple[WarmStart, list[RecordedItem]]:  # fmt: skip
-    items = _recorded(rows, workers, judge)
     names = [f"w{n}" for n in range(1, len(workers) + 1)]
+    items = _recorded(rows, names, workers, judge)
     evidence = evidence_rows(items, names, config.fit_share)
     # models={}: the rule is pinned to its heads by their sha256 in the provenance, not by a
     # path that differs between a laptop and a container (docs/fit.md).
@@ -212,12 +214,12 @@ def estimate(warm: WarmStart, items: Sequence[RecordedItem]) -> dict[str, float]
     audits at the rule's audit rate), realised disagreement with the judge on accepted items,
     and accuracy against gold of the cascade and of the judge alone."""
     rule = warm.rule
-    model = rule.model()
+    policy = TargetPolicy(rule)  # the aggregator's own decision, item by item
     accepted = disagreed = cascade_right = judge_right = 0
     for item in items:
-        scored = model.score(item.ballots) if rule.cutoff is not None and model.fitted else None
-        take = scored is not None and rule.cutoff is not None and scored[1] >= rule.cutoff
-        final = scored[0] if take and scored is not None else item.judge_label
+        decision = policy.decide(item.ballots, rule.workers)
+        take = isinstance(decision, Accept)
+        final = decision.label if isinstance(decision, Accept) else item.judge_label
         accepted += take
         disagreed += take and final != item.judge_label
         cascade_right += final == item.gold
@@ -238,16 +240,17 @@ def estimate(warm: WarmStart, items: Sequence[RecordedItem]) -> dict[str, float]
 def _choose(
     task: Task, calibration: Sequence[LabelledRow], candidates: Sequence[Fitted], judge: Scored,
     config: TargetConfig, provenance: Callable[[Sequence[Fitted]], dict[str, str]],
-) -> tuple[list[Fitted], WarmStart, list[RecordedItem], list[dict[str, Any]]]:  # fmt: skip
+) -> tuple[list[Fitted], WarmStart, dict[str, float], list[dict[str, Any]]]:  # fmt: skip
     """Calibrate every set of two or more candidates; keep the one whose rule accepts the most."""
-    tried: list[tuple[float, float, list[Fitted], WarmStart, list[RecordedItem]]] = []
+    tried: list[tuple[float, float, list[Fitted], WarmStart, dict[str, float]]] = []
     table: list[dict[str, Any]] = []
     for size in range(2, len(candidates) + 1):
         for subset in itertools.combinations(candidates, size):
             warm, items = _calibrate(task, calibration, subset, judge, config, provenance(subset))
-            share = estimate(warm, items)["accepted_share"]
+            expected = estimate(warm, items)
+            share = expected["accepted_share"]
             cost = sum(w.ms_per_item for w in subset)
-            tried.append((share, cost, list(subset), warm, items))
+            tried.append((share, cost, list(subset), warm, expected))
             table.append({"workers": [w.name for w in subset], "accepted_share": round(share, 4),
                           "certified": warm.rule.cutoff is not None, "ms_per_item": round(cost, 3)})  # fmt: skip
     best = max(tried, key=lambda t: (round(t[0], 3), -t[1]))
@@ -300,11 +303,11 @@ def fit_cascade(
                 "max_disagreement": str(config.max_disagreement), "confidence": str(config.confidence),
                 "contents": "vote states and judge agreement of the calibration rows (no text, no ids)"}  # fmt: skip
 
-    workers, warm, items, sets = _choose(task, calibration, candidates, judge, config, _provenance)
+    workers, warm, expected, sets = _choose(task, calibration, candidates, judge, config, _provenance)
     seconds["calibrate"] = round(time.perf_counter() - started, 1)
     return FitResult(
         task=task, candidates=candidates, workers=workers, judge=judge, judge_spec=judge_spec, warm=warm,
-        worker_sets=sets, estimate=estimate(warm, items),
+        worker_sets=sets, estimate=expected,
         rows={"train": len(train), "calibration": len(calibration)},
         gold=[r.label for r in calibration], seconds=seconds,
         warnings=_advice(candidates, judge, warm, calibration, config),

@@ -15,7 +15,6 @@ half-written, and an existing folder is replaced only with `replace=True`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
@@ -25,6 +24,7 @@ from typing import Any
 import orjson
 
 from tribunal.consumers.classifiers.headfile import save_head
+from tribunal.consumers.classifiers.heads import file_sha256
 from tribunal.consumers.tables.rules import calibration_document
 from tribunal.core.errors import ConfigError
 from tribunal.offline.fit import FitResult, Fitted
@@ -60,10 +60,6 @@ def _head_file(worker: Fitted, name: str) -> str:
 
 def _spec(worker: Fitted, path: str) -> str:
     return f"{worker.kind}:{path}" + ("" if worker.head == "linear" else f"?head={worker.head}")
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _tasks_toml(result: FitResult, workers: list[str], judge: str) -> str:
@@ -243,12 +239,12 @@ def write_fit(
         for n, worker in enumerate(result.workers, start=1):
             path = _head_file(worker, f"w{n}")
             save_head(staging / path, worker.header, worker.arrays)
-            files[path] = _sha256(staging / path)
+            files[path] = file_sha256(staging / path)
             specs.append(_spec(worker, path))
         if isinstance(result.judge, Fitted):
             path = _head_file(result.judge, "judge")
             save_head(staging / path, result.judge.header, result.judge.arrays)
-            files[path] = _sha256(staging / path)
+            files[path] = file_sha256(staging / path)
             judge = _spec(result.judge, path)
         else:
             judge = result.judge.spec
