@@ -36,6 +36,7 @@ def verdict_for(
         item_produced_at=item.produced_at,
         judge_latency_ms=latency_ms,
         ticket=request.ticket,
+        source=item.source,
     )
 
 
@@ -78,6 +79,7 @@ def verdict_bytes(
             "decided_at": now,
             "judge_latency_ms": None,
             "ticket": None,
+            "source": None if item.source is None else item.source.model_dump(),
         }
     )
 

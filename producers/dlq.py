@@ -62,7 +62,8 @@ def marker_topic(dlq_topic: str) -> str:
 def dlq_topics(settings: Settings) -> list[str]:
     """The dead-letter topics of the pipeline that `settings` describe."""
     t = settings.topics
-    return [t.dlq(name) for name in (t.items_topic, t.votes_topic, t.judge_topic, t.verdicts_topic)]
+    sources = [source.topic for source in settings.source]
+    return [t.dlq(name) for name in (t.items_topic, t.votes_topic, t.judge_topic, t.verdicts_topic, *sources)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +99,12 @@ class Letter:
         if self.letter is None or self.letter.key_b64 is None:
             return None
         return base64.b64decode(self.letter.key_b64)
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        """The original record's headers, to write back with it."""
+        if self.letter is None:
+            return []
+        return [(name, base64.b64decode(value)) for name, value in self.letter.headers]
 
     def as_dict(self) -> dict[str, Any]:
         """For people and `--json`: the reason, where it came from, and the original bytes as
@@ -273,6 +280,8 @@ async def _publish(producer: Any, letters: list[Letter], markers: str, fixes: Ma
             if dead is None:  # choose() keeps readable letters only
                 continue
             value = fixes[letter.id] if fixes is not None and letter.id in fixes else letter.original()
-            await producer.send(dead.source_topic, value=value, key=letter.key(), partition=dead.partition)
+            await producer.send(
+                dead.source_topic, value=value, key=letter.key(), partition=dead.partition, headers=letter.headers()
+            )
             marker = {"replayed_at": time.time(), "fixed": fixes is not None and letter.id in fixes}
             await producer.send(markers, value=orjson.dumps(marker), key=letter.id.encode("utf-8"))

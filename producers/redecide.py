@@ -270,6 +270,7 @@ def _verdict(
         gold=item.gold,
         item_produced_at=item.produced_at,
         decided_at=now,
+        source=item.source,
     )
 
 

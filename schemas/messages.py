@@ -28,6 +28,7 @@ __all__ = [
     "ItemId",
     "JudgeRequest",
     "Message",
+    "SourceRecord",
     "Verdict",
     "Vote",
     "VoteBatch",
@@ -95,14 +96,34 @@ def _context(info: ValidationInfo) -> dict[str, Any]:
     return info.context if isinstance(info.context, dict) else {}
 
 
+class SourceRecord(BaseModel):
+    """The record of a user's topic that an item was mapped from (`tribunal.connect`), carried
+    with the item and its verdict so the sink can write that record back, enriched, with its
+    original key and headers. Bytes are base64; the value is bounded by the source's
+    `max_value_bytes` at intake, so an item that carries it stays within the record limits."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    topic: str = Field(min_length=1, max_length=249)
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
+    timestamp_ms: int
+    key_b64: str | None = None
+    value_b64: str
+    headers: tuple[tuple[str, str], ...] = Field(default=(), max_length=256)
+
+
 class Item(Message):
-    """One thing to classify, as produced into the `items` topic."""
+    """One thing to classify, as produced into the `items` topic. `source` is set for an item an
+    intake tier mapped from a user's topic (absent for Tribunal's own `Item` producers)."""
 
     id: ItemId
     text: str = Field(min_length=1)
     task: str = Field(default="sentiment", min_length=1, max_length=64)
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
     produced_at: NonNegative = Field(default_factory=now)
+    source: SourceRecord | None = None
 
     @field_validator("text")
     @classmethod
@@ -300,6 +321,8 @@ class Verdict(_Decided):
     decided_at: NonNegative = Field(default_factory=now)
     judge_latency_ms: NonNegative | None = None
     ticket: str | None = Field(default=None, min_length=1, max_length=64)
+    # The item's source record, for the sink that writes it back enriched (None: a plain item).
+    source: SourceRecord | None = None
 
     @field_validator("label", "gold")
     @classmethod
@@ -332,6 +355,8 @@ class DeadLetter(Message):
     value_bytes: int | None = Field(default=None, ge=0)
     value_sha256: str | None = None
     value_truncated: bool = False
+    # The original record's headers (name, base64 value), kept so a replay writes them back.
+    headers: tuple[tuple[str, str], ...] = Field(default=(), max_length=256)
     error_kind: str
     error_message: str = Field(max_length=4_000)
     tier: str

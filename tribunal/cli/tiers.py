@@ -43,6 +43,26 @@ def judge(
     _run_tier(tier.run(settings_from(ctx, judge={"classifier": classifier})))
 
 
+def intake(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Option(help="Name of the [[source]] to read")],
+) -> None:
+    """Run an intake: read a source topic of your own, publish its records as items."""
+    from tribunal.consumers import intake as tier
+
+    _run_tier(tier.run(settings_from(ctx), source))
+
+
+def sink(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option("--sink", help="Name of the [[sink]] to write")],
+) -> None:
+    """Run a sink: write each decided source record, enriched with its label, to the sink topic."""
+    from tribunal.consumers import sink as tier
+
+    _run_tier(tier.run(settings_from(ctx), name))
+
+
 def run_pipeline(ctx: typer.Context) -> None:
     """Start every tier of the configuration as separate processes under one supervisor."""
     from tribunal.core.supervisor import supervise
@@ -66,4 +86,6 @@ def register(app: typer.Typer) -> None:
     app.command()(worker)
     app.command()(aggregator)
     app.command()(judge)
+    app.command()(intake)
+    app.command()(sink)
     app.command("run")(run_pipeline)

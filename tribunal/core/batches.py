@@ -25,6 +25,8 @@ class Output:
     value: bytes | None
     key: bytes | None = None
     partition: int | None = None
+    # A list (aiokafka's record builder takes no other sequence); None: no headers.
+    headers: list[tuple[str, bytes]] | None = None
 
 
 # With no input the loop still comes round this often (deadlines, heartbeats); records that
@@ -52,10 +54,12 @@ async def produce(producer: AIOKafkaProducer, outputs: Sequence[Output]) -> list
     for (topic, partition), group in groups.items():
         batch = producer.create_batch()
         for out in group:
-            if batch.append(key=out.key, value=out.value, timestamp=None) is None:  # full: send, start another
+            headers = out.headers
+            if batch.append(key=out.key, value=out.value, timestamp=None, headers=headers) is None:
+                # full: send it, start another
                 sent.append(await producer.send_batch(batch, topic, partition=partition))
                 batch = producer.create_batch()
-                batch.append(key=out.key, value=out.value, timestamp=None)
+                batch.append(key=out.key, value=out.value, timestamp=None, headers=headers)
         sent.append(await producer.send_batch(batch, topic, partition=partition))
     return sent
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
+from collections.abc import Sequence
 from typing import TypeVar
 
 from pydantic import BaseModel
@@ -23,12 +24,25 @@ from pydantic import BaseModel
 from tribunal.schemas.codec import DecodeContext, DecodeError, check_key, decode
 from tribunal.schemas.messages import DeadLetter, Item
 
-__all__ = ["KEY_PREFIX_BYTES", "admit", "dead_letter", "default_partition", "murmur2", "value_prefix_bytes"]
+__all__ = [
+    "HEADER_BYTES",
+    "KEY_PREFIX_BYTES",
+    "MAX_HEADERS",
+    "admit",
+    "dead_letter",
+    "default_partition",
+    "headers_b64",
+    "murmur2",
+    "value_prefix_bytes",
+]
 
 M = TypeVar("M", bound=BaseModel)
 
 # Enough of a key to recognise it; ids are at most 256 characters (1 KB of utf-8).
 KEY_PREFIX_BYTES = 1_024
+# Headers a dead letter or a source record keeps: within the record headroom.
+MAX_HEADERS = 256
+HEADER_BYTES = 64 * 1024
 # Models whose records must be on the partition their key hashes to: the aggregator's state is
 # per partition, so an item on another partition would be a second, independent item.
 _KEYED_PARTITION: tuple[type[BaseModel], ...] = (Item,)
@@ -106,6 +120,7 @@ def dead_letter(
     message: str,
     tier: str,
     max_message_bytes: int,
+    headers: Sequence[tuple[str, bytes | None]] = (),
 ) -> DeadLetter:
     """The letter of one refused record (see the module doc): always small enough to produce."""
     limit = value_prefix_bytes(max_message_bytes)
@@ -119,10 +134,25 @@ def dead_letter(
         value_bytes=None if value is None else len(value),
         value_sha256=None if value is None else hashlib.sha256(value).hexdigest(),
         value_truncated=value is not None and len(value) > limit,
+        headers=headers_b64(headers),
         error_kind=kind,
         error_message=message[:4000],
         tier=tier,
     )
+
+
+def headers_b64(headers: Sequence[tuple[str, bytes | None]]) -> tuple[tuple[str, str], ...]:
+    """Record headers as (name, base64 value) pairs, as many as fit in `HEADER_BYTES` (a letter
+    must stay producible; headers past that are dropped, which is rare: Kafka clients send few)."""
+    kept: list[tuple[str, str]] = []
+    size = 0
+    for name, value in headers[:MAX_HEADERS]:
+        encoded = base64.b64encode(value or b"").decode()
+        size += len(name) + len(encoded)
+        if size > HEADER_BYTES:
+            break
+        kept.append((name, encoded))
+    return tuple(kept)
 
 
 def _b64(data: bytes | None, limit: int) -> str | None:

@@ -30,6 +30,7 @@ __all__ = [
     "PENDING_ITEMS",
     "RECORDS_IN",
     "RECORDS_OUT",
+    "REGISTRY_UP",
     "SKIPPED_RECORDS",
     "STAGE_SECONDS",
     "TARGET_AUDIT_RATE",
@@ -98,6 +99,7 @@ TARGET_RULE = Info(
     "tribunal_target_rule", "The target policy's rule in force: version and why it was published", ["task"]
 )
 JUDGE_BACKLOG = Gauge("tribunal_judge_backlog_records", "Escalations not yet judged, as the aggregator last measured")
+REGISTRY_UP = Gauge("tribunal_registry_up", "1 while the Schema Registry answers, 0 while a tier waits for it")
 BUILD_INFO = Info("tribunal_build", "Version of the running Tribunal (the value is always 1)")
 
 

@@ -4,6 +4,7 @@ dead-letters a record (`dead_letter`, `dead_letter_of`): logged, counted, its or
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -14,10 +15,16 @@ from tribunal.core.batches import Output
 from tribunal.core.logs import get_logger
 from tribunal.schemas.codec import DEFAULT_MAX_MESSAGE_BYTES, encode
 
-__all__ = ["DeadLetterSource", "Record", "dead_letter", "dead_letter_of"]
+__all__ = ["DeadLetterSource", "RawValue", "Record", "dead_letter", "dead_letter_of"]
 
 M = TypeVar("M", bound=BaseModel)
 log = get_logger("tribunal.runtime")
+
+
+class RawValue(BaseModel):
+    """The input model of a topic whose records a tier decodes itself (a user's source topic):
+    the runtime hands such records over undecoded, `Record.value` being the bytes (None: a
+    tombstone), and leaves every check, and every dead letter, to the tier."""
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass pays object.__setattr__ per field, per record
@@ -31,6 +38,7 @@ class Record(Generic[M]):
     value: M
     timestamp_ms: int
     raw: bytes
+    headers: Sequence[tuple[str, bytes]] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +51,7 @@ class DeadLetterSource:
     offset: int | None
     key: bytes | None
     value: bytes | None
+    headers: Sequence[tuple[str, bytes]] = ()
 
 
 def dead_letter(
@@ -68,6 +77,7 @@ def dead_letter(
     letter = intake.dead_letter(
         topic=source.topic, partition=source.partition, offset=source.offset, record_key=source.key,
         value=source.value, kind=kind, message=message, tier=tier, max_message_bytes=max_message_bytes,
+        headers=source.headers,
     )  # fmt: skip
     short_key = None if source.key is None else source.key[: intake.KEY_PREFIX_BYTES]
     return Output(dlq_topic, encode(letter), key=short_key)
@@ -77,7 +87,7 @@ def dead_letter_of(
     record: Record[Any], dlq_topic: str, tier: str, kind: str, message: str, *, max_message_bytes: int | None = None
 ) -> Output:
     """`dead_letter` for a decoded record a processor gives up on (poison to its model)."""
-    source = DeadLetterSource(record.topic, record.partition, record.offset, record.key, record.raw)
+    source = DeadLetterSource(record.topic, record.partition, record.offset, record.key, record.raw, record.headers)
     return dead_letter(
         dlq_topic, tier, source, kind, message, max_message_bytes=max_message_bytes or DEFAULT_MAX_MESSAGE_BYTES
     )

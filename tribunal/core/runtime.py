@@ -43,7 +43,7 @@ from tribunal.core.errors import FatalError
 from tribunal.core.health import Health, serve_health
 from tribunal.core.logs import get_logger
 from tribunal.core.process import run_until_signalled
-from tribunal.core.records import DeadLetterSource, Record, dead_letter
+from tribunal.core.records import DeadLetterSource, RawValue, Record, dead_letter
 from tribunal.core.settings import Settings
 from tribunal.schemas.codec import DecodeContext, DecodeError
 
@@ -235,6 +235,14 @@ class StreamRunner:
             model = self._models[tp.topic]
             partitions = self._partitions.get(tp.topic)
             metrics.RECORDS_IN.labels(self._processor.tier, tp.topic).inc(len(raw_records))
+            if model is RawValue:
+                records += [
+                    Record(
+                        raw.topic, raw.partition, raw.offset, raw.key, raw.value, raw.timestamp, raw.value, raw.headers
+                    )
+                    for raw in raw_records
+                ]
+                continue
             for raw in raw_records:
                 try:
                     value = intake.admit(raw.value, raw.key, raw.partition, model, context, partitions)
@@ -251,6 +259,7 @@ class StreamRunner:
                         value,
                         raw.timestamp,
                         raw.value,
+                        raw.headers,
                     )
                 )
         return records, dead
@@ -261,7 +270,7 @@ class StreamRunner:
         if not self._processor.owns_dead_letters(raw.topic):
             metrics.SKIPPED_RECORDS.labels(tier, raw.topic, exc.kind).inc()
             return []
-        source = DeadLetterSource(raw.topic, raw.partition, raw.offset, raw.key, raw.value)
+        source = DeadLetterSource(raw.topic, raw.partition, raw.offset, raw.key, raw.value, raw.headers)
         dlq = self._settings.topics.dlq(raw.topic)
         return [
             dead_letter(dlq, tier, source, exc.kind, str(exc), max_message_bytes=self._decode_context.max_message_bytes)

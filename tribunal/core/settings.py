@@ -25,6 +25,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from tribunal.core.connect_settings import RegistrySettings, SinkSettings, SourceSettings
 from tribunal.core.errors import ConfigError
 from tribunal.core.kafka_settings import KafkaSettings, RuntimeSettings, Section, TopicSettings
 from tribunal.schemas.codec import DEFAULT_MAX_MESSAGE_BYTES, RECORD_HEADROOM_BYTES, DecodeContext
@@ -209,6 +210,10 @@ class Settings(BaseSettings):
     judge: JudgeSettings = JudgeSettings()
     broker: BrokerSettings = BrokerSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    # The user's own topics (`[[source]]`, `[[sink]]` in TOML): see tribunal/connect.
+    source: tuple[SourceSettings, ...] = Field(default=(), max_length=64)
+    sink: tuple[SinkSettings, ...] = Field(default=(), max_length=64)
+    registry: RegistrySettings = RegistrySettings()
     home: Path = Path(".tribunal")
     tasks_file: Path | None = None
     max_text_chars: int = Field(default=DEFAULT_MAX_TEXT_CHARS, ge=1)
@@ -218,6 +223,38 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     # `/livez` and `/readyz` for Kubernetes probes and Docker healthchecks (tribunal/core/health.py).
     health_port: int | None = Field(default=None, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _connections(self) -> Settings:
+        names = [source.name for source in self.source]
+        if len(set(names)) != len(names):
+            raise ValueError("two [[source]] tables have the same name")
+        if len({sink.name for sink in self.sink}) != len(self.sink):
+            raise ValueError("two [[sink]] tables have the same name")
+        ours = {self.topics.name(t) for t in (self.topics.items, self.topics.votes, self.topics.labels)}
+        for source in self.source:
+            if source.format == "avro" and self.registry.url is None:
+                raise ValueError(f"source {source.name} reads avro: set registry.url (TRIBUNAL_REGISTRY__URL)")
+            if source.topic in ours:
+                raise ValueError(f"source {source.name} reads {source.topic}, one of Tribunal's own topics")
+        for sink in self.sink:
+            if sink.source not in names:
+                raise ValueError(f"sink {sink.name} names source {sink.source!r}; the sources are {names}")
+            if sink.topic in ours or sink.topic in {source.topic for source in self.source}:
+                raise ValueError(f"sink {sink.name} writes {sink.topic}, a topic Tribunal reads")
+        return self
+
+    def source_named(self, name: str) -> SourceSettings:
+        for source in self.source:
+            if source.name == name:
+                return source
+        raise ConfigError(f"no [[source]] named {name!r}; configured: {[s.name for s in self.source]}")
+
+    def sink_named(self, name: str) -> SinkSettings:
+        for sink in self.sink:
+            if sink.name == name:
+                return sink
+        raise ConfigError(f"no [[sink]] named {name!r}; configured: {[s.name for s in self.sink]}")
 
     @classmethod
     def settings_customise_sources(

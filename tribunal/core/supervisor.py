@@ -59,6 +59,12 @@ def child_specs(settings: Settings) -> list[ChildSpec]:
     ]
     children += [ChildSpec(f"aggregator#{n}", ("aggregator",), f"aggregator-{n}") for n in range(pipeline.aggregators)]
     children += [ChildSpec(f"judge#{n}", ("judge",), f"judge-{n}") for n in range(pipeline.judges)]
+    # One intake per source and one sink per sink: each is one consumer group, so more replicas
+    # of either only share its partitions (run them by hand, `tribunal intake|sink`, to scale).
+    children += [
+        ChildSpec(f"intake:{s.name}", ("intake", "--source", s.name), f"intake-{s.name}") for s in settings.source
+    ]
+    children += [ChildSpec(f"sink:{s.name}", ("sink", "--sink", s.name), f"sink-{s.name}") for s in settings.sink]
     return children
 
 

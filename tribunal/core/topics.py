@@ -80,7 +80,10 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # One partition: every aggregator reads every task's rule, in the order it was published.
         TopicSpec(t.rules_topic, 1, COMPACTED | limit),
     ]
-    inputs = (t.items_topic, t.votes_topic, t.judge_topic, t.verdicts_topic)
+    # The user's own topics: a source's dead letters, and each sink's topic if it is missing
+    # (the source topics themselves are the user's, never created here).
+    specs += [TopicSpec(sink.topic, t.partitions, limit) for sink in settings.sink]
+    inputs = (t.items_topic, t.votes_topic, t.judge_topic, t.verdicts_topic, *(s.topic for s in settings.source))
     return specs + [TopicSpec(t.dlq(name), 1, limit) for name in inputs]
 
 

@@ -1,0 +1,118 @@
+"""A decided record -> the sink's record: the source record as it came (key, headers, value in
+the source's format) with one field added that holds the decision.
+
+- `json`: the object with `<field>: {label, confidence, decided_by, policy, rule_version,
+  item_id, decided_at}`;
+- `text`: `{"text": <the value>, <field>: ...}` as JSON (a text value has no field to add);
+- `avro`: the writer schema plus a nullable `<field>` record, registered under `<topic>-value`
+  with BACKWARD compatibility, the value re-encoded by confluent-kafka's Avro serializer. The
+  `__value_schema_id` header of the original (if any) is dropped: the new value names its own
+  schema in its prefix.
+
+With `cloudevents`, the CloudEvents Kafka binding's binary-mode headers are added (`ce_id` the
+item id, `ce_source`, `ce_type`, `ce_time`, `ce_subject`, `content-type`).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from typing import Any
+
+import orjson
+
+from tribunal.connect.formats import avro_body
+from tribunal.connect.registry import SchemaRegistry, avro_with_field
+from tribunal.core.batches import Output
+from tribunal.core.connect_settings import SinkSettings, SourceFormat
+from tribunal.schemas.messages import SourceRecord, Verdict
+
+__all__ = ["CE_TYPE", "Enricher", "decision"]
+
+CE_TYPE = "dev.tribunal.label.v1"
+_SCHEMA_ID_HEADERS = frozenset({"__value_schema_id"})
+_CONTENT_TYPES = {"json": "application/json", "text": "application/json", "avro": "application/avro"}
+
+
+def decision(verdict: Verdict) -> dict[str, Any]:
+    """What the added field holds."""
+    return {
+        "label": verdict.label,
+        "confidence": verdict.confidence,
+        "decided_by": verdict.decided_by.value,
+        "policy": verdict.policy,
+        "rule_version": verdict.policy_version,
+        "item_id": verdict.item_id,
+        "decided_at": verdict.decided_at,
+    }
+
+
+class Enricher:
+    """Builds one sink's records (see the module doc)."""
+
+    def __init__(self, sink: SinkSettings, source_format: SourceFormat, registry: SchemaRegistry | None) -> None:
+        if source_format == "avro" and registry is None:
+            raise ValueError("an avro sink needs a schema registry")
+        self._sink = sink
+        self._format = source_format
+        self._registry = registry
+        self._serializers: dict[int | str, Any] = {}  # writer schema -> serializer of its enriched schema
+
+    async def record(self, verdict: Verdict) -> Output:
+        source = verdict.source
+        assert source is not None
+        value = base64.b64decode(source.value_b64)
+        headers = _headers(source)
+        added = decision(verdict)
+        if self._format == "json":
+            record = orjson.loads(value)
+            record[self._sink.field] = added
+            enriched = orjson.dumps(record)
+        elif self._format == "text":
+            enriched = orjson.dumps({"text": value.decode("utf-8"), self._sink.field: added})
+        else:
+            headers = [(name, raw) for name, raw in headers if name not in _SCHEMA_ID_HEADERS]
+            enriched = await self._avro(value, source, added, headers)
+        if self._sink.cloudevents:
+            headers += _cloudevent_headers(self._sink, verdict, _CONTENT_TYPES[self._format])
+        key = None if source.key_b64 is None else base64.b64decode(source.key_b64)
+        return Output(self._sink.topic, enriched, key, headers=headers)
+
+    async def _avro(
+        self, value: bytes, source: SourceRecord, added: dict[str, Any], headers: list[tuple[str, bytes]]
+    ) -> bytes:
+        import fastavro
+        from confluent_kafka.schema_registry.avro import AsyncAvroSerializer
+        from confluent_kafka.serialization import MessageField, SerializationContext
+
+        assert self._registry is not None
+        schema_key, body = avro_body(value, _headers(source))
+        serializer = self._serializers.get(schema_key)
+        if serializer is None:
+            enriched_schema = avro_with_field(await self._registry.schema_text(schema_key), self._sink.field)
+            await self._registry.register_backward(f"{self._sink.topic}-value", enriched_schema)
+            serializer = self._serializers[schema_key] = await AsyncAvroSerializer(
+                self._registry.client, enriched_schema, conf={"auto.register.schemas": True}
+            )
+        record: Any = fastavro.schemaless_reader(body, await self._registry.avro_schema(schema_key), None)
+        record[self._sink.field] = added
+        context = SerializationContext(self._sink.topic, MessageField.VALUE, list(headers))
+        encoded: bytes = await serializer(record, context)
+        return encoded
+
+
+def _headers(source: SourceRecord) -> list[tuple[str, bytes]]:
+    return [(name, base64.b64decode(raw)) for name, raw in source.headers]
+
+
+def _cloudevent_headers(sink: SinkSettings, verdict: Verdict, content_type: str) -> list[tuple[str, bytes]]:
+    decided = dt.datetime.fromtimestamp(verdict.decided_at, tz=dt.UTC).isoformat().replace("+00:00", "Z")
+    return [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", verdict.item_id.encode()),
+        ("ce_source", f"tribunal/{sink.name}".encode()),
+        ("ce_type", CE_TYPE.encode()),
+        ("ce_time", decided.encode()),
+        ("ce_subject", verdict.item_id.encode()),
+        ("content-type", content_type.encode()),
+    ]
