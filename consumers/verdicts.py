@@ -61,27 +61,27 @@ def verdict_bytes(
 ) -> bytes:
     """A worker-decided `Verdict`, encoded straight from the pending state: what `encode(Verdict(
     ...))` gives (a unit test holds them equal), without building a model per vote."""
-    return orjson.dumps(
-        {
-            "schema_version": 2,
-            "audit_rate": audit_rate,
-            "item_id": item.id,
-            "task": item.task,
-            "label": decision.label,
-            "decided_by": DecidedBy.WORKERS.value,
-            "confidence": decision.confidence,
-            "votes": [vote_dict(worker, votes[worker]) for worker in sorted(votes)],
-            "reason": None,
-            "policy": policy.name,
-            "policy_version": policy.version,
-            "gold": item.gold,
-            "item_produced_at": item.produced_at,
-            "decided_at": now,
-            "judge_latency_ms": None,
-            "ticket": None,
-            "source": None if item.source is None else item.source.model_dump(),
-        }
-    )
+    verdict: dict[str, Any] = {
+        "schema_version": 2,
+        "audit_rate": audit_rate,
+        "item_id": item.id,
+        "task": item.task,
+        "label": decision.label,
+        "decided_by": DecidedBy.WORKERS.value,
+        "confidence": decision.confidence,
+        "votes": [vote_dict(worker, votes[worker]) for worker in sorted(votes)],
+        "reason": None,
+        "policy": policy.name,
+        "policy_version": policy.version,
+        "gold": item.gold,
+        "item_produced_at": item.produced_at,
+        "decided_at": now,
+        "judge_latency_ms": None,
+        "ticket": None,
+    }
+    if item.source is not None:
+        verdict["source"] = item.source.model_dump()
+    return orjson.dumps(verdict)
 
 
 def vote_dict(worker: str, vote: HeldVote) -> dict[str, Any]:

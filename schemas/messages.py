@@ -123,7 +123,8 @@ class Item(Message):
     task: str = Field(default="sentiment", min_length=1, max_length=64)
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
     produced_at: NonNegative = Field(default_factory=now)
-    source: SourceRecord | None = None
+    # Left out of the JSON when absent: most items have none, and every byte is paid per item.
+    source: SourceRecord | None = Field(default=None, exclude_if=lambda source: source is None)
 
     @field_validator("text")
     @classmethod
@@ -321,8 +322,9 @@ class Verdict(_Decided):
     decided_at: NonNegative = Field(default_factory=now)
     judge_latency_ms: NonNegative | None = None
     ticket: str | None = Field(default=None, min_length=1, max_length=64)
-    # The item's source record, for the sink that writes it back enriched (None: a plain item).
-    source: SourceRecord | None = None
+    # The item's source record, for the sink that writes it back enriched (None: a plain item,
+    # left out of the JSON).
+    source: SourceRecord | None = Field(default=None, exclude_if=lambda source: source is None)
 
     @field_validator("label", "gold")
     @classmethod

@@ -9,6 +9,10 @@
 
 A test that needs a broker and cannot get one fails in CI (CI=true) and skips elsewhere, with
 one sentence saying what is missing.
+
+A Schema Registry (Confluent REST API) likewise: `SCHEMA_REGISTRY_URL` if set, else the project's
+own (`tribunal.localregistry`: Apicurio Registry, built once into `.tribunal/registry/` of this
+checkout) on a free port with its data in a fresh temporary folder, stopped at the end.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import pytest
 
 if TYPE_CHECKING:
     from tribunal.localkafka import LocalBroker
+    from tribunal.localregistry import LocalRegistry
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
@@ -111,3 +116,65 @@ def _own_broker(home: Path) -> LocalBroker:
     (home / "kafka").mkdir(parents=True)
     (home / "kafka" / jars.name).symlink_to(jars.resolve())
     return LocalBroker(home, BrokerSettings(port=_free_port(), controller_port=_free_port()))
+
+
+@pytest.fixture(scope="session")
+def _registry_service() -> Iterator[tuple[str, LocalRegistry | None]]:
+    """(URL, our registry or None): `SCHEMA_REGISTRY_URL`, else a registry of this session's own."""
+    explicit = os.environ.get("SCHEMA_REGISTRY_URL")
+    if explicit:
+        yield explicit, None
+        return
+    from tribunal.core.errors import TribunalError
+
+    for attempt in (1, 2):  # a free port can be taken between choosing it and the JVM binding it
+        home = Path(tempfile.mkdtemp(prefix="tribunal-test-registry-"))
+        try:
+            registry = _own_registry(home)
+            url = registry.start()
+            break
+        except TribunalError as exc:  # no java or mvn, a failed build, a port taken meanwhile
+            shutil.rmtree(home, ignore_errors=True)
+            if attempt == 2:
+                message = f"no Schema Registry for integration tests: {exc}"
+                if os.environ.get("CI"):
+                    pytest.fail(message)
+                pytest.skip(message)
+    try:
+        yield url, registry
+    finally:
+        registry.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def schema_registry_url(_registry_service: tuple[str, LocalRegistry | None]) -> str:
+    """The Confluent-compatible URL of a Schema Registry for this test session."""
+    return _registry_service[0]
+
+
+@pytest.fixture
+def local_registry(_registry_service: tuple[str, LocalRegistry | None]) -> Iterator[LocalRegistry | None]:
+    """The session's own registry, to stop and start mid-test (an outage), on the same port and
+    URL; None when `SCHEMA_REGISTRY_URL` names an external one (a test needing an outage skips).
+
+    Its storage is an H2 file in the session's temporary home, so a restart keeps the registered
+    schemas, their ids and the compatibility settings (Apicurio's default, in memory, would lose
+    them). After the test the registry is started again if the test left it stopped."""
+    registry = _registry_service[1]
+    yield registry
+    if registry is not None:
+        registry.start()
+
+
+def _own_registry(home: Path) -> LocalRegistry:
+    """A local registry living in `home` on a free port, with the app this checkout built
+    (`.tribunal/registry/<version>`, built now if absent) linked in, not built again."""
+    from tribunal.core.connect_settings import RegistrySettings
+    from tribunal.localregistry import LocalRegistry
+
+    shared = LocalRegistry(REPO / ".tribunal", RegistrySettings())
+    shared.fetch()
+    (home / "registry").mkdir(parents=True)
+    (home / "registry" / shared.build_dir.name).symlink_to(shared.build_dir.resolve())
+    return LocalRegistry(home, RegistrySettings(port=_free_port()))

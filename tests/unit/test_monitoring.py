@@ -27,6 +27,7 @@ ALERTS = (
     "TribunalJudgeBacklogAtBudget",
     "TribunalTierRestarting",
     "TribunalCalibrationUnreadable",
+    "TribunalSchemaRegistryDown",
 )
 DASHBOARD_FILE = ROOT / "deploy" / "grafana" / "tribunal-dashboard.json"
 
@@ -100,7 +101,7 @@ def test_dashboard_has_judge_rate_and_quantiles(dashboard: dict[str, Any]) -> No
 
 def test_alert_rules_cover_the_operators_questions() -> None:
     """Lag growing, DLQ rate, audit precision below target, judge at budget, a tier restarting,
-    a task running cold because its shipped rule could not be read."""
+    a task running cold because its shipped rule could not be read, a schema registry away."""
     rules = [r for group in load_yaml(ALERTS_FILE)["groups"] for r in group["rules"]]
     assert sorted(r["alert"] for r in rules) == sorted(ALERTS)
     for rule in rules:

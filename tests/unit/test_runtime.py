@@ -88,7 +88,7 @@ class FakeProducer:
 
     def create_batch(self) -> Any:
         class Batch:
-            def append(self, key: bytes | None, value: bytes | None, timestamp: int | None) -> object:
+            def append(self, key: bytes | None, value: bytes | None, timestamp: int | None, headers: Any) -> object:
                 return object()
 
         return Batch()

@@ -46,7 +46,7 @@ class RegistrySettings(Section):
     retry_backoff_ms: int = Field(default=200, ge=1)
     retry_backoff_max_ms: int = Field(default=5_000, ge=1)
     # The local registry of `tribunal registry up`.
-    version: str = "2.6.13.Final"
+    version: str = "2.4.2.Final"
     port: int = Field(default=8081, ge=1, le=65535)
     heap: str = "384m"
     start_timeout_s: float = Field(default=240.0, gt=0)

@@ -99,7 +99,9 @@ TARGET_RULE = Info(
     "tribunal_target_rule", "The target policy's rule in force: version and why it was published", ["task"]
 )
 JUDGE_BACKLOG = Gauge("tribunal_judge_backlog_records", "Escalations not yet judged, as the aggregator last measured")
-REGISTRY_UP = Gauge("tribunal_registry_up", "1 while the Schema Registry answers, 0 while a tier waits for it")
+REGISTRY_UP = Gauge(
+    "tribunal_registry_reachable_ratio", "1 while the Schema Registry answers, 0 while a tier waits for it"
+)
 BUILD_INFO = Info("tribunal_build", "Version of the running Tribunal (the value is always 1)")
 
 
