@@ -121,3 +121,65 @@ async def test_text_source_keyed_by_record_key(kafka_bootstrap: str) -> None:
         assert body["tribunal"]["item_id"] == record.key.decode()
         assert body["tribunal"]["label"] in {"positive", "negative", "neutral"}
     assert [letter.error_kind for letter in letters] == ["missing_key"]
+
+
+@pytest.mark.asyncio
+async def test_source_check_maps_the_first_records_and_says_why_not(kafka_bootstrap: str) -> None:
+    """`tribunal source check`: the intake's own mapping over the first records, nothing published."""
+    from tribunal.cli.source import check
+
+    topic = f"peek-{uuid.uuid4().hex[:8]}"
+    settings = isolated_settings(
+        kafka_bootstrap,
+        source=[{"name": "peek", "topic": topic, "id": "ticket.ref", "text": "ticket.body", "task": "sentiment3"}],
+    )
+    await create_source(settings, topic, partitions=2)
+    await make_topics(settings)
+    good = [(None, value(json_ticket(n)[0]), []) for n in range(4)]
+    await produce_foreign(settings, topic, [*good, (None, b"[]", []), (None, value({"ticket": {"ref": "x"}}), [])])
+    report = await check(settings, "peek", limit=20)
+    assert (report["read"], report["mapped"], report["refused"]) == (6, 4, 2)
+    assert sorted(r["kind"] for r in report["records"] if not r["ok"]) == ["missing_field", "not_object"]
+    assert {r["id"] for r in report["records"] if r["ok"]} == {f"T-{n:06d}" for n in range(4)}
+    limited = await check(settings, "peek", limit=3)
+    assert limited["read"] == 3 and {r["partition"] for r in limited["records"]} == {0, 1}, "both partitions sampled"
+    assert await read_topic(settings, settings.topics.items_topic) == [], "nothing published"
+
+
+@pytest.mark.asyncio
+async def test_a_fixed_dead_letter_replayed_reaches_the_sink(kafka_bootstrap: str) -> None:
+    """A record the mapping refused, corrected and replayed with `dlq replay --fixed`, comes out
+    enriched on the sink with its original key and headers, once."""
+    from tribunal.producers.dlq import read_letters, replay_letters
+
+    topic, out = f"fixme-{uuid.uuid4().hex[:8]}", f"fixed-{uuid.uuid4().hex[:8]}"
+    settings = isolated_settings(
+        kafka_bootstrap,
+        aggregator={"policy": "criterion1"},
+        source=[
+            {
+                "name": "fixme",
+                "topic": topic,
+                "id": "ticket.ref",
+                "text": "ticket.body",
+                "task": "sentiment3",
+                "keep_fields": list(SCRIPT_FIELDS),
+            }
+        ],  # fmt: skip
+        sink=[{"name": "fixed", "source": "fixme", "topic": out}],
+    )
+    await create_source(settings, topic)
+    await make_topics(settings)
+    ticket, label = json_ticket(1)
+    broken = {**ticket, "ticket": {"ref": "T-broken", "subject": "s"}}  # no body
+    await produce_foreign(settings, topic, [(b"the-key", value(broken), [("tenant", b"acme")])])
+    async with running(*pipeline(settings, sources=["fixme"], sinks=["fixed"])):
+        letters = await read_topic(settings, f"{topic}.dlq", DeadLetter, until=lambda rs: len(rs) >= 1)
+        assert letters[0].error_kind == "missing_field"
+        (letter,) = await read_letters(settings, f"{topic}.dlq")
+        repaired = {**broken, "ticket": {**broken["ticket"], "body": "now it has a body"}}
+        report = await replay_letters(settings, f"{topic}.dlq", {letter.id: value(repaired)})
+        assert report.replayed == 1
+        (record,) = await read_sink(settings, out, 1)
+    assert record.key == b"the-key" and list(record.headers) == [("tenant", b"acme")]
+    assert orjson.loads(record.value)["tribunal"]["label"] == label

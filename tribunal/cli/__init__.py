@@ -15,7 +15,21 @@ import typer
 from aiokafka.errors import KafkaConnectionError
 from typer.core import TyperGroup
 
-from tribunal.cli import bench, broker, calibrate, demo, dlq, fit, ingest, models, registry, replay, tiers, topics
+from tribunal.cli import (
+    bench,
+    broker,
+    calibrate,
+    demo,
+    dlq,
+    fit,
+    ingest,
+    models,
+    registry,
+    replay,
+    source,
+    tiers,
+    topics,
+)
 from tribunal.cli.common import BootstrapOption, ConfigOption, hoist_global_options
 from tribunal.core.errors import BrokerUnavailableError, ExitCode, TribunalError
 from tribunal.core.logs import get_logger, is_configured
@@ -65,7 +79,7 @@ def main_options(
     ctx.obj = {"config": config, "bootstrap": bootstrap}
 
 
-for module in (broker, registry, topics, ingest, tiers, models, fit, calibrate, replay, dlq, demo, bench):
+for module in (broker, registry, topics, ingest, source, tiers, models, fit, calibrate, replay, dlq, demo, bench):
     module.register(app)
 
 
