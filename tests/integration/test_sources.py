@@ -165,7 +165,7 @@ async def test_a_fixed_dead_letter_replayed_reaches_the_sink(kafka_bootstrap: st
                 "task": "sentiment3",
                 "keep_fields": list(SCRIPT_FIELDS),
             }
-        ],  # fmt: skip
+        ],
         sink=[{"name": "fixed", "source": "fixme", "topic": out}],
     )
     await create_source(settings, topic)
