@@ -22,7 +22,7 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,8 +39,10 @@ from tribunal.bench.probes import (
     exactly_once,
     local_broker_pid,
     phase,
+    produce,
     stop_processes,
 )
+from tribunal.bench.sources import SourceFeed, create_source_topic, registry_for_bench, source_settings
 from tribunal.core import kafka
 from tribunal.core.settings import Settings, settings_env
 from tribunal.core.topics import create_topics, delete_topics, topic_specs
@@ -94,10 +96,13 @@ class Tier:
         return samples
 
 
-async def start_tiers(settings: Settings, workers: list[str]) -> dict[str, Tier]:
-    """Tier name (worker names, `aggregator`, `judge`) -> its process."""
+async def start_tiers(
+    settings: Settings, workers: list[str], extra: Mapping[str, tuple[str, ...]] | None = None
+) -> dict[str, Tier]:
+    """Tier name (worker names, `aggregator`, `judge`, and `extra`'s) -> its process."""
     commands: dict[str, tuple[str, ...]] = {w: ("worker", "--name", w, "--classifier", f"hash:{w}") for w in workers}
     commands |= {"aggregator": ("aggregator",), "judge": ("judge", "--classifier", "hash:judge")}
+    commands |= dict(extra or {})
     tiers = {}
     for n, (tier, args) in enumerate(commands.items()):
         port = _free_port()
@@ -210,23 +215,30 @@ class _Phases:
 
 
 async def _measure(
-    settings: Settings, names: list[str], count: int, rates: Sequence[float], rate_items: int
+    settings: Settings,
+    names: list[str],
+    count: int,
+    rates: Sequence[float],
+    rate_items: int,
+    feed: SourceFeed | None = None,
 ) -> _Phases:
-    """The tiers' phases: warm-up, saturation (records, CPU and batching measured), paced."""
-    watcher = LabelWatcher(settings)
+    """The tiers' phases: warm-up, saturation (records, CPU and batching measured), paced. With
+    a `feed`, items enter as a source's records and are followed on its sink."""
+    watcher = LabelWatcher(settings) if feed is None else LabelWatcher(settings, feed.sink_topic, feed.outcome)
+    publish = produce if feed is None else feed.publish
     await watcher.start()
-    tiers = await start_tiers(settings, names)
+    tiers = await start_tiers(settings, names, None if feed is None else feed.tiers)
     paced: list[dict[str, Any]] = []
     try:
-        warmup = await phase(settings, watcher, "warmup", 200, None)  # groups joined, code paths warm
+        warmup = await phase(settings, watcher, "warmup", 200, None, publish=publish)  # groups joined, code warm
         metrics_before = {tier: await t.counters() for tier, t in tiers.items()}
         pids = {tier: t.process.pid for tier, t in tiers.items()}
         records_before = await _end_offsets(settings)
-        saturated = await phase(settings, watcher, "load", count, None, pids)
+        saturated = await phase(settings, watcher, "load", count, None, pids, publish)
         records = await _end_offsets(settings) - records_before
         batching = _batching(metrics_before, {tier: await t.counters() for tier, t in tiers.items()})
         for n, rate in enumerate(r for r in rates if rate_items):
-            figures = await phase(settings, watcher, f"paced{n}", rate_items, rate, pids)
+            figures = await phase(settings, watcher, f"paced{n}", rate_items, rate, pids, publish)
             paced.append({**figures, "rate_items_per_s": rate})
     finally:
         await stop_processes([t.process for t in tiers.values()])
@@ -235,9 +247,11 @@ async def _measure(
 
 
 async def bench_pipeline(
-    settings: Settings, count: int, workers: int, rates: Sequence[float], rate_items: int
+    settings: Settings, count: int, workers: int, rates: Sequence[float], rate_items: int, source: str | None = None
 ) -> dict[str, Any]:
-    """Run the whole pipeline on instant classifiers and measure it (see the module docstring)."""
+    """Run the whole pipeline on instant classifiers and measure it (see the module docstring);
+    with `source` (json, avro), then again with items entering through a source and leaving
+    through its sink, in the same run, side by side."""
     run = f"bench-{uuid.uuid4().hex[:8]}-"
     settings = settings.model_copy(update={"topics": settings.topics.model_copy(update={"prefix": run})})
     names = [f"w{n + 1}" for n in range(workers)]
@@ -251,23 +265,55 @@ async def bench_pipeline(
     finally:
         # A user's broker keeps nothing of a bench run.
         await delete_topics([settings], extra=[baseline_topic, settings.topics.dlq(baseline_topic)])
+    report = _report(phases, count, names, baseline)
+    report |= {"transaction_baseline": transaction, "cores": os.cpu_count()}
+    if source is None:
+        return report
+    sourced = await _bench_source(settings, source, count, names, rates, rate_items)
+    plain_rate = report["throughput_items_per_s"]
+    return {
+        "plain": report,
+        f"source_{source}": sourced,
+        "source_vs_plain_throughput": round(sourced["throughput_items_per_s"] / plain_rate, 3) if plain_rate else None,
+        "intake_cpu_us_per_record": sourced["cpu_us_per_item"].get("intake"),
+        "sink_cpu_us_per_record": sourced["cpu_us_per_item"].get("sink"),
+    }
+
+
+async def _bench_source(
+    settings: Settings, fmt: str, count: int, names: list[str], rates: Sequence[float], rate_items: int
+) -> dict[str, Any]:
+    run = f"bench-{uuid.uuid4().hex[:8]}-"
+    plain = settings.model_copy(update={"topics": settings.topics.model_copy(update={"prefix": run})})
+    async with registry_for_bench(plain, fmt) as url:
+        sourced = source_settings(plain, fmt, url)
+        await create_topics(sourced)
+        await create_source_topic(sourced)
+        feed = SourceFeed(sourced)
+        try:
+            phases = await _measure(sourced, names, count, rates, rate_items, feed)
+        finally:
+            await feed.close()
+            await delete_topics([sourced], extra=[sourced.source[0].topic])
+    return _report(phases, count, names, None)
+
+
+def _report(phases: _Phases, count: int, names: list[str], baseline: float | None) -> dict[str, Any]:
     ids = {f"load-{n}" for n in range(count)}
     per_item = round(phases.records / count, 2)
     cpu, saturated, seen = phases.cpu, phases.saturated, phases.watcher.seen
     return {
         **saturated,
         **exactly_once(seen, ids),
-        "workers": workers,
+        "workers": len(names),
         "cpu_us_per_item": cpu,
         "worker_cpu_us_per_vote": round(sum(cpu.get(w, 0.0) for w in names) / max(len(names), 1), 1),
         "broker_records_per_item": per_item,
         "broker_baseline_msgs_per_s": baseline,
         "broker_bound_ratio": round(per_item * saturated["throughput_items_per_s"] / baseline, 3) if baseline else None,
-        "transaction_baseline": transaction,
         "batching": phases.batching,
         "paced": phases.paced,
         "warmup_labelled": phases.warmup["labelled"],
-        "cores": os.cpu_count(),
     }
 
 

@@ -13,7 +13,7 @@ import contextlib
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from tribunal.schemas.messages import Item
 
 __all__ = [
     "LabelWatcher",
+    "Publish",
     "bench_items",
     "cpu_per_item_us",
     "cpu_seconds",
@@ -52,8 +53,17 @@ class LabelWatcher:
     """Follows the labels topic from its end; records when each item id's label became visible,
     and who decided it (`decided_by`, `reason`: two fields read, no full decode)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        topic: str | None = None,
+        outcome: Callable[[bytes | None], tuple[str, str | None]] | None = None,
+    ) -> None:
+        """Follows `labels`, or another topic keyed by item id (a sink's) whose records `outcome`
+        reads (decided_by, reason) from."""
         self._settings = settings
+        self._topic = topic or settings.topics.labels_topic
+        self._outcome = outcome or _verdict_outcome
         self.seen: Counter[str] = Counter()
         self.visible_at: dict[str, float] = {}
         self.outcome: dict[str, tuple[str, str | None]] = {}
@@ -63,7 +73,7 @@ class LabelWatcher:
 
     async def start(self) -> None:
         await self._consumer.start()
-        self._consumer.subscribe([self._settings.topics.labels_topic])
+        self._consumer.subscribe([self._topic])
         self._task = asyncio.create_task(self._follow())
 
     async def _follow(self) -> None:
@@ -75,8 +85,8 @@ class LabelWatcher:
                     item_id = record.key.decode() if record.key else ""
                     self.seen[item_id] += 1
                     self.visible_at.setdefault(item_id, now)
-                    verdict = orjson.loads(record.value or b"{}")
-                    self.outcome.setdefault(item_id, (verdict.get("decided_by", ""), verdict.get("reason")))
+                    if item_id not in self.outcome:
+                        self.outcome[item_id] = self._outcome(record.value)
             if batch:
                 self._arrived.set()
 
@@ -93,6 +103,14 @@ class LabelWatcher:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await self._consumer.stop()
+
+
+def _verdict_outcome(value: bytes | None) -> tuple[str, str | None]:
+    verdict = orjson.loads(value or b"{}")
+    return verdict.get("decided_by", ""), verdict.get("reason")
+
+
+Publish = Callable[[Settings, list[Item], float | None], Awaitable[dict[str, float]]]
 
 
 async def produce(settings: Settings, items: list[Item], rate: float | None) -> dict[str, float]:
@@ -129,6 +147,7 @@ async def phase(
     count: int,
     rate: float | None,
     pids: Mapping[str, int] | None = None,
+    publish: Publish = produce,
 ) -> dict[str, Any]:
     """Produce `count` items (at `rate`, or as fast as possible) and wait for their labels: the
     figures of the phase, with the CPU it cost each process of `pids` (name -> PID) per item, and
@@ -140,7 +159,7 @@ async def phase(
     cpu_before = {name: cpu_seconds(pid) for name, pid in {**(pids or {}), **around}.items()}
     machine_before = _machine_jiffies()
     started = time.time()
-    produced = await produce(settings, items, rate)
+    produced = await publish(settings, items, rate)
     await watcher.wait_for(ids, timeout_s=max(120.0, count / 200))
     cpu = cpu_per_item_us(
         cpu_before, {name: cpu_seconds(pid) for name, pid in {**(pids or {}), **around}.items()}, count

@@ -135,7 +135,7 @@ async def test_source_check_maps_the_first_records_and_says_why_not(kafka_bootst
     )
     await create_source(settings, topic, partitions=2)
     await make_topics(settings)
-    good = [(None, value(json_ticket(n)[0]), []) for n in range(4)]
+    good: list[Foreign] = [(None, value(json_ticket(n)[0]), []) for n in range(4)]
     await produce_foreign(settings, topic, [*good, (None, b"[]", []), (None, value({"ticket": {"ref": "x"}}), [])])
     report = await check(settings, "peek", limit=20)
     assert (report["read"], report["mapped"], report["refused"]) == (6, 4, 2)

@@ -82,7 +82,7 @@ def produce_with_librdkafka(bootstrap: str, topic: str, fmt: str, registry_url: 
         record, label = ticket(n)
         key = uuid.uuid4().hex.encode()
         if fmt == "avro":
-            value = serialize(record)  # type: ignore[misc]
+            value = serialize(record)
         elif fmt == "json":
             value = orjson.dumps(record)
         else:

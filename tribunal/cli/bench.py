@@ -140,13 +140,23 @@ def _register_bench(bench_app: typer.Typer) -> None:
             list[float] | None, typer.Option(help="Items/s of a fixed-rate latency phase; repeatable [1000, 2000]")
         ] = None,
         rate_items: Annotated[int, typer.Option(help="Items of each fixed-rate phase (0 skips them)")] = 5_000,
+        source: Annotated[
+            str | None,
+            typer.Option(
+                help="Also run items in through a source of this format (json, avro) and out through its sink"
+            ),
+        ] = None,
         json_out: JsonOption = False,
     ) -> None:
-        """End-to-end throughput and latency of all tiers, beside the raw broker round trip."""
+        """End-to-end throughput and latency of all tiers, beside the raw broker round trip; with
+        --source, beside the same pipeline fed by a source topic and drained by a sink."""
         from tribunal.bench.pipeline import bench_pipeline
 
+        if source not in (None, "json", "avro"):
+            raise typer.BadParameter("--source is json or avro")
         rates = rate or [1_000.0, 2_000.0]
-        _print(asyncio.run(bench_pipeline(settings_from(ctx), items, workers, rates, rate_items)), json_out, 28)
+        result = asyncio.run(bench_pipeline(settings_from(ctx), items, workers, rates, rate_items, source))
+        _print(result, json_out, 28)
 
     @bench_app.command("peers")
     def peers(
