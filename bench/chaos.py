@@ -1,8 +1,10 @@
 """`tribunal bench chaos`: the whole pipeline under a reusable adversary, measured.
 
 On a broker of its own (free ports, its own data directory: a shared broker is never touched) it
-runs every tier as its own OS process (workers w1-w3, the aggregator, the judge; instant hash
-classifiers, task sentiment3 so that some items reach the judge), publishes `items` good items
+runs every tier as its own OS process (workers w1-w3, the aggregator, the judge, and an intake
+and a sink for a JSON source; instant hash classifiers, task sentiment3 so that some items reach
+the judge), publishes `items` good items (every third as another system's record on the source
+topic, random key and partition, which must come out enriched on the sink exactly once)
 at a steady rate with hostile records mixed in (`tribunal.bench.hostile`), and meanwhile kill -9s a
 random tier `kills` times (restarted at once under the same instance id, which fences its
 predecessor) and restarts the broker once. A tier that exits by itself is restarted after a
@@ -26,11 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import SecretStr
 
 from tribunal.bench.hostile import CROSS_TASK, HostileRecord, account, hostile_records
+from tribunal.bench.sources import create_source_topic
+from tribunal.core.connect_settings import SinkSettings, SourceSettings
 from tribunal.core.logs import configure_logging
 from tribunal.core.settings import Settings, settings_env
 from tribunal.core.topics import create_topics, partitions_of, read_to_end
@@ -49,7 +54,7 @@ CANARIES = ("canary-sasl-5ecret-7Hq2", "canary-keyfile-5ecret-Zp9w")
 class ChaosPlan:
     items: int = 3_000
     kills: int = 5
-    hostile: int = 57  # three of each kind in `tribunal.bench.hostile`
+    hostile: int = 72  # three of each kind in `tribunal.bench.hostile`
     rate: float = 100.0  # good items per second
     broker_restart: bool = True
     outage_s: float = 0.0  # how long the broker stays down before it is started again
@@ -140,7 +145,14 @@ def run_settings(settings: Settings, bootstrap: str) -> Settings:
     aggregator = settings.aggregator.model_copy(
         update={"workers": WORKERS, "quorum": 2, "policy": "majority", "deadline_ms": 30_000}
     )
-    return settings.model_copy(update={"kafka": kafka, "topics": topics, "runtime": runtime, "aggregator": aggregator})
+    # A third of the good items arrive as another system's JSON records through a source, and
+    # leave enriched through its sink: both tiers are in the kill rotation like every other.
+    source = SourceSettings(name="chaos", topic=f"{topics.prefix}source", id="ref", text="body", task="sentiment3")
+    sink = SinkSettings(name="chaos-out", source="chaos", topic=f"{topics.prefix}sink")
+    return settings.model_copy(
+        update={"kafka": kafka, "topics": topics, "runtime": runtime, "aggregator": aggregator,
+                "source": (source,), "sink": (sink,)}
+    )  # fmt: skip
 
 
 def _tiers(settings: Settings, logs: Path) -> list[_Tier]:
@@ -150,6 +162,7 @@ def _tiers(settings: Settings, logs: Path) -> list[_Tier]:
         (f"worker-{w}", ("worker", "--name", w, "--classifier", f"hash:{w}")) for w in WORKERS
     ]
     commands += [("aggregator", ("aggregator",)), ("judge", ("judge", "--classifier", "hash:judge"))]
+    commands += [("intake", ("intake", "--source", "chaos")), ("sink", ("sink", "--sink", "chaos-out"))]
     return [
         _Tier(label, args, base | {"TRIBUNAL_RUNTIME__INSTANCE_ID": f"chaos-{label}"}, logs / f"{label}.log")
         for label, args in commands
@@ -182,9 +195,7 @@ async def _produce(settings: Settings, plan: ChaosPlan, items: list[Item],
     try:
         early = [r for name, r in hostile if name == CROSS_TASK]
         await _publish(producer, [(r.topic, r.key, r.value, r.partition) for r in early])
-        mixed: list[tuple[str, bytes | None, bytes | None, int | None]] = [
-            (settings.topics.items_topic, key(i.id), encode(i), None) for i in items
-        ]
+        mixed = [_good_record(settings, n, item, rng) for n, item in enumerate(items)]
         for _, record in (h for h in hostile if h[0] != CROSS_TASK):
             mixed.insert(rng.randrange(len(mixed) + 1), (record.topic, record.key, record.value, record.partition))
         started, step = time.monotonic(), max(1, int(plan.rate / 10))
@@ -195,6 +206,20 @@ async def _produce(settings: Settings, plan: ChaosPlan, items: list[Item],
                 await asyncio.sleep(delay)
     finally:
         await producer.stop()
+
+
+def _good_record(
+    settings: Settings, n: int, item: Item, rng: random.Random
+) -> tuple[str, bytes | None, bytes | None, int | None]:
+    """Every third good item as a source record (random key and partition), the rest as items."""
+    if not via_source(n):
+        return settings.topics.items_topic, key(item.id), encode(item), None
+    value = orjson.dumps({"ref": item.id, "body": item.text})
+    return settings.source[0].topic, rng.randbytes(8), value, rng.randrange(settings.topics.partitions)
+
+
+def via_source(n: int) -> bool:
+    return n % 3 == 0
 
 
 async def _havoc(plan: ChaosPlan, tiers: list[_Tier], broker: LocalBroker, rng: random.Random,
@@ -252,13 +277,28 @@ async def _letters(settings: Settings) -> tuple[list[DeadLetter], int]:
     """Every dead letter of every DLQ topic, and how many records there were not letters."""
     t = settings.topics
     letters, unreadable = [], 0
-    for topic in (t.items_topic, t.votes_topic, t.judge_topic, t.verdicts_topic):
+    for topic in (t.items_topic, t.votes_topic, t.judge_topic, t.verdicts_topic, settings.source[0].topic):
         async for record in read_to_end(settings, await partitions_of(settings, t.dlq(topic))):
             try:
                 letters.append(decode(record.value, DeadLetter))
             except DecodeError:
                 unreadable += 1
     return letters, unreadable
+
+
+async def _sink_ids(settings: Settings) -> Counter[str]:
+    """Item id -> how many enriched records of it the sink topic holds."""
+    tps = await partitions_of(settings, settings.sink[0].topic)
+    return Counter([orjson.loads(r.value or b"{}")["tribunal"]["item_id"] async for r in read_to_end(settings, tps)])
+
+
+async def _wait_for_sink(settings: Settings, ids: set[str], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(KafkaError):
+            if ids <= set(await _sink_ids(settings)):
+                return
+        await asyncio.sleep(2.0)
 
 
 async def _copies_sent(
@@ -306,11 +346,13 @@ async def bench_chaos(settings: Settings, plan: ChaosPlan, workdir: Path) -> dic
 async def _run(settings: Settings, plan: ChaosPlan, broker: LocalBroker, rng: random.Random,
                workdir: Path) -> dict[str, Any]:  # fmt: skip
     await create_topics(settings)
+    await create_source_topic(settings)
     logs = workdir / "logs"
     logs.mkdir(exist_ok=True)
     items = [Item(id=f"chaos-{n}", text=f"chaos message {n} about parcel {n % 97}", task="sentiment3")
              for n in range(plan.items)]  # fmt: skip
     ids = {i.id for i in items}
+    sourced = {i.id for n, i in enumerate(items) if via_source(n)}
     hostile = hostile_records(settings, sorted(ids), plan.hostile, rng)
     tiers = _tiers(settings, logs)
     stop = asyncio.Event()
@@ -325,12 +367,14 @@ async def _run(settings: Settings, plan: ChaosPlan, broker: LocalBroker, rng: ra
         await _produce(settings, plan, items, hostile, rng)
         await havoc
         await _wait_for_labels(settings, ids, plan.drain_timeout_s)
+        await _wait_for_sink(settings, sourced, plan.drain_timeout_s)
         drained = time.monotonic()
     finally:
         stop.set()
         await asyncio.gather(*(tier.stop() for tier in tiers))
         await asyncio.gather(*keepers, return_exceptions=True)
     labels = await _labels(settings)
+    on_sink = await _sink_ids(settings)
     letters, unreadable = await _letters(settings)
     counts = Counter(v.item_id for v in labels)
     by_kind: dict[str, Counter[str]] = defaultdict(Counter)
@@ -348,6 +392,13 @@ async def _run(settings: Settings, plan: ChaosPlan, broker: LocalBroker, rng: ra
         "duplicates": sum(1 for i in ids if counts[i] > 1),
         "forged_labels": sum(n for i, n in counts.items() if i not in ids),
         "hostile": {"sent": len(hostile), **accounting},
+        "sink": {
+            "source_records": len(sourced),
+            "enriched": len(sourced & set(on_sink)),
+            "missing": len(sourced - set(on_sink)),
+            "duplicates": sum(1 for i in sourced if on_sink[i] > 1),
+            "strangers": sum(n for i, n in on_sink.items() if i not in sourced),
+        },
         "dead_letters": {topic: dict(kinds) for topic, kinds in sorted(by_kind.items())},
         "unreadable_dead_letters": unreadable,
         "kills": len(events["kills"]),

@@ -185,6 +185,33 @@ def garbage_verdict(t: _Target) -> HostileRecord:
     return _on(t, t.settings.topics.verdicts_topic, key(t.tag), b'"a string"', "decode")
 
 
+# --- a source topic (another system's JSON records; the chaos run's [[source]]) ---------------------
+def _source(t: _Target, value: bytes | None, kind: str) -> HostileRecord:
+    topic = t.settings.source[0].topic
+    partitions = t.settings.topics.partitions
+    return _on(t, topic, t.tag.encode(), value, kind, partition=t.rng.randrange(partitions))
+
+
+def not_json_source(t: _Target) -> HostileRecord:
+    return _source(t, b"{this is not json", "not_json")
+
+
+def missing_field_source(t: _Target) -> HostileRecord:
+    return _source(t, orjson.dumps({"ref": t.tag, "subject": "no body"}), "missing_field")
+
+
+def wrong_type_source(t: _Target) -> HostileRecord:
+    return _source(t, orjson.dumps({"ref": [t.tag], "body": "a list for an id"}), "wrong_type")
+
+
+def tombstone_source(t: _Target) -> HostileRecord:
+    return _source(t, None, "tombstone")
+
+
+def invalid_utf8_source(t: _Target) -> HostileRecord:
+    return _source(t, b'{"ref": "' + t.tag.encode() + b'", "body": "\xff\xfe"}', "not_utf8")
+
+
 MAKERS: dict[str, Maker] = {
     "garbage_item": garbage_item,
     "wrong_schema_item": wrong_schema_item,
@@ -205,6 +232,11 @@ MAKERS: dict[str, Maker] = {
     "misrouted_request": misrouted_request,
     "forged_verdict": forged_verdict,
     "garbage_verdict": garbage_verdict,
+    "not_json_source": not_json_source,
+    "missing_field_source": missing_field_source,
+    "wrong_type_source": wrong_type_source,
+    "tombstone_source": tombstone_source,
+    "invalid_utf8_source": invalid_utf8_source,
 }
 
 

@@ -35,3 +35,6 @@ def test_chaos_at_ci_scale_loses_nothing_doubles_nothing_leaks_nothing() -> None
     assert hostile["accounted_once"] == hostile["sent"] > 0, hostile
     assert report["kills"] == 5 and report["broker_restart"] is not None, report
     assert report["unreadable_dead_letters"] == 0, report
+    sink = report["sink"]
+    assert sink["enriched"] == sink["source_records"] == 1000, sink
+    assert (sink["missing"], sink["duplicates"], sink["strangers"]) == (0, 0, 0), sink

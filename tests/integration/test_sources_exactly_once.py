@@ -193,7 +193,9 @@ async def test_every_source_record_enriched_exactly_once_through_kills_and_a_reg
     assert letters == [], "nothing dead-lettered: an outage is waited for"
 
 
-async def avro_decisions(url: str, topic: str, records: list[Any]) -> dict[bytes, dict[str, Any]]:
+async def avro_decisions(
+    url: str, topic: str, records: list[Any], field: str = "triage"
+) -> dict[bytes, dict[str, Any]]:
     """The sink's Avro values as a reader of the enriched subject decodes them."""
     from confluent_kafka.schema_registry import AsyncSchemaRegistryClient
     from confluent_kafka.schema_registry.avro import AsyncAvroDeserializer
@@ -202,8 +204,8 @@ async def avro_decisions(url: str, topic: str, records: list[Any]) -> dict[bytes
     async with AsyncSchemaRegistryClient({"url": url}) as client:
         reader = await AsyncAvroDeserializer(client)
         context = SerializationContext(topic, MessageField.VALUE)
-        decoded = {record.key: (await reader(record.value, context))["triage"] for record in records}
+        decoded = {record.key: (await reader(record.value, context))[field] for record in records}
         latest = await client.get_latest_version(f"{topic}-value")
-        assert "triage" in (latest.schema.schema_str or "")
+        assert field in (latest.schema.schema_str or "")
         assert await client.get_compatibility(f"{topic}-value") == "BACKWARD"
     return decoded

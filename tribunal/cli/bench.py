@@ -95,7 +95,7 @@ def _register_bench(bench_app: typer.Typer) -> None:
         ctx: typer.Context,
         items: Annotated[int, typer.Option(help="Good items to label")] = 3_000,
         kills: Annotated[int, typer.Option(help="kill -9s of tiers while items flow (every tier in turn)")] = 5,
-        hostile: Annotated[int, typer.Option(help="Hostile records mixed in (every kind in turn)")] = 57,
+        hostile: Annotated[int, typer.Option(help="Hostile records mixed in (every kind in turn)")] = 72,
         rate: Annotated[float, typer.Option(help="Good items per second")] = 100.0,
         broker_restart: Annotated[bool, typer.Option(help="Crash and restart the (own) broker once mid-run")] = True,
         outage_s: Annotated[float, typer.Option(help="Seconds the broker stays down before it restarts")] = 0.0,

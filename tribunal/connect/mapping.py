@@ -95,9 +95,8 @@ def lookup(record: Any, path: Path) -> Any:
     """The value at `path`, or `MappingError(missing_field)`."""
     value = record
     for depth, part in enumerate(path):
-        if type(value) is dict:  # the common case, without the ABC check's cost
-            value = value.get(part, _MISSING)
-        elif isinstance(value, Mapping):
+        # `type(...) is dict` first: the common case, without the ABC check's cost.
+        if type(value) is dict or isinstance(value, Mapping):
             value = value.get(part, _MISSING)
         elif isinstance(value, Sequence) and not isinstance(value, str | bytes) and part.isdigit():
             value = value[int(part)] if int(part) < len(value) else _MISSING
