@@ -12,9 +12,11 @@ import contextlib
 import io
 import random
 import socket
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -73,13 +75,15 @@ async def registry_for_bench(settings: Settings, fmt: str) -> AsyncIterator[str 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    local = LocalRegistry(settings.home, RegistrySettings(port=port))
-    await asyncio.to_thread(local.fetch)
-    await asyncio.to_thread(local.start)
-    try:
-        yield local.url
-    finally:
-        await asyncio.to_thread(local.stop)
+    with tempfile.TemporaryDirectory(prefix="tribunal-bench-registry-") as home:
+        # Its own data and PID file: never those of a registry `tribunal registry up` runs.
+        shared = LocalRegistry(settings.home, RegistrySettings())
+        local = await asyncio.to_thread(shared.private, Path(home), port)
+        await asyncio.to_thread(local.start)
+        try:
+            yield local.url
+        finally:
+            await asyncio.to_thread(local.stop)
 
 
 @dataclass

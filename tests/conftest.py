@@ -173,8 +173,4 @@ def _own_registry(home: Path) -> LocalRegistry:
     from tribunal.core.connect_settings import RegistrySettings
     from tribunal.localregistry import LocalRegistry
 
-    shared = LocalRegistry(REPO / ".tribunal", RegistrySettings())
-    shared.fetch()
-    (home / "registry").mkdir(parents=True)
-    (home / "registry" / shared.build_dir.name).symlink_to(shared.build_dir.resolve())
-    return LocalRegistry(home, RegistrySettings(port=_free_port()))
+    return LocalRegistry(REPO / ".tribunal", RegistrySettings()).private(home, _free_port())

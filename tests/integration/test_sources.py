@@ -183,3 +183,65 @@ async def test_a_fixed_dead_letter_replayed_reaches_the_sink(kafka_bootstrap: st
         (record,) = await read_sink(settings, out, 1)
     assert record.key == b"the-key" and list(record.headers) == [("tenant", b"acme")]
     assert orjson.loads(record.value)["tribunal"]["label"] == label
+
+
+async def test_hostile_avro_records_are_one_dead_letter_each(kafka_bootstrap: str, schema_registry_url: str) -> None:
+    """On the real registry: an unknown schema id, a truncated body, bytes that are not the wire
+    format, and a schema that is not Avro are dead-lettered once each; good records still flow."""
+    from confluent_kafka.schema_registry import AsyncSchemaRegistryClient, Schema
+    from confluent_kafka.schema_registry.avro import AsyncAvroSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    topic, out = f"avro-bad-{uuid.uuid4().hex[:8]}", f"avro-out-{uuid.uuid4().hex[:8]}"
+    settings = isolated_settings(
+        kafka_bootstrap,
+        aggregator={"policy": "criterion1"},
+        registry={"url": schema_registry_url},
+        source=[
+            {
+                "name": "bad",
+                "topic": topic,
+                "format": "avro",
+                "id": "ref",
+                "text": "body",
+                "task": "sentiment3",
+                "keep_fields": list(SCRIPT_FIELDS),
+            }
+        ],
+        sink=[{"name": "bad-out", "source": "bad", "topic": out}],
+    )
+    await create_source(settings, topic)
+    await make_topics(settings)
+    script = {
+        "type": "record",
+        "name": "Script",
+        "fields": [{"name": n, "type": "string"} for n in ("w1", "w2", "w3", "judge")],
+    }
+    fields = [{"name": "ref", "type": "string"}, {"name": "body", "type": "string"}, {"name": "script", "type": script}]
+    schema = {"type": "record", "name": "Bad", "namespace": "t", "fields": fields}
+    async with AsyncSchemaRegistryClient({"url": schema_registry_url}) as client:
+        serializer = await AsyncAvroSerializer(client, orjson.dumps(schema).decode())
+        context = SerializationContext(topic, MessageField.VALUE)
+        good = [await serializer({"ref": f"A-{n}", "body": f"text {n}", "script": json_ticket(n)[0]["script"]}, context)
+                for n in range(30)]  # fmt: skip
+        json_id = await client.register_schema(f"{topic}-json", Schema('{"type": "object"}', "JSON"))
+    unknown = b"\x00" + (2_000_000_000).to_bytes(4, "big") + good[0][5:]
+    hostile: list[Foreign] = [
+        (b"k-unknown", unknown, []),
+        (b"k-truncated", good[0][:-4], []),
+        (b"k-framing", b"\x07 not the wire format", []),
+        (b"k-json-schema", b"\x00" + json_id.to_bytes(4, "big") + b"{}", []),
+    ]
+    await produce_foreign(
+        settings, topic, [(None, v, []) for v in good[:15]] + hostile + [(None, v, []) for v in good[15:]]
+    )
+    async with running(*pipeline(settings, sources=["bad"], sinks=["bad-out"])):
+        await read_sink(settings, out, len(good))
+        letters = await read_topic(settings, f"{topic}.dlq", DeadLetter, until=lambda rs: len(rs) >= len(hostile))
+    kinds = {base64.b64decode(letter.key_b64 or ""): letter.error_kind for letter in letters}
+    assert kinds == {
+        b"k-unknown": "unknown_schema",
+        b"k-truncated": "corrupt_avro",
+        b"k-framing": "bad_framing",
+        b"k-json-schema": "wrong_schema_type",
+    }, kinds

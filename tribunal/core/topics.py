@@ -109,12 +109,15 @@ async def create_topics(settings: Settings) -> list[str]:
 
 async def delete_topics(settings: Sequence[Settings], extra: Sequence[str] = ()) -> list[str]:
     """Delete the topics of each of `settings` (and the `extra` names) that exist; return them.
-    For benches and demos on a user's broker: a run's own topics must not pile up there."""
+    For benches and demos on a user's broker: a run's own topics must not pile up there. Only
+    names under the run's prefix go: a sink topic or a source's DLQ named in the user's
+    configuration, outside the prefix, is the user's and is left alone."""
     admin = admin_client(settings[0].kafka)
     await kafka.start(admin, settings[0].kafka)
     try:
         existing = set(await admin.list_topics())
-        names = [spec.name for s in settings for spec in topic_specs(s)] + list(extra)
+        names = [spec.name for s in settings for spec in topic_specs(s) if spec.name.startswith(s.topics.prefix)]
+        names += list(extra)
         doomed = [name for name in dict.fromkeys(names) if name in existing]
         if doomed:
             await admin.delete_topics(doomed)

@@ -118,6 +118,17 @@ class LocalRegistry:
     def fetched(self) -> bool:
         return self._complete.exists()
 
+    def private(self, home: Path, port: int) -> LocalRegistry:
+        """Another registry living in `home` (its own data, PID and log) on `port`, running the
+        app built here (linked, not built again): for tests and benches, which must never share
+        a database file or a PID file with the registry `tribunal registry up` runs."""
+        self.fetch()
+        (home / "registry").mkdir(parents=True, exist_ok=True)
+        link = home / "registry" / self.build_dir.name
+        if not link.exists():
+            link.symlink_to(self.build_dir.resolve())
+        return LocalRegistry(home, self.settings.model_copy(update={"port": port}))
+
     def fetch(self, announce: Callable[[str], None] | None = None) -> Path:
         """Build the registry app into `build_dir` unless already built; return the runnable jar.
         Concurrent callers (two test sessions) wait on a lock and build it once. `announce` is
