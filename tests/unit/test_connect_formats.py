@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+from confluent_kafka.schema_registry import SchemaRegistryError
 from confluent_kafka.schema_registry._async.mock_schema_registry_client import AsyncMockSchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AsyncAvroDeserializer, AsyncAvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
@@ -40,9 +41,25 @@ TICKET_SCHEMA = json.dumps(
 TICKET = {"ref": "T-1", "subject": "my card was declined", "priority": 2}
 
 
+class MockRegistryClient(AsyncMockSchemaRegistryClient):  # type: ignore[misc]
+    """confluent-kafka's in-memory client, plus the per-subject compatibility it leaves out."""
+
+    def __init__(self) -> None:
+        super().__init__({"url": "mock://tests"})
+        self.levels: dict[str, str] = {}
+
+    async def get_compatibility(self, subject_name: str) -> str:
+        if subject_name not in self.levels:
+            raise SchemaRegistryError(404, 40401, f"subject {subject_name} has no compatibility level")
+        return self.levels[subject_name]
+
+    async def set_compatibility(self, subject_name: str, level: str) -> None:
+        self.levels[subject_name] = level
+
+
 def registry() -> SchemaRegistry:
     reg = SchemaRegistry(RegistrySettings(url="http://127.0.0.1:9/apis/ccompat/v7"))
-    reg.client = AsyncMockSchemaRegistryClient({"url": "mock://tests"})
+    reg.client = MockRegistryClient()
     return reg
 
 

@@ -23,7 +23,10 @@ from tribunal.connect.mapping import MappingError
 from tribunal.connect.registry import SchemaRegistry
 from tribunal.core.connect_settings import SourceFormat
 
-__all__ = ["SourceDecoder", "avro_body"]
+__all__ = ["SCHEMA_ID_HEADER", "SourceDecoder", "avro_body"]
+
+# Where newer Confluent serializers put the value's schema id (a GUID) instead of the prefix.
+SCHEMA_ID_HEADER = "__value_schema_id"
 
 
 class SourceDecoder:
@@ -61,8 +64,13 @@ class SourceDecoder:
 
 
 def avro_body(value: bytes, headers: Sequence[tuple[str, bytes | None]] = ()) -> tuple[int | str, io.BytesIO]:
-    """(schema id, the Avro body) of a Confluent-framed value, through confluent-kafka's own
-    framing reader (header id first, then the payload prefix)."""
+    """(schema id, the Avro body) of a Confluent-framed value: the common frame (magic byte 0,
+    4-byte id, no schema-id header) read here, every other (a GUID prefix, an id in the
+    `__value_schema_id` header) by confluent-kafka's own framing reader, header first."""
+    if value[:1] == b"\x00" and len(value) >= 5 and not any(name == SCHEMA_ID_HEADER for name, _ in headers):
+        body = io.BytesIO(value)
+        body.seek(5)
+        return int.from_bytes(value[1:5], "big"), body
     from confluent_kafka.schema_registry import dual_schema_id_deserializer
     from confluent_kafka.schema_registry.common.serde import SchemaId
     from confluent_kafka.serialization import MessageField, SerializationContext
