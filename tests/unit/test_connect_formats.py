@@ -41,20 +41,22 @@ TICKET_SCHEMA = json.dumps(
 TICKET = {"ref": "T-1", "subject": "my card was declined", "priority": 2}
 
 
-class MockRegistryClient(AsyncMockSchemaRegistryClient):  # type: ignore[misc]
+class MockRegistryClient(AsyncMockSchemaRegistryClient):
     """confluent-kafka's in-memory client, plus the per-subject compatibility it leaves out."""
 
     def __init__(self) -> None:
         super().__init__({"url": "mock://tests"})
         self.levels: dict[str, str] = {}
 
-    async def get_compatibility(self, subject_name: str) -> str:
-        if subject_name not in self.levels:
+    async def get_compatibility(self, subject_name: str | None = None) -> str:
+        if subject_name is None or subject_name not in self.levels:
             raise SchemaRegistryError(404, 40401, f"subject {subject_name} has no compatibility level")
         return self.levels[subject_name]
 
-    async def set_compatibility(self, subject_name: str, level: str) -> None:
+    async def set_compatibility(self, subject_name: str | None = None, level: str | None = None) -> str:
+        assert subject_name is not None and level is not None
         self.levels[subject_name] = level
+        return level
 
 
 def registry() -> SchemaRegistry:
