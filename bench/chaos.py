@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import SecretStr
 
+from tribunal.bench.chaos_source import good_record, sink_ids, via_source, wait_for_sink
 from tribunal.bench.hostile import CROSS_TASK, HostileRecord, account, hostile_records
 from tribunal.bench.sources import create_source_topic
 from tribunal.core.connect_settings import SinkSettings, SourceSettings
@@ -40,7 +40,7 @@ from tribunal.core.logs import configure_logging
 from tribunal.core.settings import Settings, settings_env
 from tribunal.core.topics import create_topics, partitions_of, read_to_end
 from tribunal.localkafka import LocalBroker
-from tribunal.schemas.codec import DecodeError, decode, encode, key
+from tribunal.schemas.codec import DecodeError, decode
 from tribunal.schemas.messages import DeadLetter, Item, Verdict
 
 __all__ = ["ChaosPlan", "bench_chaos"]
@@ -195,7 +195,7 @@ async def _produce(settings: Settings, plan: ChaosPlan, items: list[Item],
     try:
         early = [r for name, r in hostile if name == CROSS_TASK]
         await _publish(producer, [(r.topic, r.key, r.value, r.partition) for r in early])
-        mixed = [_good_record(settings, n, item, rng) for n, item in enumerate(items)]
+        mixed = [good_record(settings, n, item, rng) for n, item in enumerate(items)]
         for _, record in (h for h in hostile if h[0] != CROSS_TASK):
             mixed.insert(rng.randrange(len(mixed) + 1), (record.topic, record.key, record.value, record.partition))
         started, step = time.monotonic(), max(1, int(plan.rate / 10))
@@ -206,20 +206,6 @@ async def _produce(settings: Settings, plan: ChaosPlan, items: list[Item],
                 await asyncio.sleep(delay)
     finally:
         await producer.stop()
-
-
-def _good_record(
-    settings: Settings, n: int, item: Item, rng: random.Random
-) -> tuple[str, bytes | None, bytes | None, int | None]:
-    """Every third good item as a source record (random key and partition), the rest as items."""
-    if not via_source(n):
-        return settings.topics.items_topic, key(item.id), encode(item), None
-    value = orjson.dumps({"ref": item.id, "body": item.text})
-    return settings.source[0].topic, rng.randbytes(8), value, rng.randrange(settings.topics.partitions)
-
-
-def via_source(n: int) -> bool:
-    return n % 3 == 0
 
 
 async def _havoc(plan: ChaosPlan, tiers: list[_Tier], broker: LocalBroker, rng: random.Random,
@@ -284,21 +270,6 @@ async def _letters(settings: Settings) -> tuple[list[DeadLetter], int]:
             except DecodeError:
                 unreadable += 1
     return letters, unreadable
-
-
-async def _sink_ids(settings: Settings) -> Counter[str]:
-    """Item id -> how many enriched records of it the sink topic holds."""
-    tps = await partitions_of(settings, settings.sink[0].topic)
-    return Counter([orjson.loads(r.value or b"{}")["tribunal"]["item_id"] async for r in read_to_end(settings, tps)])
-
-
-async def _wait_for_sink(settings: Settings, ids: set[str], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(KafkaError):
-            if ids <= set(await _sink_ids(settings)):
-                return
-        await asyncio.sleep(2.0)
 
 
 async def _copies_sent(
@@ -367,14 +338,14 @@ async def _run(settings: Settings, plan: ChaosPlan, broker: LocalBroker, rng: ra
         await _produce(settings, plan, items, hostile, rng)
         await havoc
         await _wait_for_labels(settings, ids, plan.drain_timeout_s)
-        await _wait_for_sink(settings, sourced, plan.drain_timeout_s)
+        await wait_for_sink(settings, sourced, plan.drain_timeout_s)
         drained = time.monotonic()
     finally:
         stop.set()
         await asyncio.gather(*(tier.stop() for tier in tiers))
         await asyncio.gather(*keepers, return_exceptions=True)
     labels = await _labels(settings)
-    on_sink = await _sink_ids(settings)
+    on_sink = await sink_ids(settings)
     letters, unreadable = await _letters(settings)
     counts = Counter(v.item_id for v in labels)
     by_kind: dict[str, Counter[str]] = defaultdict(Counter)

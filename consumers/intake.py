@@ -26,7 +26,7 @@ from tribunal.connect.formats import SourceDecoder
 from tribunal.connect.mapping import MappedItem, MappingError, SourceMapping
 from tribunal.connect.registry import SchemaRegistry
 from tribunal.core.batches import Output
-from tribunal.core.connect_settings import SourceSettings
+from tribunal.core.connect_settings import REGISTRY_FORMATS, SourceSettings
 from tribunal.core.intake import headers_b64
 from tribunal.core.logs import configure_logging, get_logger
 from tribunal.core.process import tune_gc
@@ -135,7 +135,7 @@ class IntakeProcessor(Processor):
 
 def registry_for(settings: Settings, formats: set[str]) -> SchemaRegistry | None:
     """A registry client when a format needs one (it imports confluent-kafka: only then)."""
-    if "avro" not in formats:
+    if not formats & REGISTRY_FORMATS:
         return None
     return SchemaRegistry(settings.registry)
 

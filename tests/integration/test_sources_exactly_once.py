@@ -44,6 +44,21 @@ TICKET_SCHEMA = {
 }
 
 
+TICKET_JSON_SCHEMA = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "title": "Ticket",
+    "type": "object",
+    "properties": {
+        "ref": {"type": "string"},
+        "subject": {"type": "string"},
+        "body": {"type": "string"},
+        "priority": {"type": ["integer", "null"]},
+        "script": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+    "required": ["ref", "subject", "body", "script"],
+}
+
+
 def ticket(n: int) -> tuple[dict[str, Any], str]:
     answers, label = ANSWERS[n % len(ANSWERS)]
     record = {
@@ -65,23 +80,27 @@ def produce_with_librdkafka(bootstrap: str, topic: str, fmt: str, registry_url: 
 
     serialize = None
     client = None
-    if fmt == "avro":
+    if fmt in ("avro", "jsonschema"):
         from confluent_kafka.schema_registry import SchemaRegistryClient
         from confluent_kafka.schema_registry.avro import AvroSerializer
+        from confluent_kafka.schema_registry.json_schema import JSONSerializer
         from confluent_kafka.serialization import MessageField, SerializationContext
 
         client = SchemaRegistryClient({"url": registry_url})
-        avro = AvroSerializer(client, json.dumps(TICKET_SCHEMA))
+        if fmt == "avro":
+            framed = AvroSerializer(client, json.dumps(TICKET_SCHEMA))
+        else:
+            framed = JSONSerializer(json.dumps(TICKET_JSON_SCHEMA), client)
 
         def serialize(record: dict[str, Any]) -> bytes:
-            return bytes(avro(record, SerializationContext(topic, MessageField.VALUE)))
+            return bytes(framed(record, SerializationContext(topic, MessageField.VALUE)))
 
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True})
     expected: dict[bytes, str] = {}
     for n in range(COUNT):
         record, label = ticket(n)
         key = uuid.uuid4().hex.encode()
-        if fmt == "avro":
+        if serialize is not None:
             value = serialize(record)
         elif fmt == "json":
             value = orjson.dumps(record)
@@ -133,7 +152,7 @@ async def sink_reaches(settings: Settings, topic: str, count: int) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt", ["avro", "json", "text"])
+@pytest.mark.parametrize("fmt", ["avro", "json", "text", "jsonschema"])
 async def test_every_source_record_enriched_exactly_once_through_kills_and_a_registry_outage(
     fmt: str, kafka_bootstrap: str, schema_registry_url: str, local_registry: LocalRegistry | None
 ) -> None:
@@ -182,7 +201,10 @@ async def test_every_source_record_enriched_exactly_once_through_kills_and_a_reg
     assert not {k: c for k, c in keys.items() if c > 1}, "a source record enriched twice"
     assert set(keys) == set(expected), f"{len(set(expected) - set(keys))} source records missing on the sink"
     assert all(dict(record.headers)["tenant"].startswith(b"acme-") for record in records)
-    if fmt != "avro":
+    if fmt == "jsonschema":
+        assert all(record.value[:1] == b"\x00" for record in records), "framed by the enriched schema's id"
+        decisions = {record.key: orjson.loads(record.value[5:])["triage"] for record in records}
+    elif fmt != "avro":
         decisions = {record.key: orjson.loads(record.value)["triage"] for record in records}
     else:
         decisions = await avro_decisions(schema_registry_url, out, records)

@@ -170,3 +170,39 @@ def test_the_added_avro_field_is_nullable_and_never_clobbers_one() -> None:
         avro_with_field(TICKET_SCHEMA, "subject")
     with pytest.raises(ConfigError, match="not a record"):
         avro_with_field('"string"', "triage")
+
+
+TICKET_JSON_SCHEMA = json.dumps(
+    {"type": "object", "properties": {"ref": {"type": "string"}, "subject": {"type": "string"}}, "required": ["ref"]}
+)
+
+
+@pytest.mark.asyncio
+async def test_json_schema_values_decode_and_enrich_behind_their_own_frame() -> None:
+    from confluent_kafka.schema_registry import Schema
+    from confluent_kafka.schema_registry.common.serde import SchemaId
+
+    reg = registry()
+    writer = await reg.client.register_schema("tickets-value", Schema(TICKET_JSON_SCHEMA, "JSON"))
+    avro_id = await reg.client.register_schema("other-value", Schema(TICKET_SCHEMA, "AVRO"))
+    frame = SchemaId("JSON", writer).id_to_bytes()
+    value = frame + b'{"ref": "T-1", "subject": "card"}'
+    decoder = SourceDecoder("jsonschema", 10_000, reg)
+    assert await decoder.decode(value) == {"ref": "T-1", "subject": "card"}
+    for bad, kind in [
+        (frame + b"[1]", "not_object"),
+        (SchemaId("JSON", avro_id).id_to_bytes() + b"{}", "wrong_schema_type"),
+        (b"\x00\x00\x00\x03\xe7{}", "unknown_schema"),
+    ]:
+        with pytest.raises(MappingError) as caught:
+            await decoder.decode(bad)
+        assert caught.value.kind == kind
+
+    sink = SinkSettings(name="out", source="tickets", topic="triaged")
+    out = await Enricher(sink, "jsonschema", reg).record(verdict(source_record(value)))
+    enriched_id = int.from_bytes((out.value or b"")[1:5], "big")
+    assert enriched_id != writer and (out.value or b"")[:1] == b"\x00"
+    body = orjson.loads((out.value or b"")[5:])
+    assert body["ref"] == "T-1" and body["tribunal"]["label"] == "card_declined"
+    enriched = json.loads((await reg.client.get_schema(enriched_id)).schema_str or "")
+    assert "tribunal" in enriched["properties"] and enriched["required"] == ["ref"]

@@ -4,6 +4,8 @@ the source's format) with one field added that holds the decision.
 - `json`: the object with `<field>: {label, confidence, decided_by, policy, rule_version,
   item_id, decided_at}`;
 - `text`: `{"text": <the value>, <field>: ...}` as JSON (a text value has no field to add);
+- `jsonschema`: the object with the field, behind the frame of the writer's JSON Schema plus an
+  optional `<field>` property, registered under `<topic>-value` (BACKWARD);
 - `avro`: the writer schema plus a nullable `<field>` record, registered under `<topic>-value`
   with BACKWARD compatibility through confluent-kafka's registry client; the value is the
   enriched record written by fastavro behind confluent-kafka's own frame of that schema id
@@ -25,16 +27,17 @@ from typing import Any
 import orjson
 
 from tribunal.connect.formats import SCHEMA_ID_HEADER, avro_body
-from tribunal.connect.registry import SchemaRegistry, avro_with_field
+from tribunal.connect.registry import SchemaRegistry, avro_with_field, json_schema_with_field
 from tribunal.core.batches import Output
-from tribunal.core.connect_settings import SinkSettings, SourceFormat
+from tribunal.core.connect_settings import REGISTRY_FORMATS, SinkSettings, SourceFormat
 from tribunal.schemas.messages import SourceRecord, Verdict
 
 __all__ = ["CE_TYPE", "Enricher", "decision"]
 
 CE_TYPE = "dev.tribunal.label.v1"
 _SCHEMA_ID_HEADERS = frozenset({SCHEMA_ID_HEADER})
-_CONTENT_TYPES = {"json": "application/json", "text": "application/json", "avro": "application/avro"}
+_CONTENT_TYPES = {"json": "application/json", "text": "application/json", "avro": "application/avro",
+                  "jsonschema": "application/json"}  # fmt: skip
 
 
 def decision(verdict: Verdict) -> dict[str, Any]:
@@ -54,13 +57,14 @@ class Enricher:
     """Builds one sink's records (see the module doc)."""
 
     def __init__(self, sink: SinkSettings, source_format: SourceFormat, registry: SchemaRegistry | None) -> None:
-        if source_format == "avro" and registry is None:
-            raise ValueError("an avro sink needs a schema registry")
+        if source_format in REGISTRY_FORMATS and registry is None:
+            raise ValueError(f"a {source_format} sink needs a schema registry")
         self._sink = sink
         self._format = source_format
         self._registry = registry
         # writer schema id -> (the enriched schema's frame, its fastavro-parsed form)
         self._enriched: dict[int | str, tuple[bytes, Any]] = {}
+        self._frames: dict[int | str, bytes] = {}  # JSON Schema: writer schema id -> enriched frame
 
     async def record(self, verdict: Verdict) -> Output:
         source = verdict.source
@@ -74,6 +78,9 @@ class Enricher:
             enriched = orjson.dumps(record)
         elif self._format == "text":
             enriched = orjson.dumps({"text": value.decode("utf-8"), self._sink.field: added})
+        elif self._format == "jsonschema":
+            headers = [(name, raw) for name, raw in headers if name not in _SCHEMA_ID_HEADERS]
+            enriched = await self._json_schema(value, source, added)
         else:
             headers = [(name, raw) for name, raw in headers if name not in _SCHEMA_ID_HEADERS]
             enriched = await self._avro(value, source, added)
@@ -81,6 +88,16 @@ class Enricher:
             headers += _cloudevent_headers(self._sink, verdict, _CONTENT_TYPES[self._format])
         key = None if source.key_b64 is None else base64.b64decode(source.key_b64)
         return Output(self._sink.topic, enriched, key, headers=headers)
+
+    async def _json_schema(self, value: bytes, source: SourceRecord, added: dict[str, Any]) -> bytes:
+        assert self._registry is not None
+        schema_key, body = avro_body(value, _headers(source))
+        frame = self._frames.get(schema_key)
+        if frame is None:
+            frame = self._frames[schema_key] = await _json_schema_frame(self._registry, self._sink, schema_key)
+        record = orjson.loads(body.read())
+        record[self._sink.field] = added
+        return frame + orjson.dumps(record)
 
     async def _avro(self, value: bytes, source: SourceRecord, added: dict[str, Any]) -> bytes:
         import fastavro
@@ -101,6 +118,14 @@ class Enricher:
         out.write(enriched[0])
         fastavro.schemaless_writer(out, enriched[1], record)
         return out.getvalue()
+
+
+async def _json_schema_frame(registry: SchemaRegistry, sink: SinkSettings, schema_key: int | str) -> bytes:
+    from confluent_kafka.schema_registry.common.serde import SchemaId
+
+    schema = json_schema_with_field(await registry.json_schema(schema_key), sink.field)
+    schema_id = await registry.register_backward(f"{sink.topic}-value", schema, "JSON")
+    return bytes(SchemaId("JSON", schema_id).id_to_bytes())
 
 
 def _headers(source: SourceRecord) -> list[tuple[str, bytes]]:

@@ -2,6 +2,8 @@
 
 - `json`: a JSON object;
 - `text`: the UTF-8 value itself;
+- `jsonschema`: the same frame around a JSON object (the writer's serializer validated it
+  against its schema; the schema id must name a JSON Schema the registry has);
 - `avro`: Confluent wire format (magic byte, schema id; or the id in a `__value_schema_id`
   header where newer serializers put it), the writer schema fetched from the registry by id,
   the body read by fastavro.
@@ -21,7 +23,7 @@ import orjson
 
 from tribunal.connect.mapping import MappingError
 from tribunal.connect.registry import SchemaRegistry
-from tribunal.core.connect_settings import SourceFormat
+from tribunal.core.connect_settings import REGISTRY_FORMATS, SourceFormat
 
 __all__ = ["SCHEMA_ID_HEADER", "SourceDecoder", "avro_body"]
 
@@ -33,8 +35,8 @@ class SourceDecoder:
     """Decodes one source's values (see the module doc)."""
 
     def __init__(self, fmt: SourceFormat, max_value_bytes: int, registry: SchemaRegistry | None = None) -> None:
-        if fmt == "avro" and registry is None:
-            raise ValueError("the avro format needs a schema registry")
+        if fmt in REGISTRY_FORMATS and registry is None:
+            raise ValueError(f"the {fmt} format needs a schema registry")
         self.format = fmt
         self._limit = max_value_bytes
         self._registry = registry
@@ -59,6 +61,9 @@ class SourceDecoder:
             return _json_object(value)
         assert self._registry is not None
         schema_key, body = avro_body(value, headers)
+        if self.format == "jsonschema":
+            await self._registry.json_schema(schema_key)  # it exists, and it is a JSON Schema
+            return _json_object(body.read())
         parsed = await self._registry.avro_schema(schema_key)
         return _read_avro(body, parsed)
 

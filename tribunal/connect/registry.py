@@ -25,7 +25,7 @@ from tribunal.core.logs import get_logger
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-__all__ = ["SchemaRegistry", "avro_with_field"]
+__all__ = ["SchemaRegistry", "avro_with_field", "json_schema_with_field"]
 
 log = get_logger("tribunal.registry")
 
@@ -40,6 +40,7 @@ class SchemaRegistry:
         # Our backoff loop is the only one: the client's own retries would hide an outage's start.
         self.client = AsyncSchemaRegistryClient({**settings.client_config(), "max.retries": 0})
         self._avro: dict[int | str, Any] = {}  # schema id or GUID -> fastavro-parsed writer schema
+        self._json: dict[int | str, str] = {}  # schema id or GUID -> JSON Schema text
         self._registered: dict[tuple[str, str], int] = {}
 
     async def avro_schema(self, schema_id: int | str) -> Any:
@@ -54,6 +55,17 @@ class SchemaRegistry:
                 raise MappingError(f"schema {schema_id} is {schema.schema_type}, not Avro", "wrong_schema_type")
             parsed = self._avro[schema_id] = fastavro.parse_schema(orjson.loads(schema.schema_str))
         return parsed
+
+    async def json_schema(self, schema_id: int | str) -> str:
+        """The text of the JSON Schema with this id (`MappingError` if the registry has none, or
+        if it is of another type)."""
+        text = self._json.get(schema_id)
+        if text is None:
+            schema = await self._schema(schema_id)
+            if schema.schema_type != "JSON":
+                raise MappingError(f"schema {schema_id} is {schema.schema_type}, not JSON Schema", "wrong_schema_type")
+            text = self._json[schema_id] = str(schema.schema_str)
+        return text
 
     async def schema_text(self, schema_id: int | str) -> str:
         return str((await self._schema(schema_id)).schema_str)
@@ -151,3 +163,30 @@ def avro_with_field(writer_schema: str, field: str) -> str:
     }
     fields = [*schema.get("fields", []), {"name": field, "type": ["null", decision], "default": None}]
     return orjson.dumps({**schema, "fields": fields}).decode()
+
+
+def json_schema_with_field(writer_schema: str, field: str) -> str:
+    """The writer's JSON Schema with one more, optional property `field` (the decision): BACKWARD
+    compatible, since no record of the writer is refused by it. `ConfigError` if the schema is
+    not an object schema or already names such a property."""
+    schema = orjson.loads(writer_schema)
+    if not isinstance(schema, dict) or schema.get("type", "object") != "object":
+        raise ConfigError("the source's JSON Schema is not an object schema: the sink can add a property only to one")
+    properties = dict(schema.get("properties", {}))
+    if field in properties:
+        raise ConfigError(
+            f"the source's records already have a property {field!r}: set the sink's field to another name"
+        )
+    properties[field] = {
+        "type": "object",
+        "properties": {
+            "label": {"type": "string"},
+            "confidence": {"type": "number"},
+            "decided_by": {"type": "string"},
+            "policy": {"type": "string"},
+            "rule_version": {"type": "integer"},
+            "item_id": {"type": "string"},
+            "decided_at": {"type": "number"},
+        },
+    }
+    return orjson.dumps({**schema, "properties": properties}).decode()

@@ -14,6 +14,7 @@ from tribunal.core.kafka_settings import Section
 __all__ = [
     "KEY_ID",
     "OFFSET_ID",
+    "REGISTRY_FORMATS",
     "SOURCE_FORMATS",
     "RegistrySettings",
     "SinkSettings",
@@ -21,8 +22,10 @@ __all__ = [
     "SourceSettings",
 ]
 
-SourceFormat = Literal["json", "text", "avro"]
-SOURCE_FORMATS: tuple[SourceFormat, ...] = ("json", "text", "avro")
+SourceFormat = Literal["json", "text", "avro", "jsonschema"]
+SOURCE_FORMATS: tuple[SourceFormat, ...] = ("json", "text", "avro", "jsonschema")
+# The formats framed by a Schema Registry (Confluent wire format).
+REGISTRY_FORMATS: frozenset[str] = frozenset({"avro", "jsonschema"})
 # Special `id` mappings: the record's key (UTF-8), or where the record sits (the default).
 KEY_ID = "@key"
 OFFSET_ID = "@offset"
@@ -31,7 +34,8 @@ _NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
 
 class RegistrySettings(Section):
     """A Schema Registry with the Confluent REST API (Confluent, Apicurio's `ccompat`, Karapace,
-    Redpanda). `url` None: no registry, so only the `json` and `text` formats can be read.
+    Redpanda). `url` None: no registry, so only the `json` and `text` formats can be read, not `avro` or
+    `jsonschema`.
     `tribunal registry up` starts a local one (Apicurio Registry from Maven Central) on `port`."""
 
     url: str | None = None

@@ -25,7 +25,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from tribunal.core.connect_settings import RegistrySettings, SinkSettings, SourceSettings
+from tribunal.core.connect_settings import REGISTRY_FORMATS, RegistrySettings, SinkSettings, SourceSettings
 from tribunal.core.errors import ConfigError
 from tribunal.core.kafka_settings import KafkaSettings, RuntimeSettings, Section, TopicSettings
 from tribunal.schemas.codec import DEFAULT_MAX_MESSAGE_BYTES, RECORD_HEADROOM_BYTES, DecodeContext
@@ -233,8 +233,9 @@ class Settings(BaseSettings):
             raise ValueError("two [[sink]] tables have the same name")
         ours = {self.topics.name(t) for t in (self.topics.items, self.topics.votes, self.topics.labels)}
         for source in self.source:
-            if source.format == "avro" and self.registry.url is None:
-                raise ValueError(f"source {source.name} reads avro: set registry.url (TRIBUNAL_REGISTRY__URL)")
+            if source.format in REGISTRY_FORMATS and self.registry.url is None:
+                why = f"source {source.name} reads {source.format}: set registry.url (TRIBUNAL_REGISTRY__URL)"
+                raise ValueError(why)
             if source.topic in ours:
                 raise ValueError(f"source {source.name} reads {source.topic}, one of Tribunal's own topics")
         for sink in self.sink:
