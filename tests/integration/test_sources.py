@@ -224,7 +224,9 @@ async def test_hostile_avro_records_are_one_dead_letter_each(kafka_bootstrap: st
         context = SerializationContext(topic, MessageField.VALUE)
         good = [await serializer({"ref": f"A-{n}", "body": f"text {n}", "script": json_ticket(n)[0]["script"]}, context)
                 for n in range(30)]  # fmt: skip
-        json_id = await client.register_schema(f"{topic}-json", Schema('{"type": "object"}', "JSON"))
+        json_id = await client.register_schema(
+            f"{topic}-json", Schema('{"$schema": "http://json-schema.org/draft-07/schema#", "type": "object"}', "JSON")
+        )
     unknown = b"\x00" + (2_000_000_000).to_bytes(4, "big") + good[0][5:]
     hostile: list[Foreign] = [
         (b"k-unknown", unknown, []),
