@@ -9,10 +9,35 @@ from typing import Any
 import orjson
 
 from tribunal.consumers.policy.ballots import Accept, HeldVote, Policy, ballots, plurality
-from tribunal.schemas.messages import SCHEMA_VERSION, DecidedBy, EscalationReason, Item, JudgeRequest, Verdict, Vote
+from tribunal.core.metrics import ITEM_LATENCY
+from tribunal.schemas.messages import (
+    SCHEMA_VERSION,
+    DecidedBy,
+    EscalationReason,
+    Item,
+    JudgeRequest,
+    SourceRecord,
+    Verdict,
+    Vote,
+)
 from tribunal.schemas.tasks import TaskRegistry
 
-__all__ = ["fallback_verdict", "judge_request", "verdict_bytes", "verdict_for", "vote_dict", "vote_model"]
+__all__ = [
+    "fallback_verdict",
+    "judge_request",
+    "observe_latency",
+    "verdict_bytes",
+    "verdict_for",
+    "vote_dict",
+    "vote_model",
+]
+
+
+def observe_latency(task: str, decided_by: str, produced_at: float, source: SourceRecord | None, now: float) -> None:
+    """Count a label's end-to-end latency (`tribunal_item_latency_seconds`): from its source
+    record's timestamp when it came through an intake, else from the item's `produced_at`."""
+    started = source.timestamp_ms / 1000.0 if source is not None and source.timestamp_ms > 0 else produced_at
+    ITEM_LATENCY.labels(task, decided_by).observe(max(0.0, now - started))
 
 
 def verdict_for(

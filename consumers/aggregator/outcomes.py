@@ -17,12 +17,12 @@ from tribunal.consumers.aggregator.judge_budget import JudgeBudget
 from tribunal.consumers.aggregator.policies import TaskPolicies
 from tribunal.consumers.aggregator.state import PartitionState, Pending
 from tribunal.consumers.policy.ballots import Accept, Decision, Escalate, Policy, audited
-from tribunal.consumers.verdicts import fallback_verdict, judge_request, verdict_bytes
+from tribunal.consumers.verdicts import fallback_verdict, judge_request, observe_latency, verdict_bytes
 from tribunal.core.batches import Output
 from tribunal.core.kafka_settings import TopicSettings
 from tribunal.core.metrics import DECISIONS
 from tribunal.schemas.codec import encode, key
-from tribunal.schemas.messages import EscalationReason, Item
+from tribunal.schemas.messages import DecidedBy, EscalationReason, Item
 from tribunal.schemas.tasks import TaskRegistry
 
 __all__ = ["DecisionOutputs"]
@@ -65,6 +65,7 @@ class DecisionOutputs:
             _ACCEPTED.inc()
             value = verdict_bytes(item, pending.votes, decision, policy, now, rate)
             outputs = [Output(self._topics.labels_topic, value, key(item_id))]
+            observe_latency(item.task, DecidedBy.WORKERS.value, item.produced_at, item.source, now)
             if audited(item_id, self._audit_rate if rate is None else rate) and self._judge_budget.admit(now):
                 outputs.append(self._escalate(item, pending, EscalationReason.AUDIT, policy, rate, None)[0])
         elif isinstance(decision, Escalate):
@@ -96,6 +97,8 @@ class DecisionOutputs:
         if not admitted:
             DECISIONS.labels("fallback_budget", reason.value).inc()
             verdict = fallback_verdict(request, self._tasks)
+            if now is not None:
+                observe_latency(item.task, verdict.decided_by.value, item.produced_at, item.source, now)
             return Output(self._topics.labels_topic, encode(verdict), key(item.id)), None
         DECISIONS.labels("escalate", reason.value).inc()
         return Output(self._topics.judge_topic, encode(request), key(item.id)), ticket

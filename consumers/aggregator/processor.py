@@ -48,6 +48,7 @@ from tribunal.consumers.aggregator.waits import WaitSchedule
 from tribunal.consumers.policy.ballots import HeldVote, Policy, Wait, audited, final
 from tribunal.consumers.tables.reliability import ReliabilityTotals
 from tribunal.consumers.tables.rules import RuleTable
+from tribunal.consumers.verdicts import observe_latency
 from tribunal.core.batches import Output
 from tribunal.core.logs import configure_logging, get_logger
 from tribunal.core.metrics import (
@@ -197,6 +198,7 @@ class AggregatorProcessor(Processor):
             return [self._dead_letters.refuse(record, *refusal)]
         state.decide(verdict.item_id, now)
         DECISIONS.labels("verdict_published", verdict.reason.value if verdict.reason else "").inc()
+        observe_latency(verdict.task, verdict.decided_by.value, verdict.item_produced_at, verdict.source, now)
         return [Output(self._topics.labels_topic, record.raw, key(verdict.item_id))]
 
     # --- decisions ---------------------------------------------------------------------------

@@ -25,6 +25,7 @@ __all__ = [
     "DEAD_LETTERS",
     "DECISIONS",
     "FAST_PATH_PRECISION",
+    "ITEM_LATENCY",
     "JUDGE_BACKLOG",
     "LATE_VOTES",
     "PENDING_ITEMS",
@@ -99,6 +100,14 @@ TARGET_RULE = Info(
     "tribunal_target_rule", "The target policy's rule in force: version and why it was published", ["task"]
 )
 JUDGE_BACKLOG = Gauge("tribunal_judge_backlog_records", "Escalations not yet judged, as the aggregator last measured")
+# End to end, in production: from the item's source record (its Kafka timestamp) or, for an item
+# produced straight to `items`, its `produced_at`, to the transaction that publishes its label.
+ITEM_LATENCY = Histogram(
+    "tribunal_item_latency_seconds",
+    "From an item's source record or production to its label's transaction",
+    ["task", "decided_by"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
 REGISTRY_UP = Gauge(
     "tribunal_registry_reachable_ratio", "1 while the Schema Registry answers, 0 while a tier waits for it"
 )
