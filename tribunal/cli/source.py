@@ -66,17 +66,18 @@ async def check(settings: Settings, name: str, limit: int, timeout_s: float = 10
 
 
 async def _first(consumer: AIOKafkaConsumer, tps: list[TopicPartition], limit: int, timeout_s: float) -> list[Any]:
-    """Up to `limit` records, interleaved across partitions, or fewer once every partition is read."""
+    """Up to `limit` records, interleaved across partitions: up to `limit` are read from each
+    partition (or all it has), so a busy partition never hides the others' first records."""
     ends = await consumer.end_offsets(tps)
-    per: dict[int, list[Any]] = {tp.partition: [] for tp in tps}
+    per: dict[TopicPartition, list[Any]] = {tp: [] for tp in tps}
     deadline = time.monotonic() + timeout_s
-    while sum(len(rs) for rs in per.values()) < limit and time.monotonic() < deadline:
-        batch = await consumer.getmany(timeout_ms=200, max_records=limit)
-        for tp, records in batch.items():
-            per[tp.partition] += records
-        positions = [await consumer.position(tp) for tp in tps]
-        if all(position >= ends[tp] for position, tp in zip(positions, tps, strict=True)):
+    while time.monotonic() < deadline:
+        wanted = [tp for tp in tps if len(per[tp]) < limit and await consumer.position(tp) < ends[tp]]
+        if not wanted:
             break
+        batch = await consumer.getmany(*wanted, timeout_ms=200, max_records=limit)
+        for tp, records in batch.items():
+            per[tp] += records[: limit - len(per[tp])]
     interleaved = [rs[i] for i in range(limit) for rs in per.values() if i < len(rs)][:limit]
     return [
         Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp, r.value, r.headers) for r in interleaved
