@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from tribunal.connect.formats import SCHEMA_ID_HEADER, avro_body
+from tribunal.connect.formats import SCHEMA_ID_HEADER, framed_body
 from tribunal.connect.registry import SchemaRegistry, avro_with_field, json_schema_with_field
 from tribunal.core.batches import Output
 from tribunal.core.connect_settings import REGISTRY_FORMATS, SinkSettings, SourceFormat
@@ -73,37 +73,37 @@ class Enricher:
         headers = _headers(source)
         added = decision(verdict)
         if self._format == "json":
-            record = orjson.loads(value)
-            record[self._sink.field] = added
-            enriched = orjson.dumps(record)
+            enriched = self._with_field(value, added)
         elif self._format == "text":
             enriched = orjson.dumps({"text": value.decode("utf-8"), self._sink.field: added})
-        elif self._format == "jsonschema":
-            headers = [(name, raw) for name, raw in headers if name not in _SCHEMA_ID_HEADERS]
-            enriched = await self._json_schema(value, source, added)
         else:
+            schema_key, body = framed_body(value, headers)
+            if self._format == "jsonschema":
+                enriched = await self._json_schema(schema_key, body, added)
+            else:
+                enriched = await self._avro(schema_key, body, added)
             headers = [(name, raw) for name, raw in headers if name not in _SCHEMA_ID_HEADERS]
-            enriched = await self._avro(value, source, added)
         if self._sink.cloudevents:
             headers += _cloudevent_headers(self._sink, verdict, _CONTENT_TYPES[self._format])
         key = None if source.key_b64 is None else base64.b64decode(source.key_b64)
         return Output(self._sink.topic, enriched, key, headers=headers)
 
-    async def _json_schema(self, value: bytes, source: SourceRecord, added: dict[str, Any]) -> bytes:
+    def _with_field(self, json_object: bytes, added: dict[str, Any]) -> bytes:
+        record = orjson.loads(json_object)
+        record[self._sink.field] = added
+        return orjson.dumps(record)
+
+    async def _json_schema(self, schema_key: int | str, body: io.BytesIO, added: dict[str, Any]) -> bytes:
         assert self._registry is not None
-        schema_key, body = avro_body(value, _headers(source))
         frame = self._frames.get(schema_key)
         if frame is None:
             frame = self._frames[schema_key] = await _json_schema_frame(self._registry, self._sink, schema_key)
-        record = orjson.loads(body.read())
-        record[self._sink.field] = added
-        return frame + orjson.dumps(record)
+        return frame + self._with_field(body.read(), added)
 
-    async def _avro(self, value: bytes, source: SourceRecord, added: dict[str, Any]) -> bytes:
+    async def _avro(self, schema_key: int | str, body: io.BytesIO, added: dict[str, Any]) -> bytes:
         import fastavro
 
         assert self._registry is not None
-        schema_key, body = avro_body(value, _headers(source))
         enriched = self._enriched.get(schema_key)
         if enriched is None:
             from confluent_kafka.schema_registry.common.serde import SchemaId

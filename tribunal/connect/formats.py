@@ -25,7 +25,7 @@ from tribunal.connect.mapping import MappingError
 from tribunal.connect.registry import SchemaRegistry
 from tribunal.core.connect_settings import REGISTRY_FORMATS, SourceFormat
 
-__all__ = ["SCHEMA_ID_HEADER", "SourceDecoder", "avro_body"]
+__all__ = ["SCHEMA_ID_HEADER", "SourceDecoder", "framed_body"]
 
 # Where newer Confluent serializers put the value's schema id (a GUID) instead of the prefix.
 SCHEMA_ID_HEADER = "__value_schema_id"
@@ -60,7 +60,7 @@ class SourceDecoder:
         if self.format == "json":
             return _json_object(value)
         assert self._registry is not None
-        schema_key, body = avro_body(value, headers)
+        schema_key, body = framed_body(value, headers)
         if self.format == "jsonschema":
             await self._registry.json_schema(schema_key)  # it exists, and it is a JSON Schema
             return _json_object(body.read())
@@ -68,8 +68,8 @@ class SourceDecoder:
         return _read_avro(body, parsed)
 
 
-def avro_body(value: bytes, headers: Sequence[tuple[str, bytes | None]] = ()) -> tuple[int | str, io.BytesIO]:
-    """(schema id, the Avro body) of a Confluent-framed value: the common frame (magic byte 0,
+def framed_body(value: bytes, headers: Sequence[tuple[str, bytes | None]] = ()) -> tuple[int | str, io.BytesIO]:
+    """(schema id, the body) of a Confluent-framed value (Avro or JSON Schema): the common frame (magic byte 0,
     4-byte id, no schema-id header) read here, every other (a GUID prefix, an id in the
     `__value_schema_id` header) by confluent-kafka's own framing reader, header first."""
     if value[:1] == b"\x00" and len(value) >= 5 and not any(name == SCHEMA_ID_HEADER for name, _ in headers):
